@@ -1,0 +1,45 @@
+# One Makefile: every target installs what it needs into .venv first.
+PY := $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PROTOS := $(wildcard proto/callagent/v1/*.proto)
+BUF := .tools/node_modules/.bin/buf
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: help install gen lint test run bench clean
+
+help:  ## list the targets
+	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(STAMP)  ## create .venv and install the project with dev tools
+
+gen: $(STAMP)  ## regenerate gen/ from proto/ (commit the result)
+	$(BIN)/python gen/regenerate.py
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@1
+
+lint: $(STAMP) $(BUF)  ## buf lint, ruff, mypy
+	$(BUF) lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: $(STAMP)  ## run the whole test suite (embedded PostgreSQL unless DATABASE_URL is set)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+run: $(STAMP)  ## run the whole stack: embedded PostgreSQL, core, gateway
+	$(BIN)/python -m core.devstack
+
+bench: $(STAMP)  ## run the benchmarks and print their figures
+	$(BIN)/python -m tests.bench
+
+clean:  ## remove the venv and local data
+	rm -rf $(VENV) .tools .callagent

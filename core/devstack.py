@@ -1,0 +1,96 @@
+"""`make run`: embedded PostgreSQL (unless DATABASE_URL is set), core and gateway.
+
+The supervisor prepares the database once (migrations, demo customer), then runs
+each service as a child process with DATABASE_URL pointing at the same server.
+Ctrl-C (or SIGTERM) stops the children, then the embedded server it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from typing import Any
+
+from core import api_keys, server
+from core.db import database
+from core.settings import Settings, get_settings
+
+DEMO_CUSTOMER = "demo"
+SERVICES = {"core": "core.server", "gateway": "gateway.main"}
+
+
+async def _demo_key(dsn: str, settings: Settings) -> str | None:
+    """Create the demo customer's key on first start; None when it already exists."""
+    conn = await database.connect(dsn)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM customers WHERE name = $1", DEMO_CUSTOMER)
+        if exists:
+            return None
+        created = await api_keys.create_key(
+            conn, DEMO_CUSTOMER, quota_limit=settings.default_quota_limit
+        )
+        return created.api_key
+    finally:
+        await conn.close()
+
+
+async def _supervise(settings: Settings) -> int:
+    dsn = await server.prepare_database(settings)
+    demo_key = await _demo_key(dsn, settings)
+    env = {**os.environ, "DATABASE_URL": dsn}
+    children: dict[str, asyncio.subprocess.Process] = {}
+    for name, module in SERVICES.items():
+        children[name] = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", module, env=env
+        )
+    print(f"gateway: http://127.0.0.1:{settings.callagent_http_port}", flush=True)
+    print(f"core gRPC: {settings.callagent_bind_host}:{settings.callagent_grpc_port}", flush=True)
+    if demo_key:
+        print(f"demo customer API key (shown once): {demo_key}", flush=True)
+    else:
+        print("demo customer exists; new key: callagent keys create --customer demo", flush=True)
+    print("Ctrl-C stops everything.", flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    waits: dict[asyncio.Task[Any], str] = {
+        asyncio.create_task(proc.wait()): name for name, proc in children.items()
+    }
+    stopper = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({stopper, *waits}, return_when=asyncio.FIRST_COMPLETED)
+    exit_code = 0
+    for task in done:
+        if task in waits:
+            print(f"{waits[task]} exited with {task.result()}; stopping the rest", flush=True)
+            exit_code = 1
+    stopper.cancel()
+    for proc in children.values():
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+    for name, proc in children.items():
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=10)
+        except TimeoutError:
+            print(f"{name} did not stop in 10 s; killing it", flush=True)
+            proc.kill()
+            await proc.wait()
+    return exit_code
+
+
+def main() -> None:
+    settings = get_settings()
+    try:
+        code = asyncio.run(_supervise(settings))
+    finally:
+        if settings.database_url is None:
+            database.stop_embedded(settings.callagent_data_dir)
+            print("embedded PostgreSQL stopped", flush=True)
+    raise SystemExit(code)
+
+
+if __name__ == "__main__":
+    main()

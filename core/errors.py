@@ -1,0 +1,88 @@
+"""The one table of error reasons, and the error type every core rule raises.
+
+A rule raises `CallagentError(REASON, message)`. The RPC layer turns it into a gRPC
+status whose details carry a `google.rpc.ErrorInfo` (domain `callagent.dev`, the
+reason, and metadata including the HTTP status the public contract names), so the
+gateway can answer without a table of its own. docs/errors.md lists every reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import grpc
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reason:
+    """One machine-readable reason: its gRPC code, HTTP status and meaning."""
+
+    name: str
+    code: grpc.StatusCode
+    http_status: int
+    meaning: str
+
+
+_TABLE: list[Reason] = [
+    Reason("UNAUTHENTICATED_KEY", grpc.StatusCode.UNAUTHENTICATED, 401,
+           "The X-API-Key header is missing, unknown or revoked."),
+    Reason("UNAUTHENTICATED_CONTEXT", grpc.StatusCode.UNAUTHENTICATED, 401,
+           "The X-Gateway-Context header is malformed, unsigned, tampered or expired."),
+    Reason("PERMISSION_DENIED_ADMIN", grpc.StatusCode.PERMISSION_DENIED, 403,
+           "The operation needs an admin key."),
+    Reason("NOT_FOUND", grpc.StatusCode.NOT_FOUND, 404,
+           "No such resource for this customer (another customer's looks the same)."),
+    Reason("QUOTA_EXCEEDED", grpc.StatusCode.RESOURCE_EXHAUSTED, 402,
+           "Reserving credits for this call would exceed the monthly quota."),
+    Reason("CONCURRENCY_LIMIT", grpc.StatusCode.RESOURCE_EXHAUSTED, 409,
+           "The customer already has max_concurrent_calls calls in flight."),
+    Reason("MAINTENANCE", grpc.StatusCode.UNAVAILABLE, 503,
+           "An admin-set maintenance window gates new calls; see message and resume_at."),
+    Reason("DIAL_FAILED", grpc.StatusCode.UNAVAILABLE, 502,
+           "The telephony provider refused the call; the reservation was released."),
+    Reason("STREAM_LIMIT", grpc.StatusCode.RESOURCE_EXHAUSTED, 503,
+           "This gateway process serves its maximum number of event streams."),
+    Reason("INVALID_ARGUMENT_PHONE", grpc.StatusCode.INVALID_ARGUMENT, 400,
+           "target_phone is not a valid E.164 number."),
+    Reason("INVALID_ARGUMENT_BRIEF", grpc.StatusCode.INVALID_ARGUMENT, 400,
+           "brief is empty or too long."),
+    Reason("INVALID_ARGUMENT_FIELD", grpc.StatusCode.INVALID_ARGUMENT, 400,
+           "A request field has a value outside its allowed set or range; see message."),
+    Reason("INVALID_ARGUMENT_WEBHOOK_URL", grpc.StatusCode.INVALID_ARGUMENT, 400,
+           "The webhook URL is not HTTPS, or its host is or resolves to a private address."),
+    Reason("INVALID_ARGUMENT_STATUS", grpc.StatusCode.INVALID_ARGUMENT, 400,
+           "The status filter is not one of the allowed values listed in the message."),
+    Reason("INVALID_ARGUMENT_LIMIT", grpc.StatusCode.INVALID_ARGUMENT, 400,
+           "A limit is outside its allowed range."),
+    Reason("INTERNAL", grpc.StatusCode.INTERNAL, 500,
+           "An unexpected server error; it is logged with the request's method."),
+]
+
+REASONS: dict[str, Reason] = {reason.name: reason for reason in _TABLE}
+
+
+class CallagentError(Exception):
+    """A rule was broken; `reason` is a key of REASONS.
+
+    Attributes:
+        reason: the machine-readable reason name.
+        message: a sentence for humans.
+        metadata: extra string fields shown to the client (e.g. resume_at).
+    """
+
+    def __init__(self, reason: str, message: str, **metadata: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown error reason {reason!r}")
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+        self.metadata = metadata
+
+    @property
+    def spec(self) -> Reason:
+        return REASONS[self.reason]
+
+
+def not_found(what: str) -> CallagentError:
+    """The single NOT_FOUND shape, so foreign and missing resources look identical."""
+    return CallagentError("NOT_FOUND", f"{what} not found")

@@ -1,0 +1,146 @@
+"""One server interceptor: authenticate every RPC, and turn CallagentError into a status.
+
+It wraps each handler's behaviour (rather than only inspecting metadata) so the
+resolved Principal is set in a contextvar inside the very coroutine that runs the
+servicer, and so errors raised anywhere in a servicer are mapped in one place to a
+gRPC status carrying google.rpc.ErrorInfo (reason + http_status + extra metadata).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from core.auth import Authenticator, Principal
+from core.errors import CallagentError
+
+log = logging.getLogger(__name__)
+
+ERROR_DOMAIN = "callagent.dev"
+_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("principal")
+
+# Methods that need no credentials (public discovery, health, reflection).
+PUBLIC_METHODS = frozenset(
+    {
+        "/callagent.v1.SkillService/ListSkills",
+        "/callagent.v1.SkillService/GetSkillManifest",
+    }
+)
+_PUBLIC_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of the RPC being served."""
+    return _principal.get()
+
+
+def to_status(err: CallagentError) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(
+        reason=err.reason,
+        domain=ERROR_DOMAIN,
+        metadata={"http_status": str(err.spec.http_status), **err.metadata},
+    )
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    code: int = err.spec.code.value[0]
+    status = status_pb2.Status(code=code, message=err.message, details=[detail])
+    return rpc_status.to_status(status)
+
+
+async def abort(context: grpc.aio.ServicerContext[Any, Any], err: CallagentError) -> NoReturn:
+    status = to_status(err)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+    raise AssertionError("abort returns only by raising")
+
+
+def _internal() -> CallagentError:
+    return CallagentError("INTERNAL", "internal error")
+
+
+class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authn = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method: str = details.method  # type: ignore[attr-defined]
+        if handler is None or method.startswith(_PUBLIC_PREFIXES):
+            return handler
+        public = method in PUBLIC_METHODS
+        authn = self._authn
+
+        async def principal_for(context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
+            if public:
+                return None
+            metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+            return await authn.authenticate(metadata)
+
+        if handler.unary_unary is not None:
+            inner_unary = handler.unary_unary
+
+            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                try:
+                    principal = await principal_for(context)
+                    if principal is not None:
+                        _principal.set(principal)
+                    result = inner_unary(request, context)
+                    return await result if inspect.isawaitable(result) else result
+                except CallagentError as err:
+                    await abort(context, err)
+                except grpc.aio.AbortError:
+                    raise
+                except NotImplementedError:
+                    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
+                except Exception:
+                    log.exception("unhandled error in RPC", extra={"method": method})
+                    await abort(context, _internal())
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        if handler.unary_stream is not None:
+            inner_stream = handler.unary_stream
+
+            async def stream(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                try:
+                    principal = await principal_for(context)
+                    if principal is not None:
+                        _principal.set(principal)
+                    async for item in inner_stream(request, context):
+                        yield item
+                except CallagentError as err:
+                    await abort(context, err)
+                except grpc.aio.AbortError:
+                    raise
+                except NotImplementedError:
+                    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
+                except Exception:
+                    log.exception("unhandled error in RPC", extra={"method": method})
+                    await abort(context, _internal())
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+

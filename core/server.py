@@ -1,0 +1,144 @@
+"""The core process: an async gRPC server over PostgreSQL.
+
+Start-up order: resolve the database (embedded when DATABASE_URL is unset), apply
+migrations, sync the bootstrap admin key, open the pool, serve. Shutdown: health
+NOT_SERVING, stop accepting, let in-flight RPCs finish within the grace period,
+close the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+from typing import Any
+
+import asyncpg
+import grpc
+from callagent.v1 import (
+    accounts_pb2,
+    accounts_pb2_grpc,
+    admin_pb2,
+    admin_pb2_grpc,
+    bookings_pb2,
+    bookings_pb2_grpc,
+    calls_pb2,
+    calls_pb2_grpc,
+    skills_pb2,
+    skills_pb2_grpc,
+)
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from core import api_keys
+from core.auth import Authenticator
+from core.db import database, migrations
+from core.rpc.accounts import AccountServicer
+from core.rpc.admin import AdminServicer
+from core.rpc.bookings import BookingServicer
+from core.rpc.interceptor import AuthErrorInterceptor
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    accounts_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    bookings_pb2.DESCRIPTOR.services_by_name["BookingService"].full_name,
+    calls_pb2.DESCRIPTOR.services_by_name["CallService"].full_name,
+    skills_pb2.DESCRIPTOR.services_by_name["SkillService"].full_name,
+)
+
+
+async def prepare_database(settings: Settings, dsn: str | None = None) -> str:
+    """Resolve the DSN, apply migrations and sync the bootstrap key; return the DSN."""
+    dsn = dsn or await database.resolve_dsn(settings)
+    conn = await database.connect(dsn)
+    try:
+        await migrations.migrate(conn)
+        bootstrap = settings.bootstrap_admin_api_key
+        await api_keys.sync_bootstrap_key(
+            conn,
+            bootstrap.get_secret_value() if bootstrap else None,
+            settings.default_quota_limit,
+        )
+    finally:
+        await conn.close()
+    return dsn
+
+
+@dataclasses.dataclass
+class Core:
+    """A running core: its gRPC server, bound port and database pool."""
+
+    server: grpc.aio.Server
+    port: int
+    pool: asyncpg.Pool[Any]
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await self.pool.close()
+
+
+async def start(settings: Settings, *, dsn: str | None = None, port: int | None = None) -> Core:
+    """Start core on settings' host and port (port=0 picks a free one)."""
+    dsn = await prepare_database(settings, dsn)
+    pool = await database.create_pool(dsn, settings.db_pool_min_size, settings.db_pool_max_size)
+    secret = settings.gateway_context_secret
+    authenticator = Authenticator(
+        pool,
+        gateway_fronted=settings.gateway_fronted,
+        context_secret=secret.get_secret_value() if secret else None,
+        cache_ttl=settings.auth_cache_ttl_sec,
+    )
+    server = grpc.aio.server(interceptors=[AuthErrorInterceptor(authenticator)])
+    accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(pool, settings), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(pool, settings), server)
+    bookings_pb2_grpc.add_BookingServiceServicer_to_server(BookingServicer(pool), server)
+    calls_pb2_grpc.add_CallServiceServicer_to_server(calls_pb2_grpc.CallServiceServicer(), server)
+    skills_pb2_grpc.add_SkillServiceServicer_to_server(
+        skills_pb2_grpc.SkillServiceServicer(), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, reflection.SERVICE_NAME), server)
+    bound = server.add_insecure_port(
+        f"{settings.callagent_bind_host}:{settings.callagent_grpc_port if port is None else port}"
+    )
+    await server.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("core serving", extra={"port": bound})
+    return Core(server=server, port=bound, pool=pool, health=health_servicer)
+
+
+async def serve(settings: Settings) -> None:
+    core = await start(settings)
+    print(f"core: gRPC on {settings.callagent_bind_host}:{core.port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("core shutting down")
+    await core.stop()
+
+
+def main() -> None:
+    from core.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(serve(get_settings()))
+
+
+if __name__ == "__main__":
+    main()

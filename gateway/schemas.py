@@ -1,0 +1,215 @@
+"""The public contract's schemas, by the contract's names (shared/contract/openapi.json).
+
+These models only describe the wire format (OpenAPI and request validation); the
+gateway builds response bodies straight from core's protobuf replies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class TaskKind(str, enum.Enum):
+    restaurant_booking = "restaurant_booking"
+    restaurant_cancel = "restaurant_cancel"
+    doctor_appointment = "doctor_appointment"
+    hotel_booking = "hotel_booking"
+    concierge = "concierge"
+    other = "other"
+
+
+class BookingStatus(str, enum.Enum):
+    active = "active"
+    pending_user_confirm = "pending_user_confirm"
+    past = "past"
+    cancelled = "cancelled"
+
+
+class BookingType(str, enum.Enum):
+    restaurant = "restaurant"
+    doctor = "doctor"
+    hotel = "hotel"
+    other = "other"
+
+
+class StartCallBody(BaseModel):
+    target_phone: str = Field(
+        min_length=4, max_length=32, description="E.164 phone number to dial (e.g. +37441467478)."
+    )
+    brief: str = Field(
+        min_length=1,
+        max_length=4000,
+        description="Natural-language task for the voice agent. Used as the Gemini system "
+        "prompt's TASK section.",
+    )
+    language: str = Field(default="auto", description="ru / en / auto. Drives Gemini speech language.")
+    kind: TaskKind = Field(
+        default=TaskKind.other,
+        description="Coarse task classifier — drives no behavior in Phase 3, used for analytics "
+        "/ future routing.",
+    )
+    parsed_slots: dict[str, Any] | None = Field(
+        default=None, description="Optional structured fields (date, time, guests, ...)."
+    )
+    ask_user_mode: str = Field(
+        default="any",
+        pattern="^(any|stream)$",
+        description="Routing for the bot's ask_user tool: `any` (Telegram > Webhook > Terminal > "
+        "fallback) or `stream` (SSE + POST /calls/{id}/answer only).",
+    )
+
+
+class CallDTO(BaseModel):
+    call_id: str
+    customer_id: str
+    task_id: str
+    target_phone: str
+    language: str
+    status: str
+    call_sid: str | None
+    started_at: dt.datetime | None
+    ended_at: dt.datetime | None
+    duration_sec: float | None
+    outcome_type: str | None
+    outcome_summary: str | None
+    outcome_charge_cents: int
+    created_at: dt.datetime
+    has_recording: bool = False
+    recording_url: str | None = None
+    reservation_signals: list[str] | None = None
+    transcript_full: list[dict[str, Any]] | None = None
+    supervisor_decisions: list[dict[str, Any]] | None = None
+
+
+class StartCallResponse(BaseModel):
+    call: CallDTO
+    task_id: str
+    credits_reserved: int
+    owner_pod: str | None = None
+
+
+class QueuedCallResponse(BaseModel):
+    call_id: str
+    queue_id: str
+    position: int
+    status: str = "queued"
+
+
+class CancelResponse(BaseModel):
+    cancelled: bool
+
+
+class AnswerBody(BaseModel):
+    answer: str = Field(
+        min_length=1, max_length=4000, description="Free text the bot will dictate to the operator."
+    )
+    request_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Optional request_id from the ask_user event; omitted = oldest pending (FIFO).",
+    )
+    mode: Literal["voice", "context"] = Field(
+        default="voice",
+        description="'voice' (default): speak the answer; 'context': silent guidance.",
+    )
+
+
+class AnswerResponse(BaseModel):
+    delivered: bool
+
+
+class BookingDTO(BaseModel):
+    booking_id: str
+    customer_id: str
+    call_id: str | None = None
+    type: BookingType
+    target_phone: str
+    venue_name: str | None = None
+    booking_date: dt.datetime | None = None
+    guests: int | None = None
+    booking_holder_name: str | None = None
+    contact_phone: str | None = None
+    details: str | None = None
+    status: BookingStatus
+    language: str
+    refusal_reason: str | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class MeDTO(BaseModel):
+    api_key_id: str
+    customer_id: str
+    customer_name: str
+    api_key_last_4: str | None
+    status: str
+    quota_limit: int
+    current_usage: int
+    quota_period: str
+    ask_user_webhook_url: str | None
+    ask_user_webhook_configured: bool
+    max_concurrent_calls: int
+    is_admin: bool = False
+    maintenance: dict[str, Any] | None = None
+
+
+class SetWebhookRequest(BaseModel):
+    url: str = Field(
+        min_length=1,
+        max_length=2083,
+        json_schema_extra={"format": "uri"},
+        description="HTTPS endpoint to POST ask_user questions to.",
+    )
+    regenerate_secret: bool = Field(
+        default=True, description="If true, issue a new HMAC secret (invalidates the previous one)."
+    )
+
+
+class SetWebhookResponse(BaseModel):
+    url: str
+    secret: str | None = Field(
+        default=None, description="HMAC signing key — returned only on regeneration, shown ONCE."
+    )
+
+
+class ClearWebhookResponse(BaseModel):
+    cleared: bool = True
+
+
+class SetLimitsRequest(BaseModel):
+    max_concurrent_calls: int = Field(
+        ge=1,
+        le=100,
+        description="Maximum number of calls the customer can have in flight simultaneously. "
+        "Defaults to 1. Calls counted as in-flight: scheduled / dialing / in_progress.",
+    )
+
+
+class LimitsResponse(BaseModel):
+    max_concurrent_calls: int
+
+
+class SkillSummary(BaseModel):
+    skill_id: str
+    title: str
+    description: str
+    manifest_url: str
+    run_url: str
+
+
+class SkillRunResponse(BaseModel):
+    skill_run_id: str
+    call_id: str
+    call_sid: str | None
+    owner_pod: str | None
+    status: str
+    credits_reserved: int
+    status_url: str
+    answer_url: str
+    recording_url: str
+    replayed: bool = False
+    expected_next_steps: list[str]

@@ -1,0 +1,111 @@
+"""Protobuf replies from core → the contract's JSON bodies (plain dicts, no re-validation)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from callagent.v1 import accounts_pb2, bookings_pb2, calls_pb2, skills_pb2
+from google.protobuf import json_format, timestamp_pb2
+from google.protobuf.message import Message
+
+
+def iso(message: Message, field: str, *, naive: bool = False) -> str | None:
+    if not message.HasField(field):
+        return None
+    value: timestamp_pb2.Timestamp = getattr(message, field)
+    moment = value.ToDatetime(tzinfo=dt.UTC)
+    if naive:
+        moment = moment.replace(tzinfo=None)
+    return moment.isoformat()
+
+
+def opt(message: Message, field: str) -> Any:
+    return getattr(message, field) if message.HasField(field) else None
+
+
+def me(m: accounts_pb2.Me) -> dict[str, Any]:
+    return {
+        "api_key_id": m.api_key_id,
+        "customer_id": m.customer_id,
+        "customer_name": m.customer_name,
+        "api_key_last_4": opt(m, "api_key_last_4"),
+        "status": m.status,
+        "quota_limit": m.quota_limit,
+        "current_usage": m.current_usage,
+        "quota_period": m.quota_period,
+        "ask_user_webhook_url": opt(m, "ask_user_webhook_url"),
+        "ask_user_webhook_configured": m.ask_user_webhook_configured,
+        "max_concurrent_calls": m.max_concurrent_calls,
+        "is_admin": m.is_admin,
+        "maintenance": json_format.MessageToDict(m.maintenance)
+        if m.HasField("maintenance")
+        else None,
+    }
+
+
+def booking(b: bookings_pb2.Booking) -> dict[str, Any]:
+    return {
+        "booking_id": b.booking_id,
+        "customer_id": b.customer_id,
+        "call_id": opt(b, "call_id"),
+        "type": b.type,
+        "target_phone": b.target_phone,
+        "venue_name": opt(b, "venue_name"),
+        "booking_date": iso(b, "booking_date", naive=True),
+        "guests": opt(b, "guests"),
+        "booking_holder_name": opt(b, "booking_holder_name"),
+        "contact_phone": opt(b, "contact_phone"),
+        "details": opt(b, "details"),
+        "status": b.status,
+        "language": b.language,
+        "refusal_reason": opt(b, "refusal_reason"),
+        "created_at": iso(b, "created_at"),
+        "updated_at": iso(b, "updated_at"),
+    }
+
+
+def call(c: calls_pb2.Call) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "call_id": c.call_id,
+        "customer_id": c.customer_id,
+        "task_id": c.task_id,
+        "target_phone": c.target_phone,
+        "language": c.language,
+        "status": c.status,
+        "call_sid": opt(c, "call_sid"),
+        "started_at": iso(c, "started_at"),
+        "ended_at": iso(c, "ended_at"),
+        "duration_sec": opt(c, "duration_sec"),
+        "outcome_type": opt(c, "outcome_type"),
+        "outcome_summary": opt(c, "outcome_summary"),
+        "outcome_charge_cents": c.outcome_charge_cents,
+        "created_at": iso(c, "created_at"),
+        "has_recording": c.has_recording,
+        "recording_url": opt(c, "recording_url"),
+        "reservation_signals": list(c.reservation_signals),
+        "transcript_full": None,
+        "supervisor_decisions": None,
+    }
+    if c.details_included:
+        body["transcript_full"] = [json_format.MessageToDict(r) for r in c.transcript_full]
+        body["supervisor_decisions"] = [
+            json_format.MessageToDict(r) for r in c.supervisor_decisions
+        ]
+    return body
+
+
+def skill_run(r: skills_pb2.RunSkillResponse) -> dict[str, Any]:
+    return {
+        "skill_run_id": r.skill_run_id,
+        "call_id": r.call_id,
+        "call_sid": opt(r, "call_sid"),
+        "owner_pod": opt(r, "owner_pod"),
+        "status": r.status,
+        "credits_reserved": r.credits_reserved,
+        "status_url": r.status_url,
+        "answer_url": r.answer_url,
+        "recording_url": r.recording_url,
+        "replayed": r.replayed,
+        "expected_next_steps": list(r.expected_next_steps),
+    }
