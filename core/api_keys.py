@@ -9,9 +9,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import secrets
-from typing import Any
 
-import asyncpg
+from core.db.database import Conn
 
 KEY_PREFIX = "ck_"
 BOOTSTRAP_CUSTOMER = "bootstrap-admin"
@@ -34,7 +33,7 @@ class CreatedKey:
 
 
 async def create_key(
-    conn: asyncpg.Connection[Any],
+    conn: Conn,
     customer_name: str,
     *,
     is_admin: bool = False,
@@ -55,7 +54,8 @@ async def create_key(
         )
         key_id = new_id("key")
         await conn.execute(
-            """INSERT INTO api_keys (api_key_id, customer_id, key_hash, last_4, is_admin, is_bootstrap)
+            """INSERT INTO api_keys
+                   (api_key_id, customer_id, key_hash, last_4, is_admin, is_bootstrap)
                VALUES ($1, $2, $3, $4, $5, $6)""",
             key_id,
             customer_id,
@@ -67,9 +67,7 @@ async def create_key(
     return CreatedKey(customer_id=customer_id, api_key_id=key_id, api_key=plain)
 
 
-async def sync_bootstrap_key(
-    conn: asyncpg.Connection[Any], plain: str | None, quota_limit: int
-) -> None:
+async def sync_bootstrap_key(conn: Conn, plain: str | None, quota_limit: int) -> None:
     """Make BOOTSTRAP_ADMIN_API_KEY the one live bootstrap key (revoke any earlier one)."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(hashtext('bootstrap-admin-key'))")

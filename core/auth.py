@@ -69,7 +69,11 @@ def verify_gateway_context(secret: str, header: str, now: float) -> tuple[str, s
         raise _bad_context("bad signature")
     if not isinstance(claims, dict):
         raise _bad_context("payload is not an object")
-    customer_id, key_id, exp = claims.get("customer_id"), claims.get("api_key_id"), claims.get("exp")
+    customer_id, key_id, exp = (
+        claims.get("customer_id"),
+        claims.get("api_key_id"),
+        claims.get("exp"),
+    )
     if not isinstance(customer_id, str) or not isinstance(key_id, str):
         raise _bad_context("missing customer_id or api_key_id")
     if not isinstance(exp, int | float) or isinstance(exp, bool) or exp <= now:

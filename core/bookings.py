@@ -54,7 +54,7 @@ async def list_for(
 async def get_for(
     conn: asyncpg.Pool[Any] | asyncpg.Connection[Any], customer_id: str, booking_id: str
 ) -> asyncpg.Record:
-    row = await conn.fetchrow(
+    row: asyncpg.Record | None = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM bookings WHERE booking_id = $1 AND customer_id = $2",
         booking_id,
         customer_id,
@@ -93,7 +93,19 @@ async def create(
                booking_date, guests, booking_holder_name, contact_phone, details, status, language,
                refusal_reason)
            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
-        booking_id, customer_id, call_id, type, target_phone, venue_name, booking_date, guests,
-        booking_holder_name, contact_phone, details, status, language, refusal_reason,
+        booking_id,
+        customer_id,
+        call_id,
+        type,
+        target_phone,
+        venue_name,
+        booking_date,
+        guests,
+        booking_holder_name,
+        contact_phone,
+        details,
+        status,
+        language,
+        refusal_reason,
     )
     return booking_id

@@ -23,8 +23,9 @@ from core.settings import Settings, get_settings
 
 app = typer.Typer(help="callagent operator and client commands.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
-maintenance_app = typer.Typer(help="The maintenance window that gates new calls.",
-                              no_args_is_help=True)
+maintenance_app = typer.Typer(
+    help="The maintenance window that gates new calls.", no_args_is_help=True
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(maintenance_app, name="maintenance")
 
@@ -62,8 +63,9 @@ def _run(action: Callable[[asyncpg.Connection[Any]], Awaitable[T]]) -> T:
 def keys_create(
     customer: Annotated[str, typer.Option(help="Customer name (created when new).")],
     admin: Annotated[bool, typer.Option("--admin", help="Make an admin key.")] = False,
-    quota: Annotated[int | None, typer.Option(help="Monthly quota in credits (new customers).")]
-    = None,
+    quota: Annotated[
+        int | None, typer.Option(help="Monthly quota in credits (new customers).")
+    ] = None,
 ) -> None:
     """Create an API key; the last line printed is the key alone."""
     if not customer.strip():
@@ -96,11 +98,14 @@ def maintenance_set(
         except ValueError:
             raise typer.BadParameter("not an ISO 8601 time", param_hint="--resume-at") from None
         if when.tzinfo is None:
-            raise typer.BadParameter("give a timezone, e.g. 2026-12-01T10:00:00+00:00",
-                                     param_hint="--resume-at")
+            raise typer.BadParameter(
+                "give a timezone, e.g. 2026-12-01T10:00:00+00:00", param_hint="--resume-at"
+            )
     window = _run(lambda conn: maintenance.set_window(conn, message, when))
-    typer.echo(f"maintenance on: {window.message}"
-               + (f" (resume at {window.resume_at.isoformat()})" if window.resume_at else ""))
+    typer.echo(
+        f"maintenance on: {window.message}"
+        + (f" (resume at {window.resume_at.isoformat()})" if window.resume_at else "")
+    )
 
 
 @maintenance_app.command("clear")

@@ -11,11 +11,8 @@ The quota window is monthly: the first operation in a new month rolls it over.
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
-
 from core.api_keys import new_id
+from core.db.database import Conn
 from core.errors import CallagentError
 
 _ROLL_PERIOD = """
@@ -61,9 +58,7 @@ RETURNING s.amount
 """
 
 
-async def reserve(
-    conn: asyncpg.Connection[Any], customer_id: str, amount: int, call_id: str | None = None
-) -> str:
+async def reserve(conn: Conn, customer_id: str, amount: int, call_id: str | None = None) -> str:
     """Hold `amount` credits; return the reservation id.
 
     Raises:
@@ -73,9 +68,7 @@ async def reserve(
         raise ValueError("a reservation must be positive")
     async with conn.transaction():
         await conn.execute(_ROLL_PERIOD, customer_id)
-        reservation_id = await conn.fetchval(
-            _RESERVE, customer_id, amount, new_id("res"), call_id
-        )
+        reservation_id = await conn.fetchval(_RESERVE, customer_id, amount, new_id("res"), call_id)
     if reservation_id is None:
         raise CallagentError(
             "QUOTA_EXCEEDED",
@@ -84,7 +77,7 @@ async def reserve(
     return str(reservation_id)
 
 
-async def capture(conn: asyncpg.Connection[Any], reservation_id: str, charge: int) -> int | None:
+async def capture(conn: Conn, reservation_id: str, charge: int) -> int | None:
     """Settle with the real charge (capped by the reservation); None if already settled."""
     if charge < 0:
         raise ValueError("a charge cannot be negative")
@@ -99,7 +92,7 @@ async def capture(conn: asyncpg.Connection[Any], reservation_id: str, charge: in
     return None if captured is None else int(captured)
 
 
-async def release(conn: asyncpg.Connection[Any], reservation_id: str) -> bool:
+async def release(conn: Conn, reservation_id: str) -> bool:
     """Give the whole hold back; False if it was already settled."""
     amount = await conn.fetchval(_RELEASE, reservation_id)
     return amount is not None

@@ -42,9 +42,7 @@ async def _supervise(settings: Settings) -> int:
     env = {**os.environ, "DATABASE_URL": dsn}
     children: dict[str, asyncio.subprocess.Process] = {}
     for name, module in SERVICES.items():
-        children[name] = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", module, env=env
-        )
+        children[name] = await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
     print(f"gateway: http://127.0.0.1:{settings.callagent_http_port}", flush=True)
     print(f"core gRPC: {settings.callagent_bind_host}:{settings.callagent_grpc_port}", flush=True)
     if demo_key:

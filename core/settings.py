@@ -9,11 +9,10 @@ from __future__ import annotations
 import functools
 import pathlib
 import socket
-
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from pydantic import field_validator
 from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -38,7 +37,9 @@ class Settings(BaseSettings):
     gateway_fronted: bool = False
     gateway_context_secret: SecretStr | None = None
 
-    default_quota_limit: int = Field(default=100_000, ge=0, description="Credits (cents) per month.")
+    default_quota_limit: int = Field(
+        default=100_000, ge=0, description="Credits (cents) per month."
+    )
     auth_cache_ttl_sec: float = Field(default=5.0, ge=0)
     db_pool_min_size: int = 2
     db_pool_max_size: int = 10

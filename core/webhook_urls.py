@@ -66,7 +66,11 @@ async def _resolve(host: str, port: int) -> list[IPAddress]:
 
 
 async def check(url: str, allow: Sequence[str] = ()) -> str:
-    """Return the URL if it is an acceptable webhook target, else raise INVALID_ARGUMENT_WEBHOOK_URL."""
+    """Return the URL if it is an acceptable webhook target.
+
+    Raises:
+        CallagentError: INVALID_ARGUMENT_WEBHOOK_URL, with the reason in the message.
+    """
     if len(url) > 2083:
         raise _refuse("webhook URL is longer than 2083 characters")
     try:

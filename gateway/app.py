@@ -102,15 +102,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _users_routes(app: FastAPI) -> None:
-    @app.get("/users/me", tags=["users"], summary="Current user profile + quota",
-             response_model=schemas.MeDTO)
+    @app.get(
+        "/users/me",
+        tags=["users"],
+        summary="Current user profile + quota",
+        response_model=schemas.MeDTO,
+    )
     async def me(creds: Creds, core: Core) -> Response:
         reply = await core.accounts.GetMe(accounts_pb2.GetMeRequest(), metadata=creds)
         return JsonResponse(views.me(reply.me))
 
-    @app.put("/users/me/webhook", tags=["users"],
-             summary="Set the ask_user webhook URL (optionally rotate the HMAC secret)",
-             response_model=schemas.SetWebhookResponse)
+    @app.put(
+        "/users/me/webhook",
+        tags=["users"],
+        summary="Set the ask_user webhook URL (optionally rotate the HMAC secret)",
+        response_model=schemas.SetWebhookResponse,
+    )
     async def set_webhook(body: schemas.SetWebhookRequest, creds: Creds, core: Core) -> Response:
         reply = await core.accounts.SetWebhook(
             accounts_pb2.SetWebhookRequest(url=body.url, regenerate_secret=body.regenerate_secret),
@@ -119,16 +126,22 @@ def _users_routes(app: FastAPI) -> None:
         secret = reply.secret if reply.HasField("secret") else None
         return JsonResponse({"url": reply.url, "secret": secret})
 
-    @app.delete("/users/me/webhook", tags=["users"],
-                summary="Remove the ask_user webhook URL and secret",
-                response_model=schemas.ClearWebhookResponse)
+    @app.delete(
+        "/users/me/webhook",
+        tags=["users"],
+        summary="Remove the ask_user webhook URL and secret",
+        response_model=schemas.ClearWebhookResponse,
+    )
     async def clear_webhook(creds: Creds, core: Core) -> Response:
         reply = await core.accounts.ClearWebhook(accounts_pb2.ClearWebhookRequest(), metadata=creds)
         return JsonResponse({"cleared": reply.cleared})
 
-    @app.put("/users/me/limits", tags=["users"],
-             summary="Set the max number of concurrent calls allowed for this customer",
-             response_model=schemas.LimitsResponse)
+    @app.put(
+        "/users/me/limits",
+        tags=["users"],
+        summary="Set the max number of concurrent calls allowed for this customer",
+        response_model=schemas.LimitsResponse,
+    )
     async def set_limits(body: schemas.SetLimitsRequest, creds: Creds, core: Core) -> Response:
         reply = await core.accounts.SetLimits(
             accounts_pb2.SetLimitsRequest(max_concurrent_calls=body.max_concurrent_calls),
@@ -138,16 +151,21 @@ def _users_routes(app: FastAPI) -> None:
 
 
 def _booking_routes(app: FastAPI) -> None:
-    @app.get("/v1/booking/bookings", tags=["bookings"],
-             summary="List the customer's bookings (most recent first)",
-             response_model=list[schemas.BookingDTO])
+    @app.get(
+        "/v1/booking/bookings",
+        tags=["bookings"],
+        summary="List the customer's bookings (most recent first)",
+        response_model=list[schemas.BookingDTO],
+    )
     async def list_bookings(
         creds: Creds,
         core: Core,
         status: Annotated[
             str | None,
-            Query(description="Filter by booking status. One of: active, pending_user_confirm, "
-                  "past, cancelled. Omit to return bookings regardless of status."),
+            Query(
+                description="Filter by booking status. One of: active, pending_user_confirm, "
+                "past, cancelled. Omit to return bookings regardless of status."
+            ),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
     ) -> Response:
@@ -156,8 +174,12 @@ def _booking_routes(app: FastAPI) -> None:
         )
         return JsonResponse([views.booking(b) for b in reply.bookings])
 
-    @app.get("/v1/booking/bookings/{booking_id}", tags=["bookings"],
-             summary="Get a single booking by id", response_model=schemas.BookingDTO)
+    @app.get(
+        "/v1/booking/bookings/{booking_id}",
+        tags=["bookings"],
+        summary="Get a single booking by id",
+        response_model=schemas.BookingDTO,
+    )
     async def get_booking(booking_id: str, creds: Creds, core: Core) -> Response:
         reply = await core.bookings.GetBooking(
             bookings_pb2.GetBookingRequest(booking_id=booking_id), metadata=creds
@@ -176,11 +198,20 @@ def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
 
 
 def _call_routes(app: FastAPI) -> None:
-    @app.post("/calls", tags=["calls"], summary="Start an AI voice call", status_code=201,
-              response_model=schemas.StartCallResponse,
-              responses={202: {"model": schemas.QueuedCallResponse,
-                               "description": "Call queued (call_queue_enabled). The drainer "
-                               "dials it later; poll GET /calls/{call_id}."}})
+    @app.post(
+        "/calls",
+        tags=["calls"],
+        summary="Start an AI voice call",
+        status_code=201,
+        response_model=schemas.StartCallResponse,
+        responses={
+            202: {
+                "model": schemas.QueuedCallResponse,
+                "description": "Call queued (call_queue_enabled). The drainer "
+                "dials it later; poll GET /calls/{call_id}.",
+            }
+        },
+    )
     async def start_call(
         body: schemas.StartCallBody,
         creds: Creds,
@@ -193,27 +224,42 @@ def _call_routes(app: FastAPI) -> None:
             slots.update(body.parsed_slots)
         reply = await core.calls.StartCall(
             calls_pb2.StartCallRequest(
-                target_phone=body.target_phone, brief=body.brief, language=body.language,
-                kind=body.kind.value, parsed_slots=slots, ask_user_mode=body.ask_user_mode,
+                target_phone=body.target_phone,
+                brief=body.brief,
+                language=body.language,
+                kind=body.kind.value,
+                parsed_slots=slots,
+                ask_user_mode=body.ask_user_mode,
                 request_id=idempotency_key or "",
             ),
             metadata=creds,
         )
         if reply.queued:
             return JsonResponse(
-                {"call_id": reply.call.call_id, "queue_id": reply.queue_id,
-                 "position": reply.position, "status": reply.call.status},
+                {
+                    "call_id": reply.call.call_id,
+                    "queue_id": reply.queue_id,
+                    "position": reply.position,
+                    "status": reply.call.status,
+                },
                 status_code=202,
             )
         return JsonResponse(
-            {"call": views.call(reply.call), "task_id": reply.task_id,
-             "credits_reserved": reply.credits_reserved,
-             "owner_pod": reply.owner_pod if reply.HasField("owner_pod") else None},
+            {
+                "call": views.call(reply.call),
+                "task_id": reply.task_id,
+                "credits_reserved": reply.credits_reserved,
+                "owner_pod": reply.owner_pod if reply.HasField("owner_pod") else None,
+            },
             status_code=201,
         )
 
-    @app.get("/calls", tags=["calls"], summary="List the customer's calls (most recent first)",
-             response_model=list[schemas.CallDTO])
+    @app.get(
+        "/calls",
+        tags=["calls"],
+        summary="List the customer's calls (most recent first)",
+        response_model=list[schemas.CallDTO],
+    )
     async def list_calls(
         creds: Creds,
         core: Core,
@@ -227,29 +273,42 @@ def _call_routes(app: FastAPI) -> None:
         )
         return JsonResponse([views.call(c) for c in reply.calls])
 
-    @app.get("/calls/{call_id}", tags=["calls"], summary="Get a single call by id",
-             response_model=schemas.CallDTO)
+    @app.get(
+        "/calls/{call_id}",
+        tags=["calls"],
+        summary="Get a single call by id",
+        response_model=schemas.CallDTO,
+    )
     async def get_call(call_id: str, creds: Creds, core: Core) -> Response:
         reply = await core.calls.GetCall(calls_pb2.GetCallRequest(call_id=call_id), metadata=creds)
         return JsonResponse(views.call(reply.call))
 
-    @app.post("/calls/{call_id}/answer", tags=["calls"],
-              summary="Async webhook callback for an ask_user pending on this call",
-              response_model=schemas.AnswerResponse)
+    @app.post(
+        "/calls/{call_id}/answer",
+        tags=["calls"],
+        summary="Async webhook callback for an ask_user pending on this call",
+        response_model=schemas.AnswerResponse,
+    )
     async def submit_answer(
         call_id: str, body: schemas.AnswerBody, creds: Creds, core: Core
     ) -> Response:
         reply = await core.calls.SubmitAnswer(
             calls_pb2.SubmitAnswerRequest(
-                call_id=call_id, answer=body.answer, request_id=body.request_id or "",
+                call_id=call_id,
+                answer=body.answer,
+                request_id=body.request_id or "",
                 mode=body.mode,
             ),
             metadata=creds,
         )
         return JsonResponse({"delivered": reply.delivered})
 
-    @app.post("/calls/{call_id}/cancel", tags=["calls"],
-              summary="Cancel a call that hasn't completed", response_model=schemas.CancelResponse)
+    @app.post(
+        "/calls/{call_id}/cancel",
+        tags=["calls"],
+        summary="Cancel a call that hasn't completed",
+        response_model=schemas.CancelResponse,
+    )
     async def cancel_call(call_id: str, creds: Creds, core: Core) -> Response:
         reply = await core.calls.CancelCall(
             calls_pb2.CancelCallRequest(call_id=call_id), metadata=creds
@@ -262,19 +321,33 @@ def _call_routes(app: FastAPI) -> None:
 
 
 def _skill_routes(app: FastAPI) -> None:
-    @app.get("/skills", tags=["skills"], summary="List registered AI-agent skills",
-             response_model=list[schemas.SkillSummary])
+    @app.get(
+        "/skills",
+        tags=["skills"],
+        summary="List registered AI-agent skills",
+        response_model=list[schemas.SkillSummary],
+    )
     async def list_skills(core: Core) -> Response:
         reply = await core.skills.ListSkills(skills_pb2.ListSkillsRequest())
-        return JsonResponse([
-            {"skill_id": s.skill_id, "title": s.title, "description": s.description,
-             "manifest_url": s.manifest_url, "run_url": s.run_url}
-            for s in reply.skills
-        ])
+        return JsonResponse(
+            [
+                {
+                    "skill_id": s.skill_id,
+                    "title": s.title,
+                    "description": s.description,
+                    "manifest_url": s.manifest_url,
+                    "run_url": s.run_url,
+                }
+                for s in reply.skills
+            ]
+        )
 
-    @app.get("/skills/{skill_id}/manifest", tags=["skills"],
-             summary="Get the input schema + capability manifest for a skill",
-             response_model=dict[str, Any])
+    @app.get(
+        "/skills/{skill_id}/manifest",
+        tags=["skills"],
+        summary="Get the input schema + capability manifest for a skill",
+        response_model=dict[str, Any],
+    )
     async def get_manifest(skill_id: str, request: Request, core: Core) -> Response:
         reply = await core.skills.GetSkillManifest(
             skills_pb2.GetSkillManifestRequest(skill_id=skill_id)
@@ -284,12 +357,20 @@ def _skill_routes(app: FastAPI) -> None:
             return Response(status_code=304, headers=headers)
         return Response(reply.manifest_json, media_type="application/json", headers=headers)
 
-    @app.post("/skills/{skill_id}/run", tags=["skills"],
-              summary="Run a skill — translates structured input into a voice call",
-              status_code=201, response_model=schemas.SkillRunResponse,
-              responses={202: {"model": schemas.SkillRunResponse,
-                               "description": "Call queued (call_queue_enabled). The drainer "
-                               "dials it later; poll status_url."}})
+    @app.post(
+        "/skills/{skill_id}/run",
+        tags=["skills"],
+        summary="Run a skill — translates structured input into a voice call",
+        status_code=201,
+        response_model=schemas.SkillRunResponse,
+        responses={
+            202: {
+                "model": schemas.SkillRunResponse,
+                "description": "Call queued (call_queue_enabled). The drainer "
+                "dials it later; poll status_url.",
+            }
+        },
+    )
     async def run_skill(
         skill_id: str,
         body: Annotated[dict[str, Any], Body()],
@@ -299,7 +380,8 @@ def _skill_routes(app: FastAPI) -> None:
     ) -> Response:
         reply = await core.skills.RunSkill(
             skills_pb2.RunSkillRequest(
-                skill_id=skill_id, input_json=json.dumps(body).encode(),
+                skill_id=skill_id,
+                input_json=json.dumps(body).encode(),
                 request_id=idempotency_key or "",
             ),
             metadata=creds,

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 
-class TaskKind(str, enum.Enum):
+class TaskKind(enum.StrEnum):
     restaurant_booking = "restaurant_booking"
     restaurant_cancel = "restaurant_cancel"
     doctor_appointment = "doctor_appointment"
@@ -22,14 +22,14 @@ class TaskKind(str, enum.Enum):
     other = "other"
 
 
-class BookingStatus(str, enum.Enum):
+class BookingStatus(enum.StrEnum):
     active = "active"
     pending_user_confirm = "pending_user_confirm"
     past = "past"
     cancelled = "cancelled"
 
 
-class BookingType(str, enum.Enum):
+class BookingType(enum.StrEnum):
     restaurant = "restaurant"
     doctor = "doctor"
     hotel = "hotel"
@@ -46,7 +46,9 @@ class StartCallBody(BaseModel):
         description="Natural-language task for the voice agent. Used as the Gemini system "
         "prompt's TASK section.",
     )
-    language: str = Field(default="auto", description="ru / en / auto. Drives Gemini speech language.")
+    language: str = Field(
+        default="auto", description="ru / en / auto. Drives Gemini speech language."
+    )
     kind: TaskKind = Field(
         default=TaskKind.other,
         description="Coarse task classifier — drives no behavior in Phase 3, used for analytics "

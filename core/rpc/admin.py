@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import grpc
@@ -14,7 +14,7 @@ from core.rpc.convert import from_ts, ts
 from core.rpc.interceptor import current_principal
 from core.settings import Settings
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
+Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 def _require_admin() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import grpc
@@ -12,7 +12,7 @@ from core import bookings
 from core.rpc.convert import ts
 from core.rpc.interceptor import current_principal
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
+Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 def booking_message(row: asyncpg.Record) -> bookings_pb2.Booking:

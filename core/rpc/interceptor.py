@@ -52,7 +52,8 @@ def to_status(err: CallagentError) -> grpc.Status:
     detail.Pack(info)
     code: int = err.spec.code.value[0]
     status = status_pb2.Status(code=code, message=err.message, details=[detail])
-    return rpc_status.to_status(status)
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
 
 
 async def abort(context: grpc.aio.ServicerContext[Any, Any], err: CallagentError) -> NoReturn:
@@ -71,11 +72,11 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        method: str = details.method  # type: ignore[attr-defined]
+    ) -> Any:
+        handler: Any = await continuation(details)
+        method: str = details.method
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
             return handler
         public = method in PUBLIC_METHODS
@@ -88,7 +89,7 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
             return await authn.authenticate(metadata)
 
         if handler.unary_unary is not None:
-            inner_unary = handler.unary_unary
+            inner_unary: Any = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 try:
@@ -102,7 +103,9 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
                 except grpc.aio.AbortError:
                     raise
                 except NotImplementedError:
-                    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
+                    await context.abort(
+                        grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented"
+                    )
                 except Exception:
                     log.exception("unhandled error in RPC", extra={"method": method})
                     await abort(context, _internal())
@@ -114,7 +117,7 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
             )
 
         if handler.unary_stream is not None:
-            inner_stream = handler.unary_stream
+            inner_stream: Any = handler.unary_stream
 
             async def stream(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
@@ -130,7 +133,9 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
                 except grpc.aio.AbortError:
                     raise
                 except NotImplementedError:
-                    await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
+                    await context.abort(
+                        grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented"
+                    )
                 except Exception:
                     log.exception("unhandled error in RPC", extra={"method": method})
                     await abort(context, _internal())
@@ -141,6 +146,3 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         return handler
-
-
-

@@ -1,0 +1,93 @@
+"""The `callagent` operator commands, run as real processes against a running data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pathlib
+import sys
+
+import asyncpg
+import pytest
+
+from core import api_keys
+from core.db import database, migrations
+
+CLI = str(pathlib.Path(sys.executable).parent / "callagent")
+
+
+async def _cli(data_dir: pathlib.Path, *args: str) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["CALLAGENT_DATA_DIR"] = str(data_dir)
+    proc = await asyncio.create_subprocess_exec(
+        CLI, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+@pytest.fixture(scope="module")
+def running_data_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    """A data dir whose embedded server is up, as it is while `make run` runs."""
+    data_dir = tmp_path_factory.mktemp("cli")
+    database.ensure_embedded(data_dir)
+    yield data_dir  # type: ignore[misc]
+    database.stop_embedded(data_dir)
+
+
+async def test_keys_create_prints_key_last_and_stores_hash(running_data_dir: pathlib.Path) -> None:
+    code, out, err = await _cli(
+        running_data_dir, "keys", "create", "--customer", "acme", "--admin", "--quota", "777"
+    )
+    assert code == 0, err
+    key = out.strip().splitlines()[-1]
+    assert key.startswith("ck_") and " " not in key
+    dsn = database.with_database(database.ensure_embedded(running_data_dir), "callagent")
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT k.is_admin, c.quota_limit FROM api_keys k JOIN customers c USING (customer_id) "
+            "WHERE k.key_hash = $1",
+            api_keys.hash_key(key),
+        )
+        assert row is not None and row["is_admin"] and row["quota_limit"] == 777
+        assert await conn.fetchval("SELECT count(*) FROM api_keys WHERE last_4 = $1", key[-4:]) == 1
+    finally:
+        await conn.close()
+    # the server that "make run" owns is still up after the CLI exits
+    assert (running_data_dir / "pgdata" / "postmaster.pid").exists()
+
+
+async def test_maintenance_set_and_clear(running_data_dir: pathlib.Path) -> None:
+    code, out, _ = await _cli(
+        running_data_dir,
+        "maintenance",
+        "set",
+        "--message",
+        "upgrade",
+        "--resume-at",
+        "2030-01-01T10:00:00+00:00",
+    )
+    assert code == 0 and "upgrade" in out
+    dsn = database.with_database(database.ensure_embedded(running_data_dir), "callagent")
+    conn = await database.connect(dsn)
+    try:
+        await migrations.migrate(conn)
+        row = await conn.fetchrow("SELECT active, message, resume_at FROM maintenance")
+        assert row is not None and row["active"] and row["message"] == "upgrade"
+        code, _, _ = await _cli(running_data_dir, "maintenance", "clear")
+        assert code == 0
+        assert await conn.fetchval("SELECT active FROM maintenance") is False
+    finally:
+        await conn.close()
+
+
+async def test_bad_input_is_a_clear_error(running_data_dir: pathlib.Path) -> None:
+    code, _, err = await _cli(
+        running_data_dir, "maintenance", "set", "--message", "x", "--resume-at", "tomorrow"
+    )
+    assert code == 2 and "ISO 8601" in err
+    code, _, err = await _cli(
+        running_data_dir, "keys", "create", "--customer", "a", "--quota", "-1"
+    )
+    assert code == 2 and "negative" in err
