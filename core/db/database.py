@@ -12,7 +12,7 @@ import asyncio
 import logging
 import pathlib
 import warnings
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import asyncpg.pool
@@ -23,7 +23,7 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 # What query functions accept: a plain connection or one borrowed from the pool.
-Conn = asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]
+Conn: TypeAlias = "asyncpg.Connection[Any] | asyncpg.pool.PoolConnectionProxy[Any]"
 
 DATABASE_NAME = "callagent"
 
