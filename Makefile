@@ -38,7 +38,7 @@ test: $(STAMP)  ## run the whole test suite (embedded PostgreSQL unless DATABASE
 run: $(STAMP)  ## run the whole stack: embedded PostgreSQL, core, gateway
 	$(BIN)/python -m core.devstack
 
-bench: $(STAMP)  ## run the benchmarks and print their figures
+bench: $(STAMP)  ## run the benchmarks and print their figures (BENCH=me,calls to pick)
 	$(BIN)/python -m tests.bench
 
 clean:  ## remove the venv and local data

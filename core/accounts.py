@@ -9,23 +9,15 @@ from typing import Any
 
 import asyncpg
 
-from core import maintenance, webhook_urls
+from core import credits, maintenance, webhook_urls
 from core.auth import Principal
 from core.errors import CallagentError
 
 MAX_CONCURRENT_CALLS_CEILING = 100
 
 _ME = """
-WITH rolled AS (
-    UPDATE customers SET
-        current_usage = (SELECT coalesce(sum(amount), 0) FROM credit_reservations
-                         WHERE customer_id = $1 AND status = 'open'),
-        period_start = date_trunc('month', now())
-    WHERE customer_id = $1 AND period_start < date_trunc('month', now())
-    RETURNING current_usage
-)
 SELECT k.api_key_id, k.last_4, k.is_admin, c.customer_id, c.name, c.status, c.quota_limit,
-       coalesce((SELECT current_usage FROM rolled), c.current_usage) AS current_usage,
+       c.current_usage, c.period_start < date_trunc('month', now()) AS period_stale,
        c.quota_period, c.ask_user_webhook_url, c.max_concurrent_calls,
        m.active AS m_active, m.message AS m_message, m.resume_at AS m_resume_at
 FROM api_keys k JOIN customers c USING (customer_id), maintenance m
@@ -51,6 +43,10 @@ class Me:
 
 async def me(pool: asyncpg.Pool[Any], principal: Principal) -> Me:
     row = await pool.fetchrow(_ME, principal.customer_id, principal.api_key_id)
+    if row is not None and row["period_stale"]:
+        # First read in a new month: roll the quota window, then read again (rare path).
+        await pool.execute(credits.ROLL_PERIOD, principal.customer_id)
+        row = await pool.fetchrow(_ME, principal.customer_id, principal.api_key_id)
     if row is None:
         raise CallagentError("UNAUTHENTICATED_KEY", "this API key no longer exists")
     return Me(

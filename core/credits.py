@@ -15,7 +15,7 @@ from core.api_keys import new_id
 from core.db.database import Conn
 from core.errors import CallagentError
 
-_ROLL_PERIOD = """
+ROLL_PERIOD = """
 UPDATE customers SET
     current_usage = (SELECT coalesce(sum(amount), 0) FROM credit_reservations
                      WHERE customer_id = $1 AND status = 'open'),
@@ -67,7 +67,7 @@ async def reserve(conn: Conn, customer_id: str, amount: int, call_id: str | None
     if amount <= 0:
         raise ValueError("a reservation must be positive")
     async with conn.transaction():
-        await conn.execute(_ROLL_PERIOD, customer_id)
+        await conn.execute(ROLL_PERIOD, customer_id)
         reservation_id = await conn.fetchval(_RESERVE, customer_id, amount, new_id("res"), call_id)
     if reservation_id is None:
         raise CallagentError(
@@ -87,7 +87,7 @@ async def capture(conn: Conn, reservation_id: str, charge: int) -> int | None:
         )
         if customer_id is None:
             return None
-        await conn.execute(_ROLL_PERIOD, customer_id)
+        await conn.execute(ROLL_PERIOD, customer_id)
         captured = await conn.fetchval(_CAPTURE, reservation_id, charge)
     return None if captured is None else int(captured)
 

@@ -137,11 +137,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         import uvloop
-
-        uvloop.install()
     except ImportError:
-        pass
-    asyncio.run(serve(get_settings()))
+        asyncio.run(serve(get_settings()))
+    else:
+        uvloop.run(serve(get_settings()))
 
 
 if __name__ == "__main__":
