@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 
 import httpx
 
+from core import server
 from core.db import database
 from core.settings import Settings
-from core import server
 
 
 def free_port() -> int:
