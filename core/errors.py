@@ -115,6 +115,12 @@ _TABLE: list[Reason] = [
         "A limit is outside its allowed range.",
     ),
     Reason(
+        "ILLEGAL_TRANSITION",
+        grpc.StatusCode.FAILED_PRECONDITION,
+        409,
+        "The call's current status does not allow that change (see docs/calls.md).",
+    ),
+    Reason(
         "INTERNAL",
         grpc.StatusCode.INTERNAL,
         500,

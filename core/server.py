@@ -9,6 +9,7 @@ close the pool.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -27,18 +28,22 @@ from callagent.v1 import (
     calls_pb2_grpc,
     skills_pb2,
     skills_pb2_grpc,
+    telephony_pb2,
+    telephony_pb2_grpc,
 )
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import api_keys
+from core import api_keys, calls, dial_queue, reconciler
 from core.auth import Authenticator
 from core.db import database, migrations
 from core.rpc.accounts import AccountServicer
 from core.rpc.admin import AdminServicer
 from core.rpc.bookings import BookingServicer
+from core.rpc.calls import CallServicer, TelephonyEventServicer
 from core.rpc.interceptor import AuthErrorInterceptor
 from core.settings import Settings
+from core.telephony import Telephony
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ SERVICE_NAMES = (
     bookings_pb2.DESCRIPTOR.services_by_name["BookingService"].full_name,
     calls_pb2.DESCRIPTOR.services_by_name["CallService"].full_name,
     skills_pb2.DESCRIPTOR.services_by_name["SkillService"].full_name,
+    telephony_pb2.DESCRIPTOR.services_by_name["TelephonyEventService"].full_name,
 )
 
 
@@ -76,16 +82,61 @@ class Core:
     port: int
     pool: asyncpg.Pool[Any]
     health: health.aio.HealthServicer
+    calls: calls.CallService
+    telephony: Telephony
+    drainer: dial_queue.Drainer | None
+    background: list[asyncio.Task[None]]
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        for task in self.background:
+            task.cancel()
+        for task in self.background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.telephony.aclose()
         await self.pool.close()
 
 
-async def start(settings: Settings, *, dsn: str | None = None, port: int | None = None) -> Core:
+def build_telephony(settings: Settings) -> Telephony:
+    """The carrier adapter: Twilio (real, or the simulated carrier behind TWILIO_API_BASE_URL)."""
+    from core.twilio_telephony import TwilioTelephony
+
+    if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
+        raise RuntimeError(
+            "no carrier configured: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
+            "(make run sets them for the simulated carrier)"
+        )
+    return TwilioTelephony(
+        settings.twilio_account_sid,
+        settings.twilio_auth_token.get_secret_value(),
+        settings.twilio_from_number,
+        settings.public_base_url,
+        settings.twilio_api_base_url,
+    )
+
+
+def call_policy(settings: Settings) -> calls.CallPolicy:
+    return calls.CallPolicy(
+        reserve_cents=settings.call_reserve_cents,
+        rate_cents_per_minute=settings.call_rate_cents_per_minute,
+        queue_enabled=settings.call_queue_enabled,
+        allow_fictional_numbers=settings.fictional_numbers_allowed,
+        pod_name=settings.pod_name,
+    )
+
+
+async def start(
+    settings: Settings,
+    *,
+    dsn: str | None = None,
+    port: int | None = None,
+    telephony: Telephony | None = None,
+) -> Core:
     """Start core on settings' host and port (port=0 picks a free one)."""
     dsn = await prepare_database(settings, dsn)
+    telephony = telephony or build_telephony(settings)
     pool = await database.create_pool(dsn, settings.db_pool_min_size, settings.db_pool_max_size)
     secret = settings.gateway_context_secret
     authenticator = Authenticator(
@@ -94,13 +145,19 @@ async def start(settings: Settings, *, dsn: str | None = None, port: int | None 
         context_secret=secret.get_secret_value() if secret else None,
         cache_ttl=settings.auth_cache_ttl_sec,
     )
-    server = grpc.aio.server(interceptors=[AuthErrorInterceptor(authenticator)])
+    internal = settings.internal_token
+    server = grpc.aio.server(
+        interceptors=[
+            AuthErrorInterceptor(authenticator, internal.get_secret_value() if internal else None)
+        ]
+    )
+    call_service = calls.CallService(pool, telephony, call_policy(settings))
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(pool, settings), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(pool, settings), server)
     bookings_pb2_grpc.add_BookingServiceServicer_to_server(BookingServicer(pool), server)
-    calls_pb2_grpc.add_CallServiceServicer_to_server(
-        calls_pb2_grpc.CallServiceServicer(),  # type: ignore[abstract]  # UNIMPLEMENTED for now
-        server,
+    calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(call_service), server)
+    telephony_pb2_grpc.add_TelephonyEventServiceServicer_to_server(
+        TelephonyEventServicer(call_service), server
     )
     skills_pb2_grpc.add_SkillServiceServicer_to_server(
         skills_pb2_grpc.SkillServiceServicer(),  # type: ignore[abstract]  # UNIMPLEMENTED for now
@@ -115,8 +172,44 @@ async def start(settings: Settings, *, dsn: str | None = None, port: int | None 
     await server.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await reconciler.reconcile_once(
+        call_service,
+        stuck_dial_sec=settings.stuck_dial_timeout_sec,
+        stuck_call_sec=settings.stuck_call_timeout_sec,
+    )
+    background = [
+        asyncio.create_task(
+            reconciler.run_forever(
+                call_service,
+                interval=settings.reconcile_interval_sec,
+                stuck_dial_sec=settings.stuck_dial_timeout_sec,
+                stuck_call_sec=settings.stuck_call_timeout_sec,
+            ),
+            name="reconciler",
+        )
+    ]
+    drainer = None
+    if settings.call_queue_enabled:
+        drainer = dial_queue.Drainer(
+            dsn,
+            pool,
+            call_service,
+            cps=settings.dial_cps,
+            lease_sec=settings.dial_lease_sec,
+            pod_name=settings.pod_name,
+        )
+        background.append(asyncio.create_task(drainer.run(), name="drainer"))
     log.info("core serving", extra={"port": bound})
-    return Core(server=server, port=bound, pool=pool, health=health_servicer)
+    return Core(
+        server=server,
+        port=bound,
+        pool=pool,
+        health=health_servicer,
+        calls=call_service,
+        telephony=telephony,
+        drainer=drainer,
+        background=background,
+    )
 
 
 async def serve(settings: Settings) -> None:

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     bootstrap_admin_api_key: SecretStr | None = None
     gateway_fronted: bool = False
     gateway_context_secret: SecretStr | None = None
+    internal_token: SecretStr | None = Field(
+        default=None, description="Shared secret media uses for core's internal RPCs."
+    )
 
     default_quota_limit: int = Field(
         default=100_000, ge=0, description="Credits (cents) per month."
@@ -43,6 +46,33 @@ class Settings(BaseSettings):
     auth_cache_ttl_sec: float = Field(default=5.0, ge=0)
     db_pool_min_size: int = 2
     db_pool_max_size: int = 10
+
+    call_queue_enabled: bool = False
+    dial_cps: float = Field(default=1.0, gt=0, description="Queued dials per second, globally.")
+    call_reserve_cents: int = Field(default=100, gt=0, description="Credits held per call.")
+    call_rate_cents_per_minute: int = Field(default=10, ge=0)
+    dial_lease_sec: float = Field(default=30.0, gt=0, description="A claimed queue entry's lease.")
+    stuck_call_timeout_sec: float = Field(
+        default=3 * 3600.0, gt=0, description="Unfinished calls older than this are failed."
+    )
+    stuck_dial_timeout_sec: float = Field(
+        default=600.0, gt=0, description="Calls stuck before answer longer than this are failed."
+    )
+    reconcile_interval_sec: float = Field(default=60.0, gt=0)
+
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_from_number: str = "+15005550006"
+    twilio_api_base_url: str | None = Field(
+        default=None, description="Twilio REST base URL; unset = api.twilio.com (sim sets it)."
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8081",
+        description="Public base URL of the media process (Twilio callbacks, Media Streams).",
+    )
+    allow_fictional_numbers: bool | None = Field(
+        default=None, description="Accept +1 555 01xx; default: only with the simulated carrier."
+    )
 
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -55,6 +85,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def fictional_numbers_allowed(self) -> bool:
+        """+1 555 01xx is dialable only when the carrier is not the real Twilio."""
+        if self.allow_fictional_numbers is not None:
+            return self.allow_fictional_numbers
+        return self.twilio_api_base_url is not None or self.twilio_account_sid is None
 
     @property
     def grpc_target(self) -> str:

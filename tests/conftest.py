@@ -26,10 +26,12 @@ import uvicorn
 from core import api_keys, server
 from core.db import database, migrations
 from core.settings import Settings
+from tests.fakes.telephony import FakeTelephony
 
 TEMPLATE = f"callagent_tpl_{os.getpid()}"
 BOOTSTRAP_KEY = "ck_bootstrap_test_key_0123456789"
 CONTEXT_SECRET = "test-gateway-context-secret"
+INTERNAL_TOKEN = "test-internal-token"
 
 
 @pytest.fixture(scope="session")
@@ -86,6 +88,9 @@ def make_settings(**overrides: Any) -> Settings:
         "gateway_context_secret": CONTEXT_SECRET,
         "auth_cache_ttl_sec": 0,
         "default_quota_limit": 10_000,
+        "internal_token": INTERNAL_TOKEN,
+        "allow_fictional_numbers": True,
+        "reconcile_interval_sec": 3600,
     }
     values.update(overrides)
     return Settings(**values)
@@ -97,8 +102,15 @@ def settings() -> Settings:
 
 
 @pytest.fixture
-async def core(db_dsn: str, settings: Settings) -> AsyncIterator[server.Core]:
-    running = await server.start(settings, dsn=db_dsn, port=0)
+def telephony() -> FakeTelephony:
+    return FakeTelephony()
+
+
+@pytest.fixture
+async def core(
+    db_dsn: str, settings: Settings, telephony: FakeTelephony
+) -> AsyncIterator[server.Core]:
+    running = await server.start(settings, dsn=db_dsn, port=0, telephony=telephony)
     yield running
     await running.stop(grace=1)
 
@@ -164,7 +176,9 @@ async def customer(core: server.Core) -> api_keys.CreatedKey:
 
 @pytest.fixture
 async def fronted_core(db_dsn: str) -> AsyncIterator[server.Core]:
-    running = await server.start(make_settings(gateway_fronted=True), dsn=db_dsn, port=0)
+    running = await server.start(
+        make_settings(gateway_fronted=True), dsn=db_dsn, port=0, telephony=FakeTelephony()
+    )
     yield running
     await running.stop(grace=1)
 

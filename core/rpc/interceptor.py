@@ -9,6 +9,7 @@ gRPC status carrying google.rpc.ErrorInfo (reason + http_status + extra metadata
 from __future__ import annotations
 
 import contextvars
+import hmac
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -35,6 +36,10 @@ PUBLIC_METHODS = frozenset(
     }
 )
 _PUBLIC_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+# Services only our own processes call; they present the internal token instead of a key.
+_INTERNAL_PREFIXES = ("/callagent.v1.TelephonyEventService/",)
+INTERNAL_TOKEN_HEADER = "x-internal-token"
+INTERNAL_PRINCIPAL = Principal(customer_id="", api_key_id="internal", is_admin=True)
 
 
 def current_principal() -> Principal:
@@ -67,8 +72,9 @@ def _internal() -> CallagentError:
 
 
 class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator, internal_token: str | None) -> None:
         self._authn = authenticator
+        self._internal_token = internal_token
 
     async def intercept_service(
         self,
@@ -80,12 +86,19 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
             return handler
         public = method in PUBLIC_METHODS
+        internal = method.startswith(_INTERNAL_PREFIXES)
         authn = self._authn
+        token = self._internal_token
 
         async def principal_for(context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
             if public:
                 return None
             metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+            if internal:
+                given = metadata.get(INTERNAL_TOKEN_HEADER, "")
+                if not token or not hmac.compare_digest(given.encode(), token.encode()):
+                    raise CallagentError("UNAUTHENTICATED_KEY", "internal RPC: bad internal token")
+                return INTERNAL_PRINCIPAL
             return await authn.authenticate(metadata)
 
         if handler.unary_unary is not None:

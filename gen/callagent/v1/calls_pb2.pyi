@@ -229,7 +229,7 @@ class ListCallsRequest(_message.Message):
     LIMIT_FIELD_NUMBER: _builtins.int
     SINCE_FIELD_NUMBER: _builtins.int
     limit: _builtins.int
-    """1..1000; 0 means the default (100)."""
+    """1..1000; unset means the default (100)."""
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
         """Only calls created at or after this instant."""
@@ -237,14 +237,16 @@ class ListCallsRequest(_message.Message):
     def __init__(
         self,
         *,
-        limit: _builtins.int = ...,
+        limit: _builtins.int | None = ...,
         since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit", "since", b"since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "since", b"since"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_limit", b"_limit", "limit", b"limit", "since", b"since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__limit: _TypeAlias = _typing.Literal["limit"]  # noqa: Y015
+    _WhichOneofArgType__limit: _TypeAlias = _typing.Literal["_limit", b"_limit"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__limit) -> _WhichOneofReturnType__limit | None: ...
 
 Global___ListCallsRequest: _TypeAlias = ListCallsRequest  # noqa: Y015
 

@@ -1,0 +1,134 @@
+"""CallService (public) and TelephonyEventService (internal, from media)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+import asyncpg
+import grpc
+from callagent.v1 import calls_pb2, calls_pb2_grpc, telephony_pb2, telephony_pb2_grpc
+from google.protobuf import json_format
+
+from core import calls
+from core.rpc.convert import from_ts, ts
+from core.rpc.interceptor import current_principal
+
+Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+def call_message(row: asyncpg.Record, *, details: bool = False) -> calls_pb2.Call:
+    message = calls_pb2.Call(
+        call_id=row["call_id"],
+        customer_id=row["customer_id"],
+        task_id=row["task_id"],
+        target_phone=row["target_phone"],
+        language=row["language"],
+        status=row["status"],
+        call_sid=row["call_sid"],
+        started_at=ts(row["started_at"]),
+        ended_at=ts(row["ended_at"]),
+        duration_sec=row["duration_sec"],
+        outcome_type=row["outcome_type"],
+        outcome_summary=row["outcome_summary"],
+        outcome_charge_cents=row["outcome_charge_cents"],
+        created_at=ts(row["created_at"]),
+        has_recording=row["has_recording"],
+        recording_url=f"/calls/{row['call_id']}/recording" if row["has_recording"] else None,
+        reservation_signals=row["reservation_signals"],
+        owner_pod=row["owner_pod"],
+    )
+    if details:
+        message.details_included = True
+        for item in row["transcript_full"]:
+            json_format.ParseDict(item, message.transcript_full.add())
+        for item in row["supervisor_decisions"]:
+            json_format.ParseDict(item, message.supervisor_decisions.add())
+    return message
+
+
+class CallServicer(calls_pb2_grpc.CallServiceServicer):
+    def __init__(self, service: calls.CallService) -> None:
+        self._calls = service
+
+    async def StartCall(self, request: calls_pb2.StartCallRequest, context: Ctx) -> Any:
+        started = await self._calls.start(
+            current_principal().customer_id,
+            calls.StartRequest(
+                target_phone=request.target_phone,
+                brief=request.brief,
+                language=request.language or "auto",
+                kind=request.kind or "other",
+                parsed_slots=json_format.MessageToDict(request.parsed_slots)
+                if request.HasField("parsed_slots")
+                else None,
+                ask_user_mode=request.ask_user_mode or "any",
+            ),
+        )
+        return calls_pb2.StartCallResponse(
+            call=call_message(started.call),
+            task_id=started.task_id,
+            credits_reserved=started.credits_reserved,
+            owner_pod=started.call["owner_pod"],
+            queued=started.queued,
+            queue_id=started.queue_id,
+            position=started.position,
+        )
+
+    async def ListCalls(self, request: calls_pb2.ListCallsRequest, context: Ctx) -> Any:
+        rows = await self._calls.list_for(
+            current_principal().customer_id,
+            request.limit if request.HasField("limit") else None,
+            from_ts(request.since, request.HasField("since")),
+        )
+        return calls_pb2.ListCallsResponse(calls=[call_message(r) for r in rows])
+
+    async def GetCall(self, request: calls_pb2.GetCallRequest, context: Ctx) -> Any:
+        row = await self._calls.get_for(current_principal().customer_id, request.call_id)
+        return calls_pb2.GetCallResponse(call=call_message(row, details=True))
+
+    async def CancelCall(self, request: calls_pb2.CancelCallRequest, context: Ctx) -> Any:
+        cancelled = await self._calls.cancel(current_principal().customer_id, request.call_id)
+        return calls_pb2.CancelCallResponse(cancelled=cancelled)
+
+    # Not built yet; the interceptor answers UNIMPLEMENTED for NotImplementedError.
+    async def SubmitAnswer(self, request: Any, context: Ctx) -> Any:
+        raise NotImplementedError
+
+    def StreamCallEvents(self, request: Any, context: Ctx) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+    def StreamRecording(self, request: Any, context: Ctx) -> AsyncIterator[Any]:
+        raise NotImplementedError
+
+    async def GetMergedTranscript(self, request: Any, context: Ctx) -> Any:
+        raise NotImplementedError
+
+
+def _opt(message: Any, field: str) -> Any:
+    return getattr(message, field) if message.HasField(field) else None
+
+
+class TelephonyEventServicer(telephony_pb2_grpc.TelephonyEventServiceServicer):
+    def __init__(self, service: calls.CallService) -> None:
+        self._calls = service
+
+    async def ReportTelephonyEvent(
+        self, request: telephony_pb2.ReportTelephonyEventRequest, context: Ctx
+    ) -> Any:
+        applied = await calls.apply_provider_event(
+            self._calls,
+            calls.ProviderEvent(
+                kind=request.kind,
+                call_sid=request.call_sid,
+                call_id=request.call_id,
+                status=request.status,
+                duration_sec=_opt(request, "duration_sec"),
+                answered_by=_opt(request, "answered_by"),
+                recording_sid=_opt(request, "recording_sid"),
+                recording_url=_opt(request, "recording_url"),
+                recording_duration_sec=_opt(request, "recording_duration_sec"),
+                recording_status=_opt(request, "recording_status"),
+            ),
+        )
+        return telephony_pb2.ReportTelephonyEventResponse(applied=applied)

@@ -1,0 +1,566 @@
+"""A loopback Gemini Live server speaking the real `BidiGenerateContent` wire protocol over TLS.
+
+The official `google-genai` SDK always dials `wss://` and sends its own mix of snake_case and
+camelCase keys, so the only honest way to exercise the production adapter is a real TLS
+websocket server that answers like Google does (protocols.md B3, E2). Tests and the simulated
+world drive it through a small scripting API (`say`, `interrupt`, `tool_call`, `go_away`,
+`drop`, ...) that always acts on the newest live connection, and read back what the client
+sent through plain state (`connections`, `received_texts`, `audio_bytes_received`) or by
+awaiting `wait_until(predicate)`.
+
+Behaviour that needs no script: setup is checked and answered, resumption handles are issued
+after setup and after every finished model turn, caller speech is detected with a simple
+energy VAD (a user turn ends after `end_of_turn_silence_ms` of quiet audio, measured in audio
+time, not wall time) and barges in on a model turn in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import http
+import itertools
+import json
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import numpy as np
+import trustme
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+PATH_RE = re.compile(
+    r"/+ws/google\.ai\.generativelanguage\.v\w+\.GenerativeService\.BidiGenerateContent"
+)
+AUDIO_OUT_MIME = "audio/pcm;rate=24000"
+BAD_KEY_REASON = "API key not valid. Please pass a valid API key."
+
+
+def field(obj: Mapping[str, Any], camel: str) -> Any:
+    """`obj[camel]`, falling back to its snake_case spelling (the SDK sends both)."""
+    if camel in obj:
+        return obj[camel]
+    return obj.get(re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower())
+
+
+def _duration_s(value: str) -> float:
+    match = re.fullmatch(r"\s*([0-9.]+)s\s*", value)
+    return float(match.group(1)) if match else 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserTurn:
+    """The caller finished a turn: spoken audio (`audio_ms` of speech) or a text turn."""
+
+    connection: int
+    kind: Literal["audio", "text"]
+    text: str = ""
+    audio_ms: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SayResult:
+    """How much of a scripted model turn went out before it finished or was interrupted."""
+
+    audio_bytes_sent: int
+    interrupted: bool
+
+
+@dataclasses.dataclass(eq=False)
+class LiveConnection:
+    """Everything one client connection sent and was sent, plus its private socket state."""
+
+    index: int
+    path: str
+    api_key: str | None
+    setup: dict[str, Any] = dataclasses.field(default_factory=dict)
+    session_id: str = ""
+    resume_handle: str | None = None
+    audio_bytes: int = 0
+    audio_chunks: int = 0
+    audio_mime_types: set[str] = dataclasses.field(default_factory=set)
+    audio_stream_ends: int = 0
+    texts: list[str] = dataclasses.field(default_factory=list)
+    realtime_texts: list[str] = dataclasses.field(default_factory=list)
+    tool_responses: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    issued_handles: list[str] = dataclasses.field(default_factory=list)
+    log: list[tuple[str, str, Any]] = dataclasses.field(default_factory=list)
+    ready: bool = False
+    close_code: int | None = None
+    closed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    ws: ServerConnection | None = dataclasses.field(default=None, repr=False)
+    speaking: bool = dataclasses.field(default=False, repr=False)
+    interrupted: bool = dataclasses.field(default=False, repr=False)
+    speech_ms: float = dataclasses.field(default=0.0, repr=False)
+    silence_ms: float = dataclasses.field(default=0.0, repr=False)
+
+    @property
+    def model(self) -> str:
+        return str(self.setup.get("model", ""))
+
+    @property
+    def tool_names(self) -> list[str]:
+        names: list[str] = []
+        for tool in self.setup.get("tools") or []:
+            for decl in field(tool, "functionDeclarations") or []:
+                names.append(str(decl.get("name", "")))
+        return names
+
+    @property
+    def function_declarations(self) -> dict[str, dict[str, Any]]:
+        return {
+            str(decl.get("name", "")): decl
+            for tool in self.setup.get("tools") or []
+            for decl in field(tool, "functionDeclarations") or []
+        }
+
+    @property
+    def system_instruction(self) -> str:
+        content = field(self.setup, "systemInstruction") or {}
+        return "".join(str(p.get("text", "")) for p in content.get("parts") or [])
+
+    @property
+    def input_transcription(self) -> bool:
+        return field(self.setup, "inputAudioTranscription") is not None
+
+    @property
+    def output_transcription(self) -> bool:
+        return field(self.setup, "outputAudioTranscription") is not None
+
+    @property
+    def resumption_requested(self) -> bool:
+        return field(self.setup, "sessionResumption") is not None
+
+    @property
+    def is_open(self) -> bool:
+        return self.ready and not self.closed.is_set()
+
+    def kinds(self, direction: Literal["client", "server"]) -> list[str]:
+        """The message kinds seen in one direction, in order (audio chunks included)."""
+        return [kind for d, kind, _ in self.log if d == direction]
+
+    async def send(self, message: dict[str, Any], *, binary: bool) -> None:
+        assert self.ws is not None
+        self.log.append(("server", next(iter(message)), _loggable(message)))
+        data = json.dumps(message)
+        await self.ws.send(data.encode() if binary else data)
+
+
+def _loggable(message: Mapping[str, Any]) -> Any:
+    """The message with base64 payloads replaced by their decoded length."""
+    if isinstance(message, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in message.items():
+            if key == "data" and isinstance(value, str):
+                out[key] = f"<{len(value) * 3 // 4} bytes>"
+            else:
+                out[key] = _loggable(value)
+        return out
+    if isinstance(message, list):
+        return [_loggable(v) for v in message]
+    return message
+
+
+class FakeGeminiLive:
+    """One TLS websocket server on 127.0.0.1:0 standing in for `generativelanguage.googleapis.com`.
+
+    Point the SDK at it with `HttpOptions(base_url=fake.base_url,
+    async_client_args={"ssl": fake.ssl_client_context()})`. A wrong `x-goog-api-key` is read
+    past the setup frame and closed with 1008, as Google does.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-gemini-key",
+        binary_frames: bool = True,
+        vad_threshold_rms: float = 500.0,
+        barge_in: bool = True,
+        end_of_turn_silence_ms: int = 500,
+        issue_handles: bool = True,
+    ) -> None:
+        self.api_key = api_key
+        self.binary_frames = binary_frames
+        self.vad_threshold_rms = vad_threshold_rms
+        self.barge_in = barge_in
+        self.end_of_turn_silence_ms = end_of_turn_silence_ms
+        self.issue_handles = issue_handles  # False: never volunteer a resumption handle
+        self.connections: list[LiveConnection] = []
+        self.handles: dict[str, int] = {}  # issued handle -> logical session number
+        self._ca = trustme.CA()
+        self._cert = self._ca.issue_cert("127.0.0.1", "localhost")
+        self._server: Server | None = None
+        self._changed = asyncio.Condition()
+        self._pending_tools: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._user_turns: asyncio.Queue[UserTurn] = asyncio.Queue()
+        self._ids = itertools.count(1)
+        self._sessions = itertools.count(1)
+
+    async def __aenter__(self) -> FakeGeminiLive:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._cert.configure_cert(ctx)
+        self._server = await serve(
+            self._handle, "127.0.0.1", 0, ssl=ctx, process_request=self._route
+        )
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for future in self._pending_tools.values():
+            future.cancel()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the fake first"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def ssl_client_context(self) -> ssl.SSLContext:
+        """A client context that trusts this fake's throwaway CA (and nothing else)."""
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        self._ca.configure_trust(ctx)
+        return ctx
+
+    # ---- observations -------------------------------------------------------------------
+
+    @property
+    def audio_bytes_received(self) -> int:
+        return sum(c.audio_bytes for c in self.connections)
+
+    @property
+    def received_texts(self) -> list[str]:
+        return [t for c in self.connections for t in c.texts]
+
+    @property
+    def tool_responses(self) -> list[dict[str, Any]]:
+        return [r for c in self.connections for r in c.tool_responses]
+
+    @property
+    def ready_connections(self) -> list[LiveConnection]:
+        return [c for c in self.connections if c.ready]
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds; it is re-checked after every client frame."""
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def next_user_turn(self) -> UserTurn:
+        return await self._user_turns.get()
+
+    async def current(self) -> LiveConnection:
+        """The newest connection that finished setup and is still open (waits for one)."""
+        await self.wait_until(lambda: self._current() is not None)
+        conn = self._current()
+        assert conn is not None
+        return conn
+
+    def _current(self) -> LiveConnection | None:
+        for conn in reversed(self.connections):
+            if conn.is_open:
+                return conn
+        return None
+
+    # ---- scripting ----------------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send any raw server message (camelCase keys) on the current connection."""
+        conn = await self.current()
+        await conn.send(message, binary=self.binary_frames)
+
+    async def transcribe_input(self, text: str, *, finished: bool = True) -> None:
+        await self.send(
+            {"serverContent": {"inputTranscription": {"text": text, "finished": finished}}}
+        )
+
+    async def say(
+        self,
+        audio_pcm24k: bytes,
+        transcript: str = "",
+        *,
+        chunk_ms: int = 40,
+        pace: float = 1.0,
+        input_transcript: str | None = None,
+    ) -> SayResult:
+        """One model turn: 24 kHz audio in `chunk_ms` chunks paced at `pace`× real time.
+
+        Each chunk message also carries its share of the output transcription (3.x servers
+        put several fields in one `serverContent`). Ends with `generationComplete` and
+        `turnComplete` + `usageMetadata`, or just `turnComplete` after an interruption.
+        """
+        conn = await self.current()
+        send = self._sender(conn)
+        if input_transcript is not None:
+            await send({"serverContent": {"inputTranscription": {"text": input_transcript}}})
+        step = max(2, 24_000 * 2 * chunk_ms // 1000)
+        chunks = [audio_pcm24k[i : i + step] for i in range(0, len(audio_pcm24k), step)]
+        pieces = _spread(transcript.split(), max(1, len(chunks)))
+        conn.speaking, conn.interrupted = True, False
+        sent = 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            for i, piece in enumerate(pieces):
+                if conn.interrupted:
+                    break
+                content: dict[str, Any] = {}
+                if i < len(chunks):
+                    data = base64.b64encode(chunks[i]).decode()
+                    content["modelTurn"] = {
+                        "parts": [{"inlineData": {"mimeType": AUDIO_OUT_MIME, "data": data}}]
+                    }
+                if piece:
+                    last = i == len(pieces) - 1
+                    content["outputTranscription"] = {"text": piece, "finished": last}
+                if content:
+                    await send({"serverContent": content})
+                if i < len(chunks):
+                    sent += len(chunks[i])
+                if pace > 0:
+                    await asyncio.sleep(
+                        max(0.0, started + (i + 1) * chunk_ms * pace / 1000 - loop.time())
+                    )
+            if conn.interrupted:
+                await send({"serverContent": {"turnComplete": True}})
+                return SayResult(sent, True)
+            await send({"serverContent": {"generationComplete": True}})
+            usage = {"promptTokenCount": 10, "responseTokenCount": 5, "totalTokenCount": 15}
+            await send({"serverContent": {"turnComplete": True}, "usageMetadata": usage})
+            if conn.resumption_requested and self.issue_handles:
+                await self._issue_handle(conn)
+            return SayResult(sent, False)
+        finally:
+            conn.speaking = False
+
+    async def interrupt(self) -> None:
+        """Barge-in: stop a `say()` in progress and send `interrupted`."""
+        conn = await self.current()
+        await self._interrupt(conn)
+
+    async def tool_call(
+        self, name: str, args: dict[str, Any], *, call_id: str | None = None
+    ) -> dict[str, Any]:
+        """Send a function call and wait for the tool response with the same id, on any
+        connection (a resumed client may answer on its new socket). Returns its `response`."""
+        call_id = call_id or f"fc-{next(self._ids)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending_tools[call_id] = future
+        try:
+            await self.send(
+                {"toolCall": {"functionCalls": [{"id": call_id, "name": name, "args": args}]}}
+            )
+            return await future
+        finally:
+            self._pending_tools.pop(call_id, None)
+
+    async def cancel_tool_calls(self, ids: list[str]) -> None:
+        await self.send({"toolCallCancellation": {"ids": ids}})
+
+    async def resumption_update(self, *, resumable: bool = True) -> str | None:
+        """Issue a fresh handle (or announce that resumption is impossible right now)."""
+        conn = await self.current()
+        if not resumable:
+            await conn.send(
+                {"sessionResumptionUpdate": {"resumable": False}}, binary=self.binary_frames
+            )
+            return None
+        return await self._issue_handle(conn)
+
+    async def go_away(self, time_left: str = "1s") -> None:
+        """Announce the cut, wait up to `time_left` for the client to leave, then close."""
+        conn = await self.current()
+        await conn.send({"goAway": {"timeLeft": time_left}}, binary=self.binary_frames)
+        try:
+            async with asyncio.timeout(_duration_s(time_left)):
+                await conn.closed.wait()
+        except TimeoutError:
+            assert conn.ws is not None
+            await conn.ws.close(1000, "session time limit reached")
+
+    async def drop(self) -> None:
+        """Cut the current connection without a close frame (client sees 1006)."""
+        conn = await self.current()
+        assert conn.ws is not None
+        conn.ws.transport.abort()
+        await conn.closed.wait()
+
+    async def fail(self, code: int = 1011, reason: str = "Internal error encountered.") -> None:
+        """Close the current connection the way Google reports a server-side error."""
+        conn = await self.current()
+        assert conn.ws is not None
+        await conn.ws.close(code, reason)
+        await conn.closed.wait()
+
+    # ---- protocol -----------------------------------------------------------------------
+
+    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
+        if PATH_RE.fullmatch(urlsplit(request.path).path) is None:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        conn = LiveConnection(
+            index=len(self.connections),
+            path=ws.request.path if ws.request else "",
+            api_key=ws.request.headers.get("x-goog-api-key") if ws.request else None,
+            ws=ws,
+        )
+        self.connections.append(conn)
+        try:
+            await self._setup(conn, ws)
+            if conn.ready:
+                async for raw in ws:
+                    await self._on_client_message(conn, json.loads(raw))
+                    await self._notify()
+        except ConnectionClosed:
+            pass
+        finally:
+            conn.close_code = ws.close_code
+            conn.closed.set()
+            await self._notify()
+
+    async def _setup(self, conn: LiveConnection, ws: ServerConnection) -> None:
+        message = json.loads(await ws.recv())
+        setup = message.get("setup") if isinstance(message, dict) else None
+        conn.log.append(("client", "setup" if setup is not None else "invalid", message))
+        if conn.api_key != self.api_key:
+            await ws.close(1008, BAD_KEY_REASON)
+            return
+        if not isinstance(setup, dict) or not setup.get("model"):
+            await ws.close(1007, "Invalid JSON payload: the first message must be setup.")
+            return
+        conn.setup = setup
+        resumption = field(setup, "sessionResumption")
+        if isinstance(resumption, dict) and resumption.get("handle"):
+            handle = str(resumption["handle"])
+            if handle not in self.handles:
+                await ws.close(1007, "Invalid session resumption handle.")
+                return
+            conn.resume_handle = handle
+            conn.session_id = f"sess-{self.handles[handle]}"
+        else:
+            conn.session_id = f"sess-{next(self._sessions)}"
+        await conn.send(
+            {"setupComplete": {"sessionId": conn.session_id}}, binary=self.binary_frames
+        )
+        conn.ready = True
+        await self._notify()
+        if conn.resumption_requested and self.issue_handles:
+            await self._issue_handle(conn)
+
+    async def _on_client_message(self, conn: LiveConnection, message: dict[str, Any]) -> None:
+        realtime = field(message, "realtimeInput")
+        content = field(message, "clientContent")
+        tool_response = field(message, "toolResponse")
+        if realtime is not None:
+            await self._on_realtime(conn, realtime)
+        if content is not None:
+            conn.log.append(("client", "clientContent", content))
+            texts = [
+                str(part["text"])
+                for turn in content.get("turns") or []
+                for part in turn.get("parts") or []
+                if "text" in part
+            ]
+            conn.texts.extend(texts)
+            if field(content, "turnComplete"):
+                self._user_turns.put_nowait(UserTurn(conn.index, "text", text="\n".join(texts)))
+        if tool_response is not None:
+            conn.log.append(("client", "toolResponse", tool_response))
+            for response in field(tool_response, "functionResponses") or []:
+                conn.tool_responses.append(response)
+                future = self._pending_tools.get(str(response.get("id")))
+                if future is not None and not future.done():
+                    future.set_result(dict(response.get("response") or {}))
+        if realtime is None and content is None and tool_response is None:
+            conn.log.append(("client", "unknown", message))
+            assert conn.ws is not None
+            await conn.ws.close(1007, "Invalid JSON payload: unknown client message.")
+
+    async def _on_realtime(self, conn: LiveConnection, realtime: dict[str, Any]) -> None:
+        blobs = [realtime["audio"]] if "audio" in realtime else []
+        blobs += field(realtime, "mediaChunks") or []
+        for blob in blobs:
+            mime = str(field(blob, "mimeType") or "")
+            pcm = base64.b64decode(blob.get("data", ""))
+            conn.log.append(("client", "realtimeInput.audio", len(pcm)))
+            conn.audio_bytes += len(pcm)
+            conn.audio_chunks += 1
+            conn.audio_mime_types.add(mime)
+            rate = re.search(r"rate=(\d+)", mime)
+            await self._vad(conn, pcm, int(rate.group(1)) if rate else 16_000)
+        for key in ("audioStreamEnd", "activityStart", "activityEnd", "text"):
+            value = field(realtime, key)
+            if value is None:
+                continue
+            conn.log.append(("client", f"realtimeInput.{key}", value))
+            if key == "audioStreamEnd":
+                conn.audio_stream_ends += 1
+            elif key == "text":
+                conn.realtime_texts.append(str(value))
+
+    async def _vad(self, conn: LiveConnection, pcm: bytes, rate: int) -> None:
+        samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+        if samples.size == 0:
+            return
+        rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+        chunk_ms = samples.size * 1000 / rate
+        if rms >= self.vad_threshold_rms:
+            if conn.speaking and self.barge_in and not conn.interrupted:
+                await self._interrupt(conn)
+            conn.speech_ms += chunk_ms
+            conn.silence_ms = 0.0
+        elif conn.speech_ms > 0:
+            conn.silence_ms += chunk_ms
+            if conn.silence_ms >= self.end_of_turn_silence_ms:
+                turn = UserTurn(conn.index, "audio", audio_ms=round(conn.speech_ms))
+                self._user_turns.put_nowait(turn)
+                conn.speech_ms = conn.silence_ms = 0.0
+
+    async def _interrupt(self, conn: LiveConnection) -> None:
+        conn.interrupted = True
+        await conn.send({"serverContent": {"interrupted": True}}, binary=self.binary_frames)
+
+    async def _issue_handle(self, conn: LiveConnection) -> str:
+        session = int(conn.session_id.rsplit("-", 1)[1])
+        handle = f"h-{session}-{next(self._ids)}"
+        self.handles[handle] = session
+        conn.issued_handles.append(handle)
+        update = {"newHandle": handle, "resumable": True}
+        await conn.send({"sessionResumptionUpdate": update}, binary=self.binary_frames)
+        return handle
+
+    def _sender(self, conn: LiveConnection) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        async def send(message: dict[str, Any]) -> None:
+            await conn.send(message, binary=self.binary_frames)
+
+        return send
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+def _spread(words: list[str], slots: int) -> list[str]:
+    """Distribute words over `slots` chunk messages; `"".join(pieces)` is the whole text."""
+    pieces = [""] * slots
+    for i, word in enumerate(words):
+        slot = i * slots // max(1, len(words))
+        pieces[slot] += word if i == 0 else f" {word}"
+    return pieces

@@ -1,0 +1,297 @@
+"""TwilioTelephony through the real twilio SDK against the loopback fake of Twilio REST,
+and Twilio's signed callbacks end to end into the webhook app served by uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.parse
+import xml.etree.ElementTree as ET
+from collections.abc import AsyncIterator
+
+import pytest
+from starlette.applications import Starlette
+
+from core import telephony
+from core.twilio_telephony import TwilioTelephony
+from media import twilio_webhooks
+from tests.fakes.telephony import FakeTelephony
+from tests.fakes.twilio_rest import SILENT_MP3_FRAME, FakeTwilioRest, LoopbackServer
+
+FROM = "+15550002222"
+TO = "+15550100001"
+PUBLIC = "https://media.example.test"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTwilioRest]:
+    async with FakeTwilioRest() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def adapter(fake: FakeTwilioRest) -> AsyncIterator[TwilioTelephony]:
+    tel = TwilioTelephony(fake.account_sid, fake.auth_token, FROM, PUBLIC, fake.base_url)
+    yield tel
+    await tel.aclose()
+
+
+def _stream(twiml: str) -> ET.Element:
+    root = ET.fromstring(twiml)
+    stream = root.find("./Connect/Stream")
+    assert stream is not None, twiml
+    return stream
+
+
+async def test_dial_sends_the_exact_create_form(
+    fake: FakeTwilioRest, adapter: TwilioTelephony
+) -> None:
+    sid = await adapter.dial("call_123", TO)
+
+    assert sid.startswith("CA") and len(sid) == 34
+    (call,) = fake.calls
+    assert call.sid == sid
+    form = call.form
+    assert form.get("To") == TO
+    assert form.get("From") == FROM
+    assert form.getall("StatusCallbackEvent") == ["initiated", "ringing", "answered", "completed"]
+    assert form.get("StatusCallback") == f"{PUBLIC}/twilio/status?call_id=call_123"
+    assert form.get("StatusCallbackMethod") == "POST"
+    assert form.get("Record") == "true"
+    assert form.get("RecordingTrack") == "outbound"
+    assert form.get("RecordingStatusCallback") == (
+        f"{PUBLIC}/twilio/recording-status?call_id=call_123"
+    )
+    assert form.get("MachineDetection") == "DetectMessageEnd"
+    assert form.get("AsyncAmd") == "true"
+    assert form.get("AsyncAmdStatusCallback") == f"{PUBLIC}/twilio/amd?call_id=call_123"
+    assert form.get("Timeout") == "30"
+    assert form.get("Url") is None
+    stream = _stream(form.get("Twiml") or "")
+    assert stream.get("url") == "wss://media.example.test/twilio/stream"
+    assert "?" not in (stream.get("url") or "")
+    params = {p.get("name"): p.get("value") for p in stream.iter("Parameter")}
+    assert params == {"call_id": "call_123"}
+
+
+async def test_call_id_is_escaped_in_twiml_and_callback_urls(
+    fake: FakeTwilioRest, adapter: TwilioTelephony
+) -> None:
+    odd = 'a&b "c" <d>=e'
+    await adapter.dial(odd, TO)
+    form = fake.calls[0].form
+    params = {p.get("name"): p.get("value") for p in _stream(form.get("Twiml") or "")}
+    assert params == {"call_id": odd}
+    query = urllib.parse.urlsplit(form.get("StatusCallback") or "").query
+    assert urllib.parse.parse_qs(query) == {"call_id": [odd]}
+
+
+async def test_hang_up_completes_the_call_and_tolerates_an_ended_call(
+    fake: FakeTwilioRest, adapter: TwilioTelephony
+) -> None:
+    sid = await adapter.dial("call_1", TO)
+    await adapter.hang_up(sid)
+    assert fake.call(sid).status == "completed"
+    assert [(u.call_sid, u.form.fields) for u in fake.updates] == [
+        (sid, (("Status", "completed"),))
+    ]
+    await adapter.hang_up(sid)  # Twilio answers 21220 now; that is not an error
+    assert len(fake.updates) == 2
+
+
+async def test_hang_up_of_an_unknown_call_is_an_error(adapter: TwilioTelephony) -> None:
+    with pytest.raises(telephony.TelephonyError) as info:
+        await adapter.hang_up("CA" + "f" * 32)
+    assert (info.value.status, info.value.code, info.value.retryable) == (404, 20404, False)
+
+
+async def test_send_dtmf_plays_digits_then_reconnects_the_stream(
+    fake: FakeTwilioRest, adapter: TwilioTelephony
+) -> None:
+    sid = await adapter.dial("call_7", TO)
+    await adapter.send_dtmf(sid, "call_7", "ww12#")
+
+    (update,) = fake.updates
+    assert update.form.names() == {"Twiml"}
+    root = ET.fromstring(update.form.get("Twiml") or "")
+    assert [child.tag for child in root] == ["Play", "Connect"]
+    assert root[0].get("digits") == "ww12#"
+    stream = _stream(update.form.get("Twiml") or "")
+    assert stream.get("url") == "wss://media.example.test/twilio/stream"
+    assert {p.get("name"): p.get("value") for p in stream} == {"call_id": "call_7"}
+    assert fake.call(sid).digits == ["ww12#"]
+
+
+async def test_send_dtmf_refuses_unplayable_digits_without_calling_twilio(
+    fake: FakeTwilioRest, adapter: TwilioTelephony
+) -> None:
+    sid = await adapter.dial("call_7", TO)
+    with pytest.raises(telephony.TelephonyError) as info:
+        await adapter.send_dtmf(sid, "call_7", "1-2")
+    assert info.value.retryable is False
+    assert fake.updates == []
+
+
+async def test_send_dtmf_to_an_ended_call_is_not_retryable(
+    fake: FakeTwilioRest, adapter: TwilioTelephony
+) -> None:
+    sid = await adapter.dial("call_7", TO)
+    await adapter.hang_up(sid)
+    with pytest.raises(telephony.TelephonyError) as info:
+        await adapter.send_dtmf(sid, "call_7", "1")
+    assert (info.value.code, info.value.retryable) == (21220, False)
+
+
+async def test_a_400_refusal_is_not_retryable(
+    fake: FakeTwilioRest, adapter: TwilioTelephony
+) -> None:
+    fake.fail_next_create(400, 21211, "The 'To' number +1555 is not a valid phone number.")
+    with pytest.raises(telephony.TelephonyError) as info:
+        await adapter.dial("call_1", TO)
+    assert (info.value.status, info.value.code, info.value.retryable) == (400, 21211, False)
+    assert "not a valid phone number" in info.value.message
+    assert [c.sid for c in fake.calls] == [None]
+
+
+@pytest.mark.parametrize("status", [500, 503, 429])
+async def test_a_5xx_or_429_is_retryable(
+    fake: FakeTwilioRest, adapter: TwilioTelephony, status: int
+) -> None:
+    fake.fail_next_create(status, 20500, "Internal Server Error")
+    with pytest.raises(telephony.TelephonyError) as info:
+        await adapter.dial("call_1", TO)
+    assert (info.value.status, info.value.retryable) == (status, True)
+    sid = await adapter.dial("call_1", TO)  # the script was for one request only
+    assert fake.calls[-1].sid == sid
+
+
+async def test_wrong_credentials_are_not_retryable(fake: FakeTwilioRest) -> None:
+    tel = TwilioTelephony(fake.account_sid, "wrong-token", FROM, PUBLIC, fake.base_url)
+    try:
+        with pytest.raises(telephony.TelephonyError) as info:
+            await tel.dial("call_1", TO)
+    finally:
+        await tel.aclose()
+    assert (info.value.status, info.value.code, info.value.retryable) == (401, 20003, False)
+    assert fake.unauthorized_requests == 1 and fake.calls == []
+    assert "wrong-token" not in repr(info.value) and "wrong-token" not in repr(tel)
+
+
+async def test_a_refused_connection_is_retryable() -> None:
+    async with FakeTwilioRest() as gone:
+        base, sid, token = gone.base_url, gone.account_sid, gone.auth_token
+    tel = TwilioTelephony(sid, token, FROM, PUBLIC, base)
+    try:
+        with pytest.raises(telephony.TelephonyError) as info:
+            await tel.dial("call_1", TO)
+    finally:
+        await tel.aclose()
+    assert info.value.retryable is True and info.value.status is None
+
+
+async def test_recordings_are_listed_and_fetched_with_basic_auth(
+    fake: FakeTwilioRest, adapter: TwilioTelephony
+) -> None:
+    sid = await adapter.dial("call_1", TO)
+    other = await adapter.dial("call_2", TO)
+    assert await adapter.list_recordings(sid) == []
+    media = SILENT_MP3_FRAME * 3
+    stored = fake.add_recording(sid, media, duration_sec=7)
+    fake.add_recording(other)
+
+    assert await adapter.list_recordings(sid) == [
+        telephony.Recording(stored.sid, sid, "completed", 7)
+    ]
+    assert await adapter.fetch_recording(stored.sid) == media
+    with pytest.raises(telephony.TelephonyError) as info:
+        await adapter.fetch_recording("RE" + "0" * 32)
+    assert (info.value.status, info.value.retryable) == (404, False)
+
+
+async def test_closed_adapter_refuses_work(fake: FakeTwilioRest) -> None:
+    tel = TwilioTelephony(fake.account_sid, fake.auth_token, FROM, PUBLIC, fake.base_url)
+    await tel.dial("call_1", TO)
+    await tel.aclose()
+    await tel.aclose()
+    with pytest.raises(RuntimeError):
+        await tel.dial("call_2", TO)
+
+
+def test_public_base_url_with_a_query_is_refused() -> None:
+    with pytest.raises(ValueError):
+        TwilioTelephony("AC1", "t", FROM, "https://media.example.test/?x=1")
+
+
+async def test_http_base_gives_ws_stream_for_loopback_sims(fake: FakeTwilioRest) -> None:
+    tel = TwilioTelephony(
+        fake.account_sid, fake.auth_token, FROM, "http://127.0.0.1:9/prefix/", fake.base_url
+    )
+    try:
+        await tel.dial("c", TO)
+    finally:
+        await tel.aclose()
+    form = fake.calls[0].form
+    assert _stream(form.get("Twiml") or "").get("url") == "ws://127.0.0.1:9/prefix/twilio/stream"
+    assert form.get("StatusCallback") == "http://127.0.0.1:9/prefix/twilio/status?call_id=c"
+
+
+async def test_fake_telephony_scripts_a_failed_dial() -> None:
+    fake_tel = FakeTelephony()
+    fake_tel.fail_next_dial(retryable=True)
+    with pytest.raises(telephony.TelephonyError):
+        await fake_tel.dial("c1", TO)
+    sid = await fake_tel.dial("c1", TO)
+    await fake_tel.hang_up(sid)
+    assert [d.call_sid for d in fake_tel.dials] == [sid] and fake_tel.hangups == [sid]
+    assert fake_tel.dial_attempts == 2
+
+
+class _QueueSink:
+    def __init__(self) -> None:
+        self.events: asyncio.Queue[twilio_webhooks.TelephonyEvent] = asyncio.Queue()
+
+    async def deliver(self, event: twilio_webhooks.TelephonyEvent) -> None:
+        await self.events.put(event)
+
+
+async def test_signed_callbacks_reach_the_sink_end_to_end(fake: FakeTwilioRest) -> None:
+    sink = _QueueSink()
+    app = Starlette()
+    webhooks = LoopbackServer(app)  # the port is bound now, so the public URL is known
+    app.router.routes.extend(
+        twilio_webhooks.twilio_webhook_routes(fake.auth_token, webhooks.base_url, sink)
+    )
+    async with webhooks:
+        tel = TwilioTelephony(
+            fake.account_sid, fake.auth_token, FROM, webhooks.base_url, fake.base_url
+        )
+        try:
+            sid = await tel.dial("call_e2e", TO)
+            for status in ("initiated", "ringing", "in-progress"):
+                assert (await fake.fire_status(sid, status)).status_code == 204
+            assert (await fake.fire_amd(sid, "machine_end_beep")).status_code == 204
+            await tel.hang_up(sid)
+            done = await fake.fire_status(sid, "completed", CallDuration="42")
+            assert done.status_code == 204
+            assert (await fake.fire_recording(sid, duration_sec=41)).status_code == 204
+            forged = await fake.fire_status(sid, "completed", signing_token="not-the-token")
+            assert forged.status_code == 403
+        finally:
+            await tel.aclose()
+
+    got = [sink.events.get_nowait() for _ in range(sink.events.qsize())]
+    assert [(e.kind, e.status) for e in got] == [
+        ("status", "dialing"),
+        ("status", "ringing"),
+        ("status", "in_progress"),
+        ("amd", None),
+        ("status", "completed"),
+        ("recording", None),
+    ]
+    assert {e.call_sid for e in got} == {sid} and {e.call_id for e in got} == {"call_e2e"}
+    assert [e.sequence_number for e in got if e.kind == "status"] == [0, 1, 2, 3]
+    assert got[3].answered_by == "machine_end_beep"
+    assert got[4].duration_sec == 42
+    recording = got[5]
+    assert recording.recording_status == "completed" and recording.recording_duration == 41
+    assert recording.recording_sid is not None and recording.recording_url is not None
+    assert recording.recording_url.endswith(recording.recording_sid)
