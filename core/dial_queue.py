@@ -132,6 +132,8 @@ class Drainer:
                 await self._lead(conn)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
                 log.warning("drainer lost its database connection", extra={"error": str(err)})
+            except Exception:
+                log.exception("drainer failed; it restarts after a pause")
             finally:
                 self.is_leader = False
                 if conn is not None and not conn.is_closed():
@@ -185,6 +187,10 @@ class Drainer:
             self.dialed += 1
         except CallagentError as err:
             log.warning("queued dial failed", extra={"call_id": call_id, "reason": err.reason})
+        except Exception:
+            # The call keeps dial_started_at without a sid: the reconciler fails it later,
+            # which is safe; dialing it again might place a second call.
+            log.exception("queued dial crashed", extra={"call_id": call_id})
         finally:
             await self._pool.execute(
                 "UPDATE dial_queue SET state = 'done' WHERE queue_id = $1", queue_id

@@ -86,6 +86,7 @@ class Core:
     telephony: Telephony
     drainer: dial_queue.Drainer | None
     background: list[asyncio.Task[None]]
+    owns_telephony: bool
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -95,7 +96,8 @@ class Core:
         for task in self.background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.telephony.aclose()
+        if self.owns_telephony:
+            await self.telephony.aclose()
         await self.pool.close()
 
 
@@ -136,6 +138,7 @@ async def start(
 ) -> Core:
     """Start core on settings' host and port (port=0 picks a free one)."""
     dsn = await prepare_database(settings, dsn)
+    owns_telephony = telephony is None
     telephony = telephony or build_telephony(settings)
     pool = await database.create_pool(dsn, settings.db_pool_min_size, settings.db_pool_max_size)
     secret = settings.gateway_context_secret
@@ -197,6 +200,7 @@ async def start(
             cps=settings.dial_cps,
             lease_sec=settings.dial_lease_sec,
             pod_name=settings.pod_name,
+            idle_poll_sec=settings.drainer_poll_sec,
         )
         background.append(asyncio.create_task(drainer.run(), name="drainer"))
     log.info("core serving", extra={"port": bound})
@@ -209,6 +213,7 @@ async def start(
         telephony=telephony,
         drainer=drainer,
         background=background,
+        owns_telephony=owns_telephony,
     )
 
 

@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     dial_cps: float = Field(default=1.0, gt=0, description="Queued dials per second, globally.")
     call_reserve_cents: int = Field(default=100, gt=0, description="Credits held per call.")
     call_rate_cents_per_minute: int = Field(default=10, ge=0)
+    drainer_poll_sec: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a follower retries leadership / an idle leader polls.",
+    )
     dial_lease_sec: float = Field(default=30.0, gt=0, description="A claimed queue entry's lease.")
     stuck_call_timeout_sec: float = Field(
         default=3 * 3600.0, gt=0, description="Unfinished calls older than this are failed."

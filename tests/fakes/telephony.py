@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import secrets
 
 from core import telephony
 
@@ -56,7 +57,7 @@ class FakeTelephony:
         if self._next_dial_error is not None:
             error, self._next_dial_error = self._next_dial_error, None
             raise error
-        sid = f"CA{next(self._counter):032x}"
+        sid = f"CA{secrets.token_hex(16)}"  # unique across fakes, like real sids
         self.dials.append(Dial(call_id, to, sid))
         return sid
 
