@@ -14,7 +14,7 @@ import os
 import pathlib
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -195,3 +195,10 @@ async def fronted_http(fronted_core: server.Core) -> AsyncIterator[httpx.AsyncCl
 @pytest.fixture
 async def fronted_customer(fronted_core: server.Core) -> api_keys.CreatedKey:
     return await new_customer(fronted_core.pool)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], limit: float = 10) -> None:
+    """Wait until `check()` holds (state owned by another task or process), at most `limit` s."""
+    async with asyncio.timeout(limit):
+        while not await check():  # noqa: ASYNC110  # polling external state is the point
+            await asyncio.sleep(0.02)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -12,16 +12,10 @@ import pytest
 
 from core import api_keys, dial_queue, server
 from gateway.app import create_app
-from tests.conftest import make_settings, new_customer, serve_asgi
+from tests.conftest import eventually, make_settings, new_customer, serve_asgi
 from tests.fakes.telephony import FakeTelephony
 
 BODY = {"target_phone": "+15550100", "brief": "Table for 2 tomorrow at 19:00 under Anna"}
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -86,7 +80,7 @@ async def test_positions_count_entries_ahead(
     # the capped customer's entries never block another customer
     await qhttp.post("/calls", json=BODY, headers=key(other))
     await eventually(lambda: _dialed(telephony, 2))
-    assert [d.call_id for d in telephony.dials][0] == first["call_id"]
+    assert telephony.dials[0].call_id == first["call_id"]
     assert len(telephony.dials) == 2
 
 
