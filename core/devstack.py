@@ -1,4 +1,5 @@
-"""`make run`: embedded PostgreSQL (unless DATABASE_URL is set), core and gateway.
+"""`make run`: embedded PostgreSQL (unless DATABASE_URL is set), core, gateway, media,
+and the simulated world when no Twilio credentials are set.
 
 The supervisor prepares the database once (migrations, demo customer), then runs
 each service as a child process with DATABASE_URL pointing at the same server.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 import sys
 from typing import Any
@@ -18,7 +20,22 @@ from core.db import database
 from core.settings import Settings, get_settings
 
 DEMO_CUSTOMER = "demo"
-SERVICES = {"core": "core.server", "gateway": "gateway.main"}
+SERVICES = {"core": "core.server", "gateway": "gateway.main", "media": "media.server"}
+
+
+def _provider_env(settings: Settings) -> tuple[dict[str, str], list[str]]:
+    """Settings every child shares; with no Twilio credentials, the simulated carrier's."""
+    env = {"INTERNAL_TOKEN": secrets.token_urlsafe(24)}
+    extra: list[str] = []
+    if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
+        env |= {
+            "TWILIO_ACCOUNT_SID": "AC" + secrets.token_hex(16),
+            "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
+            "TWILIO_API_BASE_URL": f"http://127.0.0.1:{settings.sim_twilio_port}",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{settings.callagent_media_port}",
+        }
+        extra.append("sim.main")
+    return env, extra
 
 
 async def _demo_key(dsn: str, settings: Settings) -> str | None:
@@ -39,12 +56,17 @@ async def _demo_key(dsn: str, settings: Settings) -> str | None:
 async def _supervise(settings: Settings) -> int:
     dsn = await server.prepare_database(settings)
     demo_key = await _demo_key(dsn, settings)
-    env = {**os.environ, "DATABASE_URL": dsn}
+    provider_env, extra = _provider_env(settings)
+    env = {**os.environ, **provider_env, "DATABASE_URL": dsn}
     children: dict[str, asyncio.subprocess.Process] = {}
-    for name, module in SERVICES.items():
+    services = {**SERVICES, **{module.split(".")[0]: module for module in extra}}
+    for name, module in services.items():
         children[name] = await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
     print(f"gateway: http://127.0.0.1:{settings.callagent_http_port}", flush=True)
     print(f"core gRPC: {settings.callagent_bind_host}:{settings.callagent_grpc_port}", flush=True)
+    print(f"media (Twilio webhooks): http://127.0.0.1:{settings.callagent_media_port}", flush=True)
+    if extra:
+        print("no Twilio credentials: calls go to the simulated carrier", flush=True)
     if demo_key:
         print(f"demo customer API key (shown once): {demo_key}", flush=True)
     else:

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
         default=None, description="Accept +1 555 01xx; default: only with the simulated carrier."
     )
 
+    sim_twilio_port: int = Field(default=8082, description="The simulated carrier's REST port.")
+    sim_speed: float = Field(default=1.0, gt=0, description="Simulated time runs this much faster.")
+    sim_talk_seconds: float = Field(default=5.0, gt=0)
+
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated hosts or CIDRs exempt from the private-address refusal.",

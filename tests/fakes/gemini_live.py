@@ -24,9 +24,8 @@ import itertools
 import json
 import re
 import ssl
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import numpy as np
 import trustme
@@ -41,7 +40,7 @@ AUDIO_OUT_MIME = "audio/pcm;rate=24000"
 BAD_KEY_REASON = "API key not valid. Please pass a valid API key."
 
 
-def field(obj: Mapping[str, Any], camel: str) -> Any:
+def either_case(obj: Mapping[str, Any], camel: str) -> Any:
     """`obj[camel]`, falling back to its snake_case spelling (the SDK sends both)."""
     if camel in obj:
         return obj[camel]
@@ -69,6 +68,7 @@ class SayResult:
 
     audio_bytes_sent: int
     interrupted: bool
+    connection_closed: bool = False
 
 
 @dataclasses.dataclass(eq=False)
@@ -107,7 +107,7 @@ class LiveConnection:
     def tool_names(self) -> list[str]:
         names: list[str] = []
         for tool in self.setup.get("tools") or []:
-            for decl in field(tool, "functionDeclarations") or []:
+            for decl in either_case(tool, "functionDeclarations") or []:
                 names.append(str(decl.get("name", "")))
         return names
 
@@ -116,25 +116,25 @@ class LiveConnection:
         return {
             str(decl.get("name", "")): decl
             for tool in self.setup.get("tools") or []
-            for decl in field(tool, "functionDeclarations") or []
+            for decl in either_case(tool, "functionDeclarations") or []
         }
 
     @property
     def system_instruction(self) -> str:
-        content = field(self.setup, "systemInstruction") or {}
+        content = either_case(self.setup, "systemInstruction") or {}
         return "".join(str(p.get("text", "")) for p in content.get("parts") or [])
 
     @property
     def input_transcription(self) -> bool:
-        return field(self.setup, "inputAudioTranscription") is not None
+        return either_case(self.setup, "inputAudioTranscription") is not None
 
     @property
     def output_transcription(self) -> bool:
-        return field(self.setup, "outputAudioTranscription") is not None
+        return either_case(self.setup, "outputAudioTranscription") is not None
 
     @property
     def resumption_requested(self) -> bool:
-        return field(self.setup, "sessionResumption") is not None
+        return either_case(self.setup, "sessionResumption") is not None
 
     @property
     def is_open(self) -> bool:
@@ -298,14 +298,19 @@ class FakeGeminiLive:
         pace: float = 1.0,
         input_transcript: str | None = None,
     ) -> SayResult:
-        """One model turn: 24 kHz audio in `chunk_ms` chunks paced at `pace`× real time.
+        """One model turn: 24 kHz audio in `chunk_ms` chunks, each sent `pace × chunk_ms` after
+        the previous one (1.0 = real time, 0 = as fast as the socket takes them).
 
         Each chunk message also carries its share of the output transcription (3.x servers
         put several fields in one `serverContent`). Ends with `generationComplete` and
-        `turnComplete` + `usageMetadata`, or just `turnComplete` after an interruption.
+        `turnComplete` + `usageMetadata`, or just `turnComplete` after an interruption. A
+        connection that closes mid-turn ends it early (`connection_closed`), it does not raise.
         """
         conn = await self.current()
-        send = self._sender(conn)
+
+        async def send(message: dict[str, Any]) -> None:
+            await conn.send(message, binary=self.binary_frames)
+
         if input_transcript is not None:
             await send({"serverContent": {"inputTranscription": {"text": input_transcript}}})
         step = max(2, 24_000 * 2 * chunk_ms // 1000)
@@ -345,6 +350,8 @@ class FakeGeminiLive:
             if conn.resumption_requested and self.issue_handles:
                 await self._issue_handle(conn)
             return SayResult(sent, False)
+        except ConnectionClosed:
+            return SayResult(sent, conn.interrupted, connection_closed=True)
         finally:
             conn.speaking = False
 
@@ -410,7 +417,8 @@ class FakeGeminiLive:
     # ---- protocol -----------------------------------------------------------------------
 
     def _route(self, connection: ServerConnection, request: Request) -> Response | None:
-        if PATH_RE.fullmatch(urlsplit(request.path).path) is None:
+        # Not urlsplit: it would read the "ws" of a "//ws/..." path as a host name.
+        if PATH_RE.fullmatch(request.path.partition("?")[0]) is None:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
         return None
 
@@ -446,7 +454,7 @@ class FakeGeminiLive:
             await ws.close(1007, "Invalid JSON payload: the first message must be setup.")
             return
         conn.setup = setup
-        resumption = field(setup, "sessionResumption")
+        resumption = either_case(setup, "sessionResumption")
         if isinstance(resumption, dict) and resumption.get("handle"):
             handle = str(resumption["handle"])
             if handle not in self.handles:
@@ -465,9 +473,9 @@ class FakeGeminiLive:
             await self._issue_handle(conn)
 
     async def _on_client_message(self, conn: LiveConnection, message: dict[str, Any]) -> None:
-        realtime = field(message, "realtimeInput")
-        content = field(message, "clientContent")
-        tool_response = field(message, "toolResponse")
+        realtime = either_case(message, "realtimeInput")
+        content = either_case(message, "clientContent")
+        tool_response = either_case(message, "toolResponse")
         if realtime is not None:
             await self._on_realtime(conn, realtime)
         if content is not None:
@@ -479,11 +487,11 @@ class FakeGeminiLive:
                 if "text" in part
             ]
             conn.texts.extend(texts)
-            if field(content, "turnComplete"):
+            if either_case(content, "turnComplete"):
                 self._user_turns.put_nowait(UserTurn(conn.index, "text", text="\n".join(texts)))
         if tool_response is not None:
             conn.log.append(("client", "toolResponse", tool_response))
-            for response in field(tool_response, "functionResponses") or []:
+            for response in either_case(tool_response, "functionResponses") or []:
                 conn.tool_responses.append(response)
                 future = self._pending_tools.get(str(response.get("id")))
                 if future is not None and not future.done():
@@ -495,9 +503,9 @@ class FakeGeminiLive:
 
     async def _on_realtime(self, conn: LiveConnection, realtime: dict[str, Any]) -> None:
         blobs = [realtime["audio"]] if "audio" in realtime else []
-        blobs += field(realtime, "mediaChunks") or []
+        blobs += either_case(realtime, "mediaChunks") or []
         for blob in blobs:
-            mime = str(field(blob, "mimeType") or "")
+            mime = str(either_case(blob, "mimeType") or "")
             pcm = base64.b64decode(blob.get("data", ""))
             conn.log.append(("client", "realtimeInput.audio", len(pcm)))
             conn.audio_bytes += len(pcm)
@@ -506,7 +514,7 @@ class FakeGeminiLive:
             rate = re.search(r"rate=(\d+)", mime)
             await self._vad(conn, pcm, int(rate.group(1)) if rate else 16_000)
         for key in ("audioStreamEnd", "activityStart", "activityEnd", "text"):
-            value = field(realtime, key)
+            value = either_case(realtime, key)
             if value is None:
                 continue
             conn.log.append(("client", f"realtimeInput.{key}", value))
@@ -545,12 +553,6 @@ class FakeGeminiLive:
         update = {"newHandle": handle, "resumable": True}
         await conn.send({"sessionResumptionUpdate": update}, binary=self.binary_frames)
         return handle
-
-    def _sender(self, conn: LiveConnection) -> Callable[[dict[str, Any]], Awaitable[None]]:
-        async def send(message: dict[str, Any]) -> None:
-            await conn.send(message, binary=self.binary_frames)
-
-        return send
 
     async def _notify(self) -> None:
         async with self._changed:

@@ -1,0 +1,357 @@
+"""The supervisor's ear: the callee's audio streamed to Deepgram live STT, as typed events.
+
+Gemini hears the callee too, but its input transcription is coarse and arrives late; the
+supervisor rules (voicemail, IVR, hold, screening) need fast, word-timed finals of the callee
+side only. This stage owns one Deepgram `/v1/listen` websocket per call through the official
+`deepgram-sdk` async client. The audio path must never wait on it: `push()` is synchronous and
+drops the oldest buffered frame when Deepgram stalls. Any failure (refused key, dropped socket,
+server error) ends the stage with exactly one `EarLost`; deciding to degrade to Gemini's
+transcription is the bridge's job, not ours.
+
+`transcribe_recording()` is the batch sibling used after the call to time-align the merged
+transcript against the Twilio recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import websockets.exceptions
+from deepgram import AsyncDeepgramClient
+from deepgram.core.api_error import ApiError
+from deepgram.environment import DeepgramClientEnvironment
+from deepgram.listen.v1.socket_client import AsyncV1SocketClient
+from deepgram.listen.v1.types.listen_v1error import ListenV1Error
+from deepgram.listen.v1.types.listen_v1results import ListenV1Results
+from deepgram.listen.v1.types.listen_v1speech_started import ListenV1SpeechStarted
+from deepgram.listen.v1.types.listen_v1utterance_end import ListenV1UtteranceEnd
+from deepgram.types.listen_v1response import ListenV1Response
+from pydantic import SecretStr
+
+logger = logging.getLogger(__name__)
+
+PRODUCTION_HTTP_BASE = DeepgramClientEnvironment.PRODUCTION.base
+PRODUCTION_WS_BASE = DeepgramClientEnvironment.PRODUCTION.production
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeepgramConfig:
+    """Where Deepgram lives and how to authenticate; only the base URLs differ in sim."""
+
+    api_key: SecretStr
+    http_base: str = PRODUCTION_HTTP_BASE
+    ws_base: str = PRODUCTION_WS_BASE
+    model: str = "nova-3"
+
+    def client(self, http: httpx.AsyncClient) -> AsyncDeepgramClient:
+        env = DeepgramClientEnvironment(
+            base=self.http_base,
+            production=self.ws_base,
+            agent=self.ws_base,
+            agent_rest=self.http_base,
+        )
+        return AsyncDeepgramClient(
+            api_key=self.api_key.get_secret_value(), environment=env, httpx_client=http
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CalleeTranscript:
+    """A transcript span of the callee; interim spans are revised, finals are settled."""
+
+    text: str
+    is_final: bool
+    speech_final: bool
+    start_s: float
+    end_s: float
+    words: list[tuple[str, float, float]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UtteranceEnd:
+    """No new words for `utterance_end_ms` after `last_word_end` (seconds from stream start)."""
+
+    last_word_end: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """Deepgram's VAD heard the callee start speaking at `timestamp` seconds."""
+
+    timestamp: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EarLost:
+    """The ear is gone for the rest of the call; `reason` is safe to log (no secrets)."""
+
+    reason: str
+
+
+EarEvent = CalleeTranscript | UtteranceEnd | SpeechStarted | EarLost
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Word:
+    """One word of a batch transcript, in seconds from the start of the recording."""
+
+    text: str
+    start_s: float
+    end_s: float
+    confidence: float
+
+
+class TranscriptionError(Exception):
+    """Batch transcription failed; `retryable` is False for auth and request errors."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class DeepgramEar:
+    """One live Deepgram stream for the callee side of one call.
+
+    `async with ear:` starts a single owned task that connects, sends audio/KeepAlive and turns
+    server messages into `EarEvent`s; `aclose()` sends CloseStream, waits up to
+    `close_timeout_s` for the last finals and the server's close, then cancels what is left.
+    `events()` ends after the stream is closed or lost.
+    """
+
+    def __init__(
+        self,
+        config: DeepgramConfig,
+        *,
+        language: str = "en-US",
+        keepalive_interval_s: float = 4.0,
+        max_buffered_frames: int = 100,
+        max_buffered_events: int = 256,
+        close_timeout_s: float = 2.0,
+        call_id: str = "",
+    ) -> None:
+        self._config = config
+        self._language = language
+        self._keepalive_interval_s = keepalive_interval_s
+        self._close_timeout_s = close_timeout_s
+        self._log_extra = {"call_id": call_id}
+        # None in the audio queue means "no more audio: send CloseStream".
+        self._audio: asyncio.Queue[bytes | None] = asyncio.Queue(max_buffered_frames)
+        self._events: asyncio.Queue[EarEvent | None] = asyncio.Queue(max_buffered_events)
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._finished = False
+        self._lost = False
+        self._server_error = ""
+        self.dropped_frames = 0
+        self.dropped_events = 0
+
+    async def __aenter__(self) -> DeepgramEar:
+        self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="deepgram-ear")
+
+    def push(self, mulaw_20ms: bytes) -> None:
+        """Queue one μ-law frame; never blocks. Drops the oldest frame if Deepgram stalls."""
+        if self._closing or self._finished:
+            return
+        if self._offer(self._audio, mulaw_20ms):
+            self.dropped_frames += 1
+
+    async def events(self) -> AsyncIterator[EarEvent]:
+        while (event := await self._events.get()) is not None:
+            yield event
+        self._events.put_nowait(None)  # keep the end visible to any later iteration
+
+    async def aclose(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        task = self._task
+        try:
+            if task is not None and not task.done():
+                self._offer(self._audio, None)
+                await asyncio.wait({task}, timeout=self._close_timeout_s)
+        finally:
+            # Also on our own cancellation: the ear's task must never outlive its owner.
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._finish()
+
+    async def _run(self) -> None:
+        try:
+            await self._stream()
+            if not self._closing:
+                self._lose(self._server_error or "deepgram closed the stream unexpectedly")
+        except Exception as exc:
+            self._lose(self._server_error or self._failure_reason(exc))
+        finally:
+            self._finish()
+
+    async def _stream(self) -> None:
+        async with httpx.AsyncClient() as http:
+            client = self._config.client(http)
+            async with client.listen.v1.connect(
+                model=self._config.model,
+                encoding="mulaw",
+                sample_rate=8000,
+                channels=1,
+                interim_results=True,
+                endpointing=300,
+                utterance_end_ms=1000,
+                smart_format=True,
+                vad_events=True,
+                punctuate=True,
+                language=self._language,
+            ) as conn:
+                logger.info("deepgram ear connected", extra=self._log_extra)
+                async with asyncio.TaskGroup() as tg:
+                    sender = tg.create_task(self._send_loop(conn), name="deepgram-ear-send")
+                    await self._recv_loop(conn)
+                    sender.cancel()
+
+    def _failure_reason(self, exc: BaseException) -> str:
+        while isinstance(exc, BaseExceptionGroup):
+            exc = exc.exceptions[0]
+        if isinstance(exc, ApiError):
+            # The SDK's ApiError carries the request headers (the API key): never log it.
+            if exc.status_code in (401, 403):
+                return f"deepgram rejected the credentials (HTTP {exc.status_code})"
+            return f"deepgram refused the stream (HTTP {exc.status_code})"
+        if isinstance(exc, websockets.exceptions.ConnectionClosed):
+            if exc.rcvd is not None:
+                return f"deepgram connection closed (code {exc.rcvd.code} {exc.rcvd.reason})"
+            return "deepgram connection dropped"
+        if isinstance(exc, OSError | websockets.exceptions.WebSocketException):
+            return f"deepgram unreachable ({type(exc).__name__})"
+        logger.error("deepgram ear failed", exc_info=exc, extra=self._log_extra)
+        return f"deepgram ear failed ({type(exc).__name__})"
+
+    async def _send_loop(self, conn: AsyncV1SocketClient) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._keepalive_interval_s):
+                    frame = await self._audio.get()
+            except TimeoutError:
+                await conn.send_keep_alive()
+                continue
+            if frame is None:
+                await conn.send_close_stream()
+                return
+            await conn.send_media(frame)
+
+    async def _recv_loop(self, conn: AsyncV1SocketClient) -> None:
+        async for message in conn:
+            event = self._to_event(message)
+            if event is not None:
+                self._offer_event(event)
+
+    def _to_event(self, message: object) -> EarEvent | None:
+        if isinstance(message, ListenV1Results):
+            alternatives = message.channel.alternatives
+            if not alternatives or not alternatives[0].transcript:
+                return None
+            best = alternatives[0]
+            return CalleeTranscript(
+                text=best.transcript,
+                is_final=bool(message.is_final),
+                speech_final=bool(message.speech_final),
+                start_s=message.start,
+                end_s=message.start + message.duration,
+                words=[(w.punctuated_word or w.word, w.start, w.end) for w in best.words],
+            )
+        if isinstance(message, ListenV1UtteranceEnd):
+            return UtteranceEnd(last_word_end=message.last_word_end)
+        if isinstance(message, ListenV1SpeechStarted):
+            return SpeechStarted(timestamp=message.timestamp)
+        if isinstance(message, ListenV1Error):
+            self._server_error = f"deepgram error {message.code or message.variant}"
+            logger.warning(
+                "deepgram stream error",
+                extra={**self._log_extra, "variant": message.variant, "code": message.code},
+            )
+        return None
+
+    def _lose(self, reason: str) -> None:
+        if self._lost or self._finished or self._closing:
+            return
+        self._lost = True
+        logger.warning("deepgram ear lost: %s", reason, extra=self._log_extra)
+        self._offer_event(EarLost(reason))
+
+    def _finish(self) -> None:
+        if not self._finished:
+            self._finished = True
+            self._offer_event(None)
+
+    def _offer_event(self, event: EarEvent | None) -> None:
+        if self._offer(self._events, event):
+            self.dropped_events += 1
+
+    @staticmethod
+    def _offer(queue: asyncio.Queue[Any], item: object) -> bool:
+        """put_nowait, evicting the oldest item when full; True if something was evicted."""
+        evicted = False
+        while True:
+            try:
+                queue.put_nowait(item)
+                return evicted
+            except asyncio.QueueFull:
+                queue.get_nowait()
+                evicted = True
+
+
+async def transcribe_recording(
+    mp3: bytes, language: str, *, config: DeepgramConfig, timeout_s: float = 120.0
+) -> list[Word]:
+    """Batch-transcribe a finished call recording into timed words.
+
+    Raises:
+        TranscriptionError: Deepgram refused or failed the request.
+    """
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as http:
+            response = await config.client(http).listen.v1.media.transcribe_file(
+                request=mp3,
+                model=config.model,
+                language=language,
+                smart_format=True,
+                punctuate=True,
+                utterances=True,
+            )
+    except ApiError as exc:
+        status = exc.status_code or 0
+        retryable = status == 429 or status >= 500
+        raise TranscriptionError(
+            f"deepgram batch transcription failed (HTTP {status})", retryable=retryable
+        ) from None
+    except httpx.HTTPError as exc:
+        raise TranscriptionError(
+            f"deepgram unreachable ({type(exc).__name__})", retryable=True
+        ) from None
+    if not isinstance(response, ListenV1Response):
+        raise TranscriptionError("deepgram answered in callback mode", retryable=False)
+    channels = response.results.channels
+    alternatives = channels[0].alternatives if channels else None
+    if not alternatives:
+        return []
+    words: list[Word] = []
+    for w in alternatives[0].words or []:
+        if w.word is None or w.start is None or w.end is None:
+            continue
+        text = getattr(w, "punctuated_word", None) or w.word
+        words.append(Word(str(text), w.start, w.end, w.confidence or 0.0))
+    return words

@@ -1,0 +1,101 @@
+"""A call's whole carrier life through production code: the twilio SDK dials the
+simulated carrier, which sends signed callbacks to the media process, which hands
+them to core over gRPC; REST clients see the result through the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from core import server
+from gateway.app import create_app as create_gateway
+from media.server import create_app as create_media
+from sim.carrier import SimCarrier
+from sim.twilio_rest import FakeTwilioRest
+from tests.conftest import eventually, free_port, make_settings, new_customer, serve_asgi
+
+BODY = {"target_phone": "+15550100", "brief": "Table for 2 tomorrow at 19:00 under Anna"}
+TOKEN = "e2e-twilio-auth-token"
+ACCOUNT = "AC" + "e2e0" * 8
+
+
+@pytest.fixture
+async def world(db_dsn: str) -> AsyncIterator[dict[str, Any]]:
+    media_port = free_port()
+    async with FakeTwilioRest(ACCOUNT, TOKEN) as rest:
+        carrier = SimCarrier(rest, speed=20.0, talk_seconds=2.0)
+        settings = make_settings(
+            twilio_account_sid=ACCOUNT,
+            twilio_auth_token=TOKEN,
+            twilio_api_base_url=rest.base_url,
+            public_base_url=f"http://127.0.0.1:{media_port}",
+        )
+        core = await server.start(settings, dsn=db_dsn, port=0)
+        linked = settings.model_copy(update={"core_grpc_target": f"127.0.0.1:{core.port}"})
+        try:
+            async with (
+                serve_asgi(create_media(linked), port=media_port) as media_url,
+                serve_asgi(create_gateway(linked)) as gateway_url,
+                httpx.AsyncClient(base_url=gateway_url) as http,
+            ):
+                yield {"rest": rest, "core": core, "http": http, "media_url": media_url}
+        finally:
+            await carrier.aclose()
+            await core.stop(grace=1)
+
+
+async def test_call_completes_and_is_charged(world: dict[str, Any]) -> None:
+    core, http, rest = world["core"], world["http"], world["rest"]
+    customer = await new_customer(core.pool)
+    headers = {"X-API-Key": customer.api_key}
+    started = await http.post("/calls", json=BODY, headers=headers)
+    assert started.status_code == 201, started.text
+    call = started.json()["call"]
+    assert call["call_sid"] == rest.calls[0].sid
+    form = rest.calls[0].form
+    assert form.get("To") == "+15550100"
+    assert f'<Parameter name="call_id" value="{call["call_id"]}"' in (form.get("Twiml") or "")
+
+    async def completed() -> bool:
+        got = (await http.get(f"/calls/{call['call_id']}", headers=headers)).json()
+        return bool(got["status"] == "completed")
+
+    await eventually(completed)
+    got = (await http.get(f"/calls/{call['call_id']}", headers=headers)).json()
+    assert got["duration_sec"] >= 1 and got["outcome_charge_cents"] == 10
+    me = (await http.get("/users/me", headers=headers)).json()
+    assert me["current_usage"] == 10
+
+
+async def test_cancel_hangs_up_through_the_sdk(world: dict[str, Any]) -> None:
+    core, http, rest = world["core"], world["http"], world["rest"]
+    customer = await new_customer(core.pool)
+    headers = {"X-API-Key": customer.api_key}
+    call = (await http.post("/calls", json=BODY, headers=headers)).json()["call"]
+    cancelled = await http.post(f"/calls/{call['call_id']}/cancel", headers=headers)
+    assert cancelled.json() == {"cancelled": True}
+    assert [u.form.get("Status") for u in rest.updates] == ["completed"]
+    got = (await http.get(f"/calls/{call['call_id']}", headers=headers)).json()
+    assert got["status"] == "cancelled"
+    assert (await http.get("/users/me", headers=headers)).json()["current_usage"] == 0
+
+
+async def test_forged_callback_is_refused_and_changes_nothing(world: dict[str, Any]) -> None:
+    core, http, rest = world["core"], world["http"], world["rest"]
+    customer = await new_customer(core.pool)
+    headers = {"X-API-Key": customer.api_key}
+    call = (await http.post("/calls", json=BODY, headers=headers)).json()["call"]
+    url = f"{world['media_url']}/twilio/status?call_id={call['call_id']}"
+    forged = await rest.post_signed(
+        url,
+        {"CallSid": call["call_sid"], "CallStatus": "failed", "AccountSid": ACCOUNT},
+        signing_token="not-the-token",
+    )
+    assert forged.status_code == 403
+    status = await core.pool.fetchval(
+        "SELECT status FROM calls WHERE call_id = $1", call["call_id"]
+    )
+    assert status != "failed"
