@@ -65,14 +65,23 @@ async def closed_loop(
 
 
 def http_get_worker(
-    port: int, path: str, headers: dict[str, str]
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    *,
+    method: str = "GET",
+    body: bytes = b"",
+    ok: tuple[bytes, ...] = (b"200",),
 ) -> Callable[[], Awaitable[Callable[[], Awaitable[bool]]]]:
+    """One keep-alive connection per worker sending the same request again and again."""
+    if body:
+        headers = {**headers, "Content-Type": "application/json", "Content-Length": str(len(body))}
     head = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         + "\r\n"
     )
-    request = head.encode()
+    request = head.encode() + body
 
     async def make() -> Callable[[], Awaitable[bool]]:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -88,7 +97,7 @@ def http_get_worker(
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             await reader.readexactly(length)
-            return status_line.split(b" ", 2)[1] == b"200"
+            return status_line.split(b" ", 2)[1] in ok
 
         return call
 

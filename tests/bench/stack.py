@@ -53,23 +53,39 @@ async def _wait_http(url: str, proc: asyncio.subprocess.Process) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(**extra_env: str) -> AsyncIterator[Stack]:
+async def running_stack(*, with_carrier: bool = False, **extra_env: str) -> AsyncIterator[Stack]:
+    """PostgreSQL + core + gateway; with_carrier adds media and the simulated carrier."""
     with tempfile.TemporaryDirectory(prefix="callagent-bench-") as tmp:
         data_dir = pathlib.Path(tmp)
         external = os.environ.get("DATABASE_URL")
         settings = Settings(callagent_data_dir=data_dir)
         dsn = await server.prepare_database(settings, external)
-        grpc_port, http_port = free_port(), free_port()
+        grpc_port, http_port, media_port, sim_port = (free_port() for _ in range(4))
         env = {
             **os.environ,
             "DATABASE_URL": dsn,
             "CALLAGENT_GRPC_PORT": str(grpc_port),
             "CALLAGENT_HTTP_PORT": str(http_port),
+            "CALLAGENT_MEDIA_PORT": str(media_port),
             "CALLAGENT_DATA_DIR": str(data_dir),
+            "INTERNAL_TOKEN": "bench-internal-token",
+            "TWILIO_ACCOUNT_SID": "AC" + "b" * 32,
+            "TWILIO_AUTH_TOKEN": "bench-twilio-token",
+            "TWILIO_API_BASE_URL": f"http://127.0.0.1:{sim_port}",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{media_port}",
+            "SIM_TWILIO_PORT": str(sim_port),
             **extra_env,
         }
         procs = []
         try:
+            if with_carrier:
+                for module in ("sim.main", "media.server"):
+                    procs.append(
+                        await asyncio.create_subprocess_exec(
+                            sys.executable, "-m", module, env=env,
+                            stdout=asyncio.subprocess.DEVNULL,
+                        )
+                    )
             core = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "core.server", env=env, stdout=asyncio.subprocess.DEVNULL
             )
@@ -79,6 +95,8 @@ async def running_stack(**extra_env: str) -> AsyncIterator[Stack]:
             )
             procs.append(gateway)
             await _wait_http(f"http://127.0.0.1:{http_port}/healthz", gateway)
+            if with_carrier:
+                await _wait_http(f"http://127.0.0.1:{media_port}/healthz", procs[1])
             yield Stack(dsn=dsn, grpc_port=grpc_port, http_port=http_port, env=env)
         finally:
             for proc in procs:
