@@ -146,12 +146,11 @@ class CallService:
     async def start(self, customer_id: str, request: StartRequest) -> Started:
         """Validate, gate on maintenance, then dial now or enqueue (per CALL_QUEUE_ENABLED)."""
         request = validate(request, self._policy)
-        maintenance.gate(await maintenance.get(self._pool))
         if self._policy.queue_enabled:
             return await self.enqueue(customer_id, request)
         async with self._pool.acquire() as conn:
             call_id = await self.persist(conn, customer_id, request, status=st.SCHEDULED)
-        started = await self.dial(call_id)
+        started = await self.dial(call_id, phone=request.target_phone)
         assert started is not None, "a scheduled call is dialed unless cancelled"
         return started
 
@@ -182,12 +181,18 @@ class CallService:
         """
         call_id, task_id = new_id("call"), new_id("task")
         async with conn.transaction():
-            cap = await conn.fetchval(
-                "SELECT max_concurrent_calls FROM customers WHERE customer_id = $1 FOR UPDATE",
+            locked = await conn.fetchrow(
+                """SELECT c.max_concurrent_calls, m.active, m.message, m.resume_at
+                   FROM customers c CROSS JOIN maintenance m
+                   WHERE c.customer_id = $1 AND m.id = 1 FOR UPDATE OF c""",
                 customer_id,
             )
-            if cap is None:
+            if locked is None:
                 raise not_found("customer")
+            maintenance.gate(
+                maintenance.Window(locked["active"], locked["message"], locked["resume_at"])
+            )
+            cap = locked["max_concurrent_calls"]
             if status == st.SCHEDULED and await _in_flight(conn, customer_id) >= cap:
                 raise CallagentError(
                     "CONCURRENCY_LIMIT",
@@ -199,22 +204,16 @@ class CallService:
                 conn, customer_id, self._policy.reserve_cents, call_id
             )
             await conn.execute(
-                """INSERT INTO tasks (task_id, customer_id, brief, language, kind, parsed_slots,
-                                      ask_user_mode)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                task_id,
-                customer_id,
-                request.brief,
-                request.language,
-                request.kind,
-                request.parsed_slots,
-                request.ask_user_mode,
-            )
-            await conn.execute(
-                """INSERT INTO calls (call_id, customer_id, task_id, target_phone, language, status,
-                                      owner_pod, reservation_id, credits_reserved, dial_started_at)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,
-                           CASE WHEN $6 = 'scheduled' THEN now() END)""",
+                """WITH task AS (
+                       INSERT INTO tasks (task_id, customer_id, brief, language, kind,
+                                          parsed_slots, ask_user_mode)
+                       VALUES ($3, $2, $10, $5, $11, $12, $13) RETURNING task_id)
+                   INSERT INTO calls (call_id, customer_id, task_id, target_phone, language,
+                                      status, owner_pod, reservation_id, credits_reserved,
+                                      dial_started_at)
+                   SELECT $1, $2, task.task_id, $4, $5, $6, $7, $8, $9,
+                          CASE WHEN $6 = 'scheduled' THEN now() END
+                   FROM task""",
                 call_id,
                 customer_id,
                 task_id,
@@ -224,20 +223,26 @@ class CallService:
                 self._policy.pod_name,
                 reservation,
                 self._policy.reserve_cents,
+                request.brief,
+                request.kind,
+                request.parsed_slots,
+                request.ask_user_mode,
             )
         return call_id
 
-    async def dial(self, call_id: str) -> Started | None:
+    async def dial(self, call_id: str, phone: str | None = None) -> Started | None:
         """Dial a committed `scheduled` call; on provider failure fail it and release credits.
 
-        `dial_started_at` is recorded first: after a crash, a call that has it but no
-        call_sid is failed rather than dialed again. None if the call left `scheduled`.
+        `dial_started_at` is recorded first (direct starts insert it; pass `phone` then):
+        after a crash, a call that has it but no call_sid is failed rather than dialed
+        again. None if the call left `scheduled`.
         """
-        phone = await self._pool.fetchval(
-            """UPDATE calls SET dial_started_at = coalesce(dial_started_at, now())
-               WHERE call_id = $1 AND status = 'scheduled' RETURNING target_phone""",
-            call_id,
-        )
+        if phone is None:
+            phone = await self._pool.fetchval(
+                """UPDATE calls SET dial_started_at = coalesce(dial_started_at, now())
+                   WHERE call_id = $1 AND status = 'scheduled' RETURNING target_phone""",
+                call_id,
+            )
         if phone is None:
             return None
         try:
@@ -250,19 +255,20 @@ class CallService:
             raise CallagentError(
                 "DIAL_FAILED", f"the carrier refused the call: {err.message}"
             ) from None
-        async with self._pool.acquire() as conn, conn.transaction():
-            status = await conn.fetchval(
-                "UPDATE calls SET call_sid = coalesce(call_sid, $2) WHERE call_id = $1 "
-                "RETURNING status",
-                call_id,
-                call_sid,
-            )
-            if status == st.SCHEDULED:
-                await transition_in(conn, call_id, st.DIALING, Change(), self._policy)
-        if status == st.CANCELLED:
+        # scheduled → dialing needs no settlement, so it is one compare-and-set statement;
+        # carrier callbacks may already have moved the call further (or it was cancelled).
+        row = await self._pool.fetchrow(
+            f"""UPDATE calls c SET call_sid = coalesce(c.call_sid, $2),
+                       status = CASE WHEN c.status = 'scheduled' THEN 'dialing' ELSE c.status END,
+                       updated_at = now()
+                WHERE c.call_id = $1 RETURNING {CALL_COLUMNS}""",
+            call_id,
+            call_sid,
+        )
+        assert row is not None, "calls are never deleted"
+        if row["status"] == st.CANCELLED:
             # Cancelled while the dial was in flight: end the leg we just created.
             await self._hang_up(call_sid, call_id)
-        row = await get_row(self._pool, call_id)
         return Started(
             call=row,
             task_id=row["task_id"],

@@ -23,11 +23,19 @@ UPDATE customers SET
 WHERE customer_id = $1 AND period_start < date_trunc('month', now())
 """
 
-_RESERVE = """
+# One statement: roll a stale monthly window (usage := open holds) and add the hold,
+# only if the result stays within quota. Usage is read from the locked row itself
+# (never from a CTE snapshot), so concurrent settlements are not lost.
+_BASE = """(CASE WHEN c.period_start < date_trunc('month', now())
+          THEN (SELECT coalesce(sum(amount), 0) FROM credit_reservations
+                WHERE customer_id = $1 AND status = 'open')
+          ELSE c.current_usage END)"""
+_RESERVE = f"""
 WITH charged AS (
-    UPDATE customers SET current_usage = current_usage + $2
-    WHERE customer_id = $1 AND current_usage + $2 <= quota_limit
-    RETURNING customer_id
+    UPDATE customers c SET current_usage = {_BASE} + $2,
+                           period_start = greatest(c.period_start, date_trunc('month', now()))
+    WHERE c.customer_id = $1 AND {_BASE} + $2 <= c.quota_limit
+    RETURNING c.customer_id
 )
 INSERT INTO credit_reservations (reservation_id, customer_id, call_id, amount)
 SELECT $3, customer_id, $4, $2 FROM charged
@@ -66,9 +74,7 @@ async def reserve(conn: Conn, customer_id: str, amount: int, call_id: str | None
     """
     if amount <= 0:
         raise ValueError("a reservation must be positive")
-    async with conn.transaction():
-        await conn.execute(ROLL_PERIOD, customer_id)
-        reservation_id = await conn.fetchval(_RESERVE, customer_id, amount, new_id("res"), call_id)
+    reservation_id = await conn.fetchval(_RESERVE, customer_id, amount, new_id("res"), call_id)
     if reservation_id is None:
         raise CallagentError(
             "QUOTA_EXCEEDED",

@@ -42,8 +42,12 @@ async def post_calls() -> Result:
 
         def make_worker():  # type: ignore[no-untyped-def]
             return http_get_worker(
-                stack.http_port, "/calls", {"X-API-Key": next(workers)},
-                method="POST", body=BODY, ok=(b"201",),
+                stack.http_port,
+                "/calls",
+                {"X-API-Key": next(workers)},
+                method="POST",
+                body=BODY,
+                ok=(b"201",),
             )()
 
         await closed_loop("warm", 1, 1.0, make_worker)
@@ -65,8 +69,11 @@ async def pacing() -> tuple[float, float, int]:
     async with running_stack() as stack:
         telephony = TimedTelephony()
         settings = Settings(
-            call_queue_enabled=True, dial_cps=PACING_CPS, callagent_grpc_port=0,
-            drainer_poll_sec=0.05, internal_token="x",
+            call_queue_enabled=True,
+            dial_cps=PACING_CPS,
+            callagent_grpc_port=0,
+            drainer_poll_sec=0.05,
+            internal_token="x",
         )
         core = await server.start(settings, dsn=stack.dsn, port=0, telephony=telephony)
         try:
@@ -89,12 +96,16 @@ async def pacing() -> tuple[float, float, int]:
 def main() -> None:
     result = asyncio.run(post_calls())
     print(result.line())
-    print(f"calls: {result.rps:,.0f} accepted/s (target ≥ 200), p99 {result.pct(99):.1f} ms "
-          f"(target ≤ 50), non-201 answers {result.errors}")
+    print(
+        f"calls: {result.rps:,.0f} accepted/s (target ≥ 200), p99 {result.pct(99):.1f} ms "
+        f"(target ≤ 50), non-201 answers {result.errors}"
+    )
     rate, jitter_ms, dials = asyncio.run(pacing())
     error = abs(rate - PACING_CPS) / PACING_CPS * 100
-    print(f"drainer pacing: {dials} dials in {PACING_SECONDS:.0f} s at DIAL_CPS={PACING_CPS:g} → "
-          f"{rate:.3f}/s, error {error:.2f} % (target ≤ 2 %), interval jitter σ {jitter_ms:.1f} ms")
+    print(
+        f"drainer pacing: {dials} dials in {PACING_SECONDS:.0f} s at DIAL_CPS={PACING_CPS:g} → "
+        f"{rate:.3f}/s, error {error:.2f} % (target ≤ 2 %), interval jitter σ {jitter_ms:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

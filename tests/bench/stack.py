@@ -15,7 +15,9 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator
 
+import grpc
 import httpx
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from core import server
 from core.db import database
@@ -52,6 +54,19 @@ async def _wait_http(url: str, proc: asyncio.subprocess.Process) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+async def _wait_grpc(target: str, proc: asyncio.subprocess.Process) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        for _ in range(300):
+            if proc.returncode is not None:
+                raise RuntimeError(f"core exited with {proc.returncode}")
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                return
+            await asyncio.sleep(0.05)
+    raise RuntimeError("core did not come up")
+
+
 @contextlib.asynccontextmanager
 async def running_stack(*, with_carrier: bool = False, **extra_env: str) -> AsyncIterator[Stack]:
     """PostgreSQL + core + gateway; with_carrier adds media and the simulated carrier."""
@@ -82,7 +97,10 @@ async def running_stack(*, with_carrier: bool = False, **extra_env: str) -> Asyn
                 for module in ("sim.main", "media.server"):
                     procs.append(
                         await asyncio.create_subprocess_exec(
-                            sys.executable, "-m", module, env=env,
+                            sys.executable,
+                            "-m",
+                            module,
+                            env=env,
                             stdout=asyncio.subprocess.DEVNULL,
                         )
                     )
@@ -95,6 +113,7 @@ async def running_stack(*, with_carrier: bool = False, **extra_env: str) -> Asyn
             )
             procs.append(gateway)
             await _wait_http(f"http://127.0.0.1:{http_port}/healthz", gateway)
+            await _wait_grpc(f"127.0.0.1:{grpc_port}", core)
             if with_carrier:
                 await _wait_http(f"http://127.0.0.1:{media_port}/healthz", procs[1])
             yield Stack(dsn=dsn, grpc_port=grpc_port, http_port=http_port, env=env)
