@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import statistics
 import time
@@ -89,7 +90,7 @@ async def pacing() -> tuple[float, float, int]:
     times = telephony.times
     window = [t for t in times if t - times[0] < PACING_SECONDS]
     rate = (len(window) - 1) / (window[-1] - window[0])
-    gaps = [b - a for a, b in zip(window, window[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(window)]
     return rate, statistics.pstdev(gaps) * 1000, len(window)
 
 
