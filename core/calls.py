@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from core import call_states as st
-from core import credits, maintenance, phones
+from core import credits, events, maintenance, phones
 from core.api_keys import new_id
 from core.db.database import Conn
 from core.errors import CallagentError, not_found
@@ -143,6 +143,10 @@ class CallService:
     def policy(self) -> CallPolicy:
         return self._policy
 
+    @property
+    def pool(self) -> asyncpg.Pool[Any]:
+        return self._pool
+
     async def start(self, customer_id: str, request: StartRequest) -> Started:
         """Validate, gate on maintenance, then dial now or enqueue (per CALL_QUEUE_ENABLED)."""
         request = validate(request, self._policy)
@@ -228,6 +232,7 @@ class CallService:
                 request.parsed_slots,
                 request.ask_user_mode,
             )
+            await events.append(conn, call_id, "status", {"status": status}, locked=True)
         return call_id
 
     async def dial(self, call_id: str, phone: str | None = None) -> Started | None:
@@ -255,16 +260,25 @@ class CallService:
             raise CallagentError(
                 "DIAL_FAILED", f"the carrier refused the call: {err.message}"
             ) from None
-        # scheduled → dialing needs no settlement, so it is one compare-and-set statement;
-        # carrier callbacks may already have moved the call further (or it was cancelled).
-        row = await self._pool.fetchrow(
-            f"""UPDATE calls c SET call_sid = coalesce(c.call_sid, $2),
-                       status = CASE WHEN c.status = 'scheduled' THEN 'dialing' ELSE c.status END,
-                       updated_at = now()
-                WHERE c.call_id = $1 RETURNING {CALL_COLUMNS}""",
-            call_id,
-            call_sid,
-        )
+        # scheduled → dialing needs no settlement; carrier callbacks may already have
+        # moved the call further (or it was cancelled), so only a scheduled call changes.
+        async with self._pool.acquire() as conn, conn.transaction():
+            before = await conn.fetchval(
+                "SELECT status FROM calls WHERE call_id = $1 FOR UPDATE", call_id
+            )
+            row = await conn.fetchrow(
+                f"""UPDATE calls c SET call_sid = coalesce(c.call_sid, $2),
+                           status = CASE WHEN c.status = 'scheduled' THEN 'dialing'
+                                         ELSE c.status END,
+                           updated_at = now()
+                    WHERE c.call_id = $1 RETURNING {CALL_COLUMNS}""",
+                call_id,
+                call_sid,
+            )
+            if before == st.SCHEDULED:
+                await events.append(
+                    conn, call_id, "status", {"status": st.DIALING, "from": before}, locked=True
+                )
         assert row is not None, "calls are never deleted"
         if row["status"] == st.CANCELLED:
             # Cancelled while the dial was in flight: end the leg we just created.
@@ -393,6 +407,28 @@ async def transition_in(
         change.outcome_summary,
         charge,
     )
+    await events.append(conn, call_id, "status", {"status": target, "from": current}, locked=True)
+    if target in st.TERMINAL:
+        final = await conn.fetchrow(
+            "SELECT outcome_type, outcome_summary, outcome, duration_sec FROM calls "
+            "WHERE call_id = $1",
+            call_id,
+        )
+        assert final is not None
+        await events.append(
+            conn,
+            call_id,
+            "outcome",
+            {
+                "status": target,
+                "outcome_type": final["outcome_type"],
+                "outcome_summary": final["outcome_summary"],
+                "outcome_charge_cents": charge,
+                "duration_sec": final["duration_sec"],
+                "details": final["outcome"],
+            },
+            locked=True,
+        )
     log.info("call status", extra={"call_id": call_id, "from": current, "to": target})
     return True
 
@@ -448,13 +484,23 @@ async def apply_provider_event(service: CallService, event: ProviderEvent) -> bo
     if event.kind == "recording":
         if event.recording_status not in (None, "completed"):
             return False
-        await pool.execute(
-            """UPDATE calls SET recording_sid = $2, recording_url = $3, recording_duration = $4,
-                   updated_at = now() WHERE call_id = $1""",
-            call_id,
-            event.recording_sid,
-            event.recording_url,
-            event.recording_duration_sec,
-        )
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """UPDATE calls SET recording_sid = $2, recording_url = $3,
+                       recording_duration = $4, updated_at = now() WHERE call_id = $1""",
+                call_id,
+                event.recording_sid,
+                event.recording_url,
+                event.recording_duration_sec,
+            )
+            await events.append(
+                conn,
+                call_id,
+                "recording_ready",
+                {
+                    "recording_url": f"/calls/{call_id}/recording",
+                    "duration_sec": event.recording_duration_sec,
+                },
+            )
         return True
     raise CallagentError("INVALID_ARGUMENT_FIELD", f"unknown event kind {event.kind!r}")

@@ -34,7 +34,7 @@ from callagent.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import api_keys, calls, dial_queue, reconciler
+from core import api_keys, calls, dial_queue, events, reconciler
 from core.auth import Authenticator
 from core.db import database, migrations
 from core.rpc.accounts import AccountServicer
@@ -87,6 +87,7 @@ class Core:
     drainer: dial_queue.Drainer | None
     background: list[asyncio.Task[None]]
     owns_telephony: bool
+    broker: events.EventBroker
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -96,6 +97,7 @@ class Core:
         for task in self.background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.broker.aclose()
         if self.owns_telephony:
             await self.telephony.aclose()
         await self.pool.close()
@@ -158,7 +160,17 @@ async def start(
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(pool, settings), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(pool, settings), server)
     bookings_pb2_grpc.add_BookingServiceServicer_to_server(BookingServicer(pool), server)
-    calls_pb2_grpc.add_CallServiceServicer_to_server(CallServicer(call_service), server)
+    broker = events.EventBroker(dsn, pool)
+    await broker.start()
+    calls_pb2_grpc.add_CallServiceServicer_to_server(
+        CallServicer(
+            call_service,
+            broker,
+            close_after_outcome_sec=settings.events_close_after_outcome_sec,
+            max_stream_sec=settings.events_max_stream_sec,
+        ),
+        server,
+    )
     telephony_pb2_grpc.add_TelephonyEventServiceServicer_to_server(
         TelephonyEventServicer(call_service), server
     )
@@ -214,6 +226,7 @@ async def start(
         drainer=drainer,
         background=background,
         owns_telephony=owns_telephony,
+        broker=broker,
     )
 
 

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
         default=None, description="Accept +1 555 01xx; default: only with the simulated carrier."
     )
 
+    events_close_after_outcome_sec: float = Field(default=5.0, ge=0)
+    events_max_stream_sec: float = Field(default=1800.0, gt=0)
+    sse_max_streams: int = Field(default=2000, gt=0, description="SSE streams per gateway.")
+    sse_heartbeat_sec: float = Field(default=15.0, gt=0)
+
     sim_twilio_port: int = Field(default=8082, description="The simulated carrier's REST port.")
     sim_speed: float = Field(default=1.0, gt=0, description="Simulated time runs this much faster.")
     sim_talk_seconds: float = Field(default=5.0, gt=0)

@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     _users_routes(app)
     _booking_routes(app)
-    _call_routes(app)
+    _call_routes(app, settings)
     _skill_routes(app)
 
     @app.get("/healthz", tags=["ops"], summary="Gateway liveness (not part of the contract)")
@@ -197,7 +197,7 @@ def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
     return out
 
 
-def _call_routes(app: FastAPI) -> None:
+def _call_routes(app: FastAPI, settings: Settings) -> None:
     @app.post(
         "/calls",
         tags=["calls"],
@@ -317,7 +317,7 @@ def _call_routes(app: FastAPI) -> None:
 
     from gateway import streams
 
-    streams.add_routes(app)
+    streams.add_routes(app, settings)
 
 
 def _skill_routes(app: FastAPI) -> None:

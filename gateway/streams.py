@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -12,6 +13,8 @@ from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from google.protobuf import json_format
 
+from core.settings import Settings
+from gateway.errors import from_rpc_error, http_error
 from gateway.responses import JsonResponse
 
 
@@ -29,11 +32,50 @@ def _creds(context: str | None, key: str | None) -> tuple[tuple[str, str], ...]:
 
 
 def sse_frame(event: calls_pb2.CallEvent) -> bytes:
-    data = orjson.dumps(json_format.MessageToDict(event.payload))
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.event_id, event.type.encode(), data)
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        event.event_id,
+        event.type.encode(),
+        event.data_json,
+    )
 
 
-def add_routes(app: FastAPI) -> None:
+class StreamSlots:
+    """Caps concurrent SSE streams in this gateway process (each holds a gRPC stream)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    def take(self) -> bool:
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def give_back(self) -> None:
+        self.open -= 1
+
+
+async def _first_status(call: Any) -> grpc.aio.AioRpcError | None:
+    """Wait until core either started the stream (owner check passed) or failed it."""
+    await call.initial_metadata()
+    if call.done():
+        code = await call.code()
+        if code != grpc.StatusCode.OK:
+            return grpc.aio.AioRpcError(
+                code,
+                await call.initial_metadata(),
+                await call.trailing_metadata(),
+                await call.details(),
+            )
+    return None
+
+
+def add_routes(app: FastAPI, settings: Settings) -> None:
+    slots = StreamSlots(settings.sse_max_streams)
+    heartbeat = settings.sse_heartbeat_sec
+    app.state.sse_slots = slots
+
     @app.get(
         "/calls/{call_id}/events",
         tags=["calls"],
@@ -46,24 +88,67 @@ def add_routes(app: FastAPI) -> None:
         x_gateway_context: Annotated[str | None, Header(alias="X-Gateway-Context")] = None,
         x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
     ) -> Response:
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        after = 0
+        if last_event_id not in (None, ""):
+            assert last_event_id is not None
+            if not last_event_id.isdigit():
+                return http_error(
+                    400,
+                    "INVALID_ARGUMENT_FIELD",
+                    "Last-Event-ID must be a non-negative integer event id",
+                )
+            after = int(last_event_id)
+        if not slots.take():
+            return http_error(
+                503,
+                "STREAM_LIMIT",
+                "this gateway serves its maximum number of event streams; retry shortly",
+            )
         call = _stubs(request).calls.StreamCallEvents(
             calls_pb2.StreamCallEventsRequest(call_id=call_id, after_event_id=after),
             metadata=_creds(x_gateway_context, x_api_key),
         )
-        first = await call.read()  # surfaces auth / not-found errors before the 200
-        if first is grpc.aio.EOF:
-            return Response(b"", media_type="text/event-stream")
+        try:
+            failure = await _first_status(call)
+        except BaseException:
+            call.cancel()
+            slots.give_back()
+            raise
+        if failure is not None:
+            slots.give_back()
+            return from_rpc_error(failure)
 
         async def frames() -> AsyncIterator[bytes]:
+            reader = aiter(call)
+            next_item: asyncio.Future[Any] | None = None
             try:
-                yield sse_frame(first.event)
-                async for item in call:
+                while True:
+                    if next_item is None:
+                        next_item = asyncio.ensure_future(anext(reader, None))
+                    done, _ = await asyncio.wait({next_item}, timeout=heartbeat)
+                    if not done:
+                        yield b": ping\n\n"
+                        continue
+                    item = next_item.result()
+                    next_item = None
+                    if item is None:
+                        return
                     yield sse_frame(item.event)
+            except grpc.aio.AioRpcError as err:
+                # The response has started: report in-band, then end the stream.
+                error = {"code": err.code().name, "message": err.details() or ""}
+                yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
             finally:
+                if next_item is not None:
+                    next_item.cancel()
                 call.cancel()
+                slots.give_back()
 
-        return StreamingResponse(frames(), media_type="text/event-stream")
+        return StreamingResponse(
+            frames(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     @app.get(
         "/calls/{call_id}/recording",

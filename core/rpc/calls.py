@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -10,7 +11,7 @@ import grpc
 from callagent.v1 import calls_pb2, calls_pb2_grpc, telephony_pb2, telephony_pb2_grpc
 from google.protobuf import json_format
 
-from core import calls
+from core import calls, events
 from core.rpc.convert import from_ts, ts
 from core.rpc.interceptor import current_principal
 
@@ -47,9 +48,29 @@ def call_message(row: asyncpg.Record, *, details: bool = False) -> calls_pb2.Cal
     return message
 
 
+def event_message(event: events.Event) -> calls_pb2.CallEvent:
+    return calls_pb2.CallEvent(
+        event_id=event.event_id,
+        call_id=event.call_id,
+        type=event.type,
+        data_json=event.data_json,
+        created_at=ts(event.created_at),
+    )
+
+
 class CallServicer(calls_pb2_grpc.CallServiceServicer):
-    def __init__(self, service: calls.CallService) -> None:
+    def __init__(
+        self,
+        service: calls.CallService,
+        broker: events.EventBroker,
+        *,
+        close_after_outcome_sec: float,
+        max_stream_sec: float,
+    ) -> None:
         self._calls = service
+        self._broker = broker
+        self._linger = close_after_outcome_sec
+        self._cap = max_stream_sec
 
     async def StartCall(self, request: calls_pb2.StartCallRequest, context: Ctx) -> Any:
         started = await self._calls.start(
@@ -95,8 +116,30 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
     async def SubmitAnswer(self, request: Any, context: Ctx) -> Any:
         raise NotImplementedError
 
-    def StreamCallEvents(self, request: Any, context: Ctx) -> AsyncIterator[Any]:
-        raise NotImplementedError
+    async def StreamCallEvents(
+        self, request: calls_pb2.StreamCallEventsRequest, context: Ctx
+    ) -> AsyncIterator[calls_pb2.StreamCallEventsResponse]:
+        """Backfill then live tail; ends `close_after_outcome_sec` after the outcome
+        event or at the stream cap, whichever comes first."""
+        await self._calls.get_for(current_principal().customer_id, request.call_id)
+        await context.send_initial_metadata(())  # the owner check passed: start streaming
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._cap
+        stream = events.follow(
+            self._broker, self._calls.pool, request.call_id, request.after_event_id
+        )
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        event = await anext(stream)
+                except TimeoutError:
+                    return
+                yield calls_pb2.StreamCallEventsResponse(event=event_message(event))
+                if event.type == "outcome":
+                    deadline = min(deadline, loop.time() + self._linger)
+        finally:
+            await stream.aclose()
 
     def StreamRecording(self, request: Any, context: Ctx) -> AsyncIterator[Any]:
         raise NotImplementedError

@@ -34,7 +34,6 @@ STILL_UNIMPLEMENTED = [
     ("skills", "GetSkillManifest", skills_pb2.GetSkillManifestRequest(skill_id="x")),
 ]
 STILL_UNIMPLEMENTED_STREAMS = [
-    ("calls", "StreamCallEvents", calls_pb2.StreamCallEventsRequest(call_id="c")),
     ("calls", "StreamRecording", calls_pb2.StreamRecordingRequest(call_id="c")),
 ]
 

@@ -405,16 +405,18 @@ class CallEvent(_message.Message):
     EVENT_ID_FIELD_NUMBER: _builtins.int
     CALL_ID_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
-    PAYLOAD_FIELD_NUMBER: _builtins.int
+    DATA_JSON_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.int
     call_id: _builtins.str
     type: _builtins.str
     """status, transcript, ask_user, answer, supervisor_decision, outcome,
-    recording_ready, transcript_ready.
+    recording_ready, transcript_ready, signal (docs/events.md).
     """
-    @_builtins.property
-    def payload(self) -> _struct_pb2.Struct: ...
+    data_json: _builtins.bytes
+    """The event as JSON, exactly what SSE `data:` carries: the payload plus call_id and
+    created_at. Bytes, not Struct, so integers stay integers and it is encoded once.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -423,12 +425,12 @@ class CallEvent(_message.Message):
         event_id: _builtins.int = ...,
         call_id: _builtins.str = ...,
         type: _builtins.str = ...,
-        payload: _struct_pb2.Struct | None = ...,
+        data_json: _builtins.bytes = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "created_at", b"created_at", "event_id", b"event_id", "payload", b"payload", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["call_id", b"call_id", "created_at", b"created_at", "data_json", b"data_json", "event_id", b"event_id", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
