@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from core.db.database import Conn
 from core.errors import CallagentError, not_found
 
 STATUSES = ("active", "pending_user_confirm", "past", "cancelled")
@@ -32,7 +33,7 @@ def check_status(status: str | None) -> str | None:
 
 
 async def list_for(
-    conn: asyncpg.Pool[Any] | asyncpg.Connection[Any],
+    conn: asyncpg.Pool[Any] | Conn,
     customer_id: str,
     status: str | None,
     limit: int,
@@ -52,7 +53,7 @@ async def list_for(
 
 
 async def get_for(
-    conn: asyncpg.Pool[Any] | asyncpg.Connection[Any], customer_id: str, booking_id: str
+    conn: asyncpg.Pool[Any] | Conn, customer_id: str, booking_id: str
 ) -> asyncpg.Record:
     row: asyncpg.Record | None = await conn.fetchrow(
         f"SELECT {_COLUMNS} FROM bookings WHERE booking_id = $1 AND customer_id = $2",
@@ -65,7 +66,7 @@ async def get_for(
 
 
 async def create(
-    conn: asyncpg.Pool[Any] | asyncpg.Connection[Any],
+    conn: asyncpg.Pool[Any] | Conn,
     *,
     customer_id: str,
     call_id: str | None,

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from core import call_states as st
-from core import credits, events, maintenance, phones
+from core import credits, events, maintenance, phones, sessions
 from core.api_keys import new_id
 from core.db.database import Conn
 from core.errors import CallagentError, not_found
@@ -351,6 +351,9 @@ class CallService:
             )
         if row["call_sid"]:
             await self._hang_up(row["call_sid"], call_id)
+        await sessions.publish(
+            self._pool, sessions.Command(call_id=call_id, kind="hang_up", reason="cancelled")
+        )
         return True
 
     async def _hang_up(self, call_sid: str, call_id: str) -> None:

@@ -85,6 +85,27 @@ def keys_create(
     typer.echo(created.api_key)
 
 
+@app.command("telegram-link")
+def telegram_link(
+    customer: Annotated[str, typer.Option(help="Customer name.")],
+    chat_id: Annotated[int | None, typer.Option(help="Telegram chat id; omit to unlink.")] = None,
+) -> None:
+    """Send this customer's ask_user questions to a Telegram chat (ask_user_mode=any)."""
+
+    async def link(conn: asyncpg.Connection[Any]) -> str:
+        found = await conn.fetchval(
+            "UPDATE customers SET telegram_chat_id = $2 WHERE name = $1 RETURNING customer_id",
+            customer,
+            chat_id,
+        )
+        if found is None:
+            raise CallagentError("NOT_FOUND", f"no customer named {customer!r}")
+        return str(found)
+
+    customer_id = _run(link)
+    typer.echo(f"{customer_id}: telegram chat {'unlinked' if chat_id is None else chat_id}")
+
+
 @maintenance_app.command("set")
 def maintenance_set(
     message: Annotated[str, typer.Option(help="Shown to clients in the 503 body.")],

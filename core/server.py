@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import signal
+import ssl
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,8 @@ from callagent.v1 import (
     bookings_pb2_grpc,
     calls_pb2,
     calls_pb2_grpc,
+    media_pb2,
+    media_pb2_grpc,
     skills_pb2,
     skills_pb2_grpc,
     telephony_pb2,
@@ -34,13 +37,14 @@ from callagent.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import api_keys, calls, dial_queue, events, reconciler
+from core import api_keys, ask_user, calls, dial_queue, events, reconciler, sessions
 from core.auth import Authenticator
 from core.db import database, migrations
 from core.rpc.accounts import AccountServicer
 from core.rpc.admin import AdminServicer
 from core.rpc.bookings import BookingServicer
 from core.rpc.calls import CallServicer, TelephonyEventServicer
+from core.rpc.media import MediaSessionServicer
 from core.rpc.interceptor import AuthErrorInterceptor
 from core.settings import Settings
 from core.telephony import Telephony
@@ -54,6 +58,7 @@ SERVICE_NAMES = (
     calls_pb2.DESCRIPTOR.services_by_name["CallService"].full_name,
     skills_pb2.DESCRIPTOR.services_by_name["SkillService"].full_name,
     telephony_pb2.DESCRIPTOR.services_by_name["TelephonyEventService"].full_name,
+    media_pb2.DESCRIPTOR.services_by_name["MediaSessionService"].full_name,
 )
 
 
@@ -88,6 +93,8 @@ class Core:
     background: list[asyncio.Task[None]]
     owns_telephony: bool
     broker: events.EventBroker
+    hub: sessions.SessionHub
+    channels: ask_user.Channels
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -98,6 +105,11 @@ class Core:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.broker.aclose()
+        await self.hub.aclose()
+        if self.channels.webhook is not None:
+            await self.channels.webhook.aclose()
+        if self.channels.telegram is not None:
+            await self.channels.telegram.aclose()
         if self.owns_telephony:
             await self.telephony.aclose()
         await self.pool.close()
@@ -118,6 +130,30 @@ def build_telephony(settings: Settings) -> Telephony:
         settings.twilio_from_number,
         settings.public_base_url,
         settings.twilio_api_base_url,
+    )
+
+
+def build_channels(settings: Settings) -> ask_user.Channels:
+    """Outbound ask_user channels: the customer webhook always, Telegram when configured."""
+    from core.telegram import TelegramBot
+    from core.webhook_delivery import WebhookDelivery
+
+    bot = None
+    if settings.telegram_bot_token is not None:
+        bot = TelegramBot(settings.telegram_bot_token, base_url=settings.telegram_api_base_url)
+    ssl_context = None
+    if settings.webhook_ca_file is not None:
+        ssl_context = ssl.create_default_context(cafile=str(settings.webhook_ca_file))
+    return ask_user.Channels(
+        webhook=WebhookDelivery(
+            settings.webhook_allowed_hosts,
+            timeout_sec=settings.webhook_timeout_sec,
+            attempts=settings.webhook_attempts,
+            backoff_base_sec=settings.webhook_backoff_base_sec,
+            ssl_context=ssl_context,
+        ),
+        telegram=bot,
+        telegram_fallback_chat=settings.telegram_chat_id_fallback if bot else None,
     )
 
 
@@ -162,10 +198,18 @@ async def start(
     bookings_pb2_grpc.add_BookingServiceServicer_to_server(BookingServicer(pool), server)
     broker = events.EventBroker(dsn, pool)
     await broker.start()
+    hub = sessions.SessionHub(dsn)
+    await hub.start()
+    channels = build_channels(settings)
+    asker = ask_user.AskUser(pool, channels)
+    media_pb2_grpc.add_MediaSessionServiceServicer_to_server(
+        MediaSessionServicer(call_service, asker, hub, settings.ask_user_timeout_sec), server
+    )
     calls_pb2_grpc.add_CallServiceServicer_to_server(
         CallServicer(
             call_service,
             broker,
+            asker,
             close_after_outcome_sec=settings.events_close_after_outcome_sec,
             max_stream_sec=settings.events_max_stream_sec,
         ),
@@ -203,6 +247,17 @@ async def start(
             name="reconciler",
         )
     ]
+    if channels.telegram is not None:
+        from core.telegram_answers import TelegramAnswerPoller
+
+        poller = TelegramAnswerPoller(
+            dsn,
+            pool,
+            channels.telegram,
+            asker,
+            poll_timeout_sec=settings.telegram_poll_timeout_sec,
+        )
+        background.append(asyncio.create_task(poller.run(), name="telegram-answers"))
     drainer = None
     if settings.call_queue_enabled:
         drainer = dial_queue.Drainer(
@@ -227,6 +282,8 @@ async def start(
         background=background,
         owns_telephony=owns_telephony,
         broker=broker,
+        hub=hub,
+        channels=channels,
     )
 
 

@@ -84,6 +84,19 @@ class Settings(BaseSettings):
     sse_max_streams: int = Field(default=2000, gt=0, description="SSE streams per gateway.")
     sse_heartbeat_sec: float = Field(default=15.0, gt=0)
 
+    ask_user_timeout_sec: int = Field(default=90, gt=0, le=3600)
+    telegram_bot_token: SecretStr | None = None
+    telegram_api_base_url: str = "https://api.telegram.org"
+    telegram_chat_id_fallback: int | None = None
+    telegram_poll_timeout_sec: int = Field(default=25, ge=0, le=50)
+    webhook_timeout_sec: float = Field(default=5.0, gt=0)
+    webhook_attempts: int = Field(default=3, ge=1, le=10)
+    webhook_backoff_base_sec: float = Field(default=0.5, ge=0)
+    webhook_ca_file: pathlib.Path | None = Field(
+        default=None,
+        description="Trust this CA bundle (PEM) for webhook TLS instead of the system's.",
+    )
+
     sim_twilio_port: int = Field(default=8082, description="The simulated carrier's REST port.")
     sim_speed: float = Field(default=1.0, gt=0, description="Simulated time runs this much faster.")
     sim_talk_seconds: float = Field(default=5.0, gt=0)

@@ -12,6 +12,7 @@ from callagent.v1 import calls_pb2, calls_pb2_grpc, telephony_pb2, telephony_pb2
 from google.protobuf import json_format
 
 from core import calls, events
+from core.ask_user import AskUser
 from core.rpc.convert import from_ts, ts
 from core.rpc.interceptor import current_principal
 
@@ -63,12 +64,14 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         self,
         service: calls.CallService,
         broker: events.EventBroker,
+        ask_user: AskUser,
         *,
         close_after_outcome_sec: float,
         max_stream_sec: float,
     ) -> None:
         self._calls = service
         self._broker = broker
+        self._ask = ask_user
         self._linger = close_after_outcome_sec
         self._cap = max_stream_sec
 
@@ -112,10 +115,17 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         cancelled = await self._calls.cancel(current_principal().customer_id, request.call_id)
         return calls_pb2.CancelCallResponse(cancelled=cancelled)
 
-    # Not built yet; the interceptor answers UNIMPLEMENTED for NotImplementedError.
-    async def SubmitAnswer(self, request: Any, context: Ctx) -> Any:
-        raise NotImplementedError
+    async def SubmitAnswer(self, request: calls_pb2.SubmitAnswerRequest, context: Ctx) -> Any:
+        delivered = await self._ask.submit(
+            current_principal().customer_id,
+            request.call_id,
+            request.answer,
+            request.request_id or None,
+            request.mode or "voice",
+        )
+        return calls_pb2.SubmitAnswerResponse(delivered=delivered)
 
+    # Not built yet; the interceptor answers UNIMPLEMENTED for NotImplementedError.
     async def StreamCallEvents(
         self, request: calls_pb2.StreamCallEventsRequest, context: Ctx
     ) -> AsyncIterator[calls_pb2.StreamCallEventsResponse]:

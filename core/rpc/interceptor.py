@@ -37,7 +37,10 @@ PUBLIC_METHODS = frozenset(
 )
 _PUBLIC_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 # Services only our own processes call; they present the internal token instead of a key.
-_INTERNAL_PREFIXES = ("/callagent.v1.TelephonyEventService/",)
+_INTERNAL_PREFIXES = (
+    "/callagent.v1.TelephonyEventService/",
+    "/callagent.v1.MediaSessionService/",
+)
 INTERNAL_TOKEN_HEADER = "x-internal-token"
 INTERNAL_PRINCIPAL = Principal(customer_id="", api_key_id="internal", is_admin=True)
 
@@ -155,6 +158,32 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        if handler.stream_stream is not None:
+            inner_bidi: Any = handler.stream_stream
+
+            async def bidi(
+                requests: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                try:
+                    principal = await principal_for(context)
+                    if principal is not None:
+                        _principal.set(principal)
+                    async for item in inner_bidi(requests, context):
+                        yield item
+                except CallagentError as err:
+                    await abort(context, err)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception:
+                    log.exception("unhandled error in RPC", extra={"method": method})
+                    await abort(context, _internal())
+
+            return grpc.stream_stream_rpc_method_handler(
+                bidi,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

@@ -1,0 +1,158 @@
+"""MediaSessionService: the live link between a call's media pipeline and core.
+
+Media opens one Session per call and sends `attach` first; core answers with the task
+(brief, language, slots, ask_user mode), records the call's owner pod, and from then on
+writes what media reports (transcript, decisions, signals, outcome) and pushes what the
+customer decides (answers, timeouts, hang-ups) back down the same stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+import grpc
+from callagent.v1 import media_pb2, media_pb2_grpc
+from google.protobuf import json_format
+
+from core import call_record, sessions
+from core.ask_user import AskUser
+from core.calls import CallService
+from core.errors import CallagentError, not_found
+from core.rpc.convert import struct
+
+log = logging.getLogger(__name__)
+
+Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
+    def __init__(
+        self, calls: CallService, ask_user: AskUser, hub: sessions.SessionHub, timeout_sec: int
+    ) -> None:
+        self._calls = calls
+        self._ask = ask_user
+        self._hub = hub
+        self._default_timeout = timeout_sec
+
+    async def Session(
+        self, request_iterator: AsyncIterator[media_pb2.SessionRequest], context: Ctx
+    ) -> AsyncIterator[media_pb2.SessionResponse]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("kind") != "attach":
+            raise CallagentError("INVALID_ARGUMENT_FIELD", "a session must start with attach")
+        attach = first.attach
+        task = await self._calls.pool.fetchrow(
+            """UPDATE calls c SET owner_pod = $2, call_sid = coalesce(c.call_sid, nullif($3, '')),
+                   updated_at = now()
+               FROM tasks t WHERE c.call_id = $1 AND t.task_id = c.task_id
+               RETURNING t.brief, t.language, t.kind, t.parsed_slots, t.ask_user_mode""",
+            attach.call_id,
+            attach.pod,
+            attach.call_sid,
+        )
+        if task is None:
+            raise not_found("call")
+        call_id = attach.call_id
+        queue = self._hub.attach(call_id)
+        work: set[asyncio.Task[None]] = set()
+        reader = asyncio.create_task(self._consume(call_id, request_iterator, work))
+        try:
+            yield media_pb2.SessionResponse(
+                task=media_pb2.SessionTask(
+                    call_id=call_id,
+                    brief=task["brief"],
+                    language=task["language"],
+                    kind=task["kind"],
+                    parsed_slots=struct(task["parsed_slots"]),
+                    ask_user_mode=task["ask_user_mode"],
+                )
+            )
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    response = await self._command(getter.result())
+                    if response is not None:
+                        yield response
+                else:
+                    getter.cancel()
+                    reader.result()  # media closed its side (or failed): surface errors
+                    return
+        finally:
+            self._hub.detach(call_id, queue)
+            reader.cancel()
+            for job in (reader, *work):
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await job
+
+    async def _command(self, command: sessions.Command) -> media_pb2.SessionResponse | None:
+        if command.kind == "hang_up":
+            return media_pb2.SessionResponse(hang_up=media_pb2.HangUpCommand(reason=command.reason))
+        row = await self._ask.answer_of(command.request_id)
+        if row is None:
+            return None
+        return media_pb2.SessionResponse(
+            answer=media_pb2.AskUserAnswer(
+                request_id=row["request_id"],
+                answer=row["answer"] or "",
+                mode=row["mode"] or "",
+                timed_out=row["status"] == "timed_out",
+            )
+        )
+
+    async def _consume(
+        self,
+        call_id: str,
+        requests: AsyncIterator[media_pb2.SessionRequest],
+        work: set[asyncio.Task[None]],
+    ) -> None:
+        pool = self._calls.pool
+        async for request in requests:
+            kind = request.WhichOneof("kind")
+            try:
+                if kind == "transcript":
+                    line = json_format.MessageToDict(
+                        request.transcript, preserving_proto_field_name=True
+                    )
+                    line.setdefault("final", False)
+                    await call_record.add_transcript(pool, call_id, line)
+                elif kind == "ask_user":
+                    job = asyncio.create_task(self._ask_and_time_out(call_id, request.ask_user))
+                    work.add(job)
+                    job.add_done_callback(work.discard)
+                elif kind == "decision":
+                    await call_record.add_decision(
+                        pool,
+                        call_id,
+                        json_format.MessageToDict(
+                            request.decision, preserving_proto_field_name=True
+                        ),
+                    )
+                elif kind == "signal":
+                    await call_record.add_signal(pool, call_id, request.signal.name)
+                elif kind == "outcome":
+                    outcome = json_format.MessageToDict(
+                        request.outcome, preserving_proto_field_name=True
+                    )
+                    await call_record.record_outcome(pool, call_id, outcome)
+            except CallagentError as err:
+                log.warning(
+                    "session message refused", extra={"call_id": call_id, "reason": err.reason}
+                )
+
+    async def _ask_and_time_out(self, call_id: str, ask: media_pb2.AskUserRequest) -> None:
+        timeout = ask.timeout_sec or self._default_timeout
+        loop = asyncio.get_running_loop()
+        expires = loop.time() + timeout
+        await self._ask.ask(call_id, ask.request_id, ask.question, list(ask.options), timeout)
+        await asyncio.sleep(max(0.0, expires - loop.time()))
+        if await self._ask.expire(ask.request_id):
+            await sessions.publish(
+                self._calls.pool,
+                sessions.Command(call_id=call_id, kind="answer", request_id=ask.request_id),
+            )
