@@ -19,8 +19,8 @@ from typing import Any
 
 import asyncpg
 
-from core import events, sessions
 from core import call_states as st
+from core import events, sessions
 from core.errors import CallagentError, not_found
 from core.telegram import TelegramBot, TelegramError
 from core.webhook_delivery import WebhookDelivery

@@ -37,8 +37,10 @@ async def add_transcript(pool: asyncpg.Pool[Any], call_id: str, line: dict[str, 
     async with pool.acquire() as conn, conn.transaction():
         if line.get("final"):
             await conn.execute(
-                """UPDATE calls SET transcript_full = transcript_full || jsonb_build_array($2::jsonb),
-                       updated_at = now() WHERE call_id = $1""",
+                """UPDATE calls
+                   SET transcript_full = transcript_full || jsonb_build_array($2::jsonb),
+                       updated_at = now()
+                   WHERE call_id = $1""",
                 call_id,
                 line,
             )

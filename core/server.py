@@ -44,8 +44,8 @@ from core.rpc.accounts import AccountServicer
 from core.rpc.admin import AdminServicer
 from core.rpc.bookings import BookingServicer
 from core.rpc.calls import CallServicer, TelephonyEventServicer
-from core.rpc.media import MediaSessionServicer
 from core.rpc.interceptor import AuthErrorInterceptor
+from core.rpc.media import MediaSessionServicer
 from core.settings import Settings
 from core.telephony import Telephony
 

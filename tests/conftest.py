@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import os
 import pathlib
+import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -35,15 +37,18 @@ INTERNAL_TOKEN = "test-internal-token"
 
 
 @pytest.fixture(scope="session")
-def admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def admin_dsn() -> Iterator[str]:
     url = os.environ.get("DATABASE_URL")
     if url:
         yield url
         return
-    data_dir = tmp_path_factory.mktemp("pg")
-    dsn = database.ensure_embedded(pathlib.Path(data_dir))
+    # Not tmp_path_factory: pytest prunes old basetemp dirs, and a concurrent pytest
+    # session would delete this server's data directory from under it.
+    data_dir = pathlib.Path(tempfile.mkdtemp(prefix="callagent-test-pg-"))
+    dsn = database.ensure_embedded(data_dir)
     yield dsn
-    database.stop_embedded(pathlib.Path(data_dir))
+    database.stop_embedded(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -49,8 +49,8 @@ class MediaClient:
     def send(self, **kind: Any) -> None:
         self.outbox.put_nowait(media_pb2.SessionRequest(**kind))
 
-    async def next(self, timeout: float = 10) -> media_pb2.SessionResponse:
-        async with asyncio.timeout(timeout):
+    async def next(self, limit: float = 10) -> media_pb2.SessionResponse:
+        async with asyncio.timeout(limit):
             return await self.inbox.get()
 
     async def close(self) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -27,12 +30,13 @@ async def _cli(data_dir: pathlib.Path, *args: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def running_data_dir(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+def running_data_dir() -> Iterator[pathlib.Path]:
     """A data dir whose embedded server is up, as it is while `make run` runs."""
-    data_dir = tmp_path_factory.mktemp("cli")
+    data_dir = pathlib.Path(tempfile.mkdtemp(prefix="callagent-cli-"))
     database.ensure_embedded(data_dir)
-    yield data_dir  # type: ignore[misc]
+    yield data_dir
     database.stop_embedded(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def test_keys_create_prints_key_last_and_stores_hash(running_data_dir: pathlib.Path) -> None:
