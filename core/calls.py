@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
 
 from core import call_states as st
-from core import credits, events, maintenance, phones, sessions
+from core import credits, events, idempotency, maintenance, phones, sessions
 from core.api_keys import new_id
 from core.db.database import Conn
 from core.errors import CallagentError, not_found
@@ -57,6 +57,8 @@ class CallPolicy:
     queue_enabled: bool
     allow_fictional_numbers: bool
     pod_name: str
+    idempotency_ttl_sec: float = 24 * 3600.0
+    idempotency_stale_sec: float = 60.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,6 +81,21 @@ class Started:
     queued: bool
     queue_id: str = ""
     position: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Idempotent:
+    """An Idempotency-Key plus how to serialize this API's response for replays."""
+
+    key: idempotency.Key
+    render: Callable[[Started], bytes]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Replay:
+    """The stored first response for a retried Idempotency-Key."""
+
+    response: bytes
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -109,6 +126,13 @@ def validate(request: StartRequest, policy: CallPolicy) -> StartRequest:
             )
     phone = phones.normalize(request.target_phone, allow_fictional=policy.allow_fictional_numbers)
     return dataclasses.replace(request, target_phone=phone, brief=brief)
+
+
+def _replay(stored: idempotency.Stored) -> Replay:
+    if stored.error is not None:
+        raise stored.error
+    assert stored.response is not None
+    return Replay(stored.response)
 
 
 def charge_for(duration_sec: float | None, rate_cents_per_minute: int, reserved: int) -> int:
@@ -147,44 +171,96 @@ class CallService:
     def pool(self) -> asyncpg.Pool[Any]:
         return self._pool
 
-    async def start(self, customer_id: str, request: StartRequest) -> Started:
-        """Validate, gate on maintenance, then dial now or enqueue (per CALL_QUEUE_ENABLED)."""
+    async def start(
+        self, customer_id: str, request: StartRequest, idem: Idempotent | None = None
+    ) -> Started | Replay:
+        """Validate, gate on maintenance, then dial now or enqueue (per CALL_QUEUE_ENABLED).
+
+        With an Idempotency-Key, a retry gets the first attempt's stored response
+        (or its error) and never reaches the carrier again.
+        """
         request = validate(request, self._policy)
+        if idem is not None:
+            stored = await idempotency.lookup(
+                self._pool, idem.key, self._policy.idempotency_stale_sec
+            )
+            if stored is not None:
+                return _replay(stored)
         if self._policy.queue_enabled:
-            return await self.enqueue(customer_id, request)
+            return await self.enqueue(customer_id, request, idem)
         async with self._pool.acquire() as conn:
-            call_id = await self.persist(conn, customer_id, request, status=st.SCHEDULED)
-        started = await self.dial(call_id, phone=request.target_phone)
+            persisted = await self.persist(
+                conn, customer_id, request, status=st.SCHEDULED, idem=idem
+            )
+        if isinstance(persisted, idempotency.Stored):
+            return _replay(persisted)
+        try:
+            started = await self.dial(persisted, phone=request.target_phone)
+        except CallagentError as err:
+            if idem is not None:
+                await idempotency.finish(self._pool, idem.key, call_id=persisted, error=err)
+            raise
         assert started is not None, "a scheduled call is dialed unless cancelled"
+        if idem is not None:
+            await idempotency.finish(
+                self._pool, idem.key, call_id=persisted, response=idem.render(started)
+            )
         return started
 
-    async def enqueue(self, customer_id: str, request: StartRequest) -> Started:
+    async def enqueue(
+        self, customer_id: str, request: StartRequest, idem: Idempotent | None = None
+    ) -> Started | Replay:
         """Persist a `queued` call and its queue entry; the drainer dials it later."""
         from core import dial_queue
 
         async with self._pool.acquire() as conn, conn.transaction():
-            call_id = await self.persist(conn, customer_id, request, status=st.QUEUED)
+            persisted = await self.persist(conn, customer_id, request, status=st.QUEUED, idem=idem)
+            if isinstance(persisted, idempotency.Stored):
+                return _replay(persisted)
+            call_id = persisted
             queue_id, position = await dial_queue.add(conn, call_id, customer_id)
-        row = await get_row(self._pool, call_id)
-        return Started(
-            call=row,
-            task_id=row["task_id"],
-            credits_reserved=row["credits_reserved"],
-            queued=True,
-            queue_id=queue_id,
-            position=position,
-        )
+            row = await get_row(conn, call_id)
+            started = Started(
+                call=row,
+                task_id=row["task_id"],
+                credits_reserved=row["credits_reserved"],
+                queued=True,
+                queue_id=queue_id,
+                position=position,
+            )
+            if idem is not None:
+                await idempotency.finish(
+                    conn, idem.key, call_id=call_id, response=idem.render(started)
+                )
+        return started
 
     async def persist(
-        self, conn: Conn, customer_id: str, request: StartRequest, *, status: str
-    ) -> str:
+        self,
+        conn: Conn,
+        customer_id: str,
+        request: StartRequest,
+        *,
+        status: str,
+        idem: Idempotent | None = None,
+    ) -> str | idempotency.Stored:
         """Insert task + call and reserve credits in one transaction; return the call id.
 
-        For direct dialing (`scheduled`) the customer row is locked first, so the
+        The Idempotency-Key (if any) is claimed first in the same transaction; if another
+        attempt already holds it, its stored outcome is returned instead and nothing is
+        written. For direct dialing (`scheduled`) the customer row is locked, so the
         concurrency cap holds under any number of simultaneous requests.
         """
         call_id, task_id = new_id("call"), new_id("task")
         async with conn.transaction():
+            if idem is not None:
+                earlier = await idempotency.claim(
+                    conn,
+                    idem.key,
+                    self._policy.idempotency_ttl_sec,
+                    self._policy.idempotency_stale_sec,
+                )
+                if earlier is not None:
+                    return earlier
             locked = await conn.fetchrow(
                 """SELECT c.max_concurrent_calls, m.active, m.message, m.resume_at
                    FROM customers c CROSS JOIN maintenance m

@@ -15,12 +15,17 @@ import grpc
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Reason:
-    """One machine-readable reason: its gRPC code, HTTP status and meaning."""
+    """One machine-readable reason: its gRPC code, HTTP status and meaning.
+
+    `public_code` overrides the HTTP body's `code` where the contract names it
+    differently (the idempotency errors are lower-case there).
+    """
 
     name: str
     code: grpc.StatusCode
     http_status: int
     meaning: str
+    public_code: str | None = None
 
 
 _TABLE: list[Reason] = [
@@ -113,6 +118,47 @@ _TABLE: list[Reason] = [
         grpc.StatusCode.INVALID_ARGUMENT,
         400,
         "A limit is outside its allowed range.",
+    ),
+    Reason(
+        "INVALID_ARGUMENT_INPUT",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+        "A skill's input does not match its input_schema; metadata.field names the field.",
+    ),
+    Reason(
+        "ASK_USER_CHANNEL_MISSING",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+        "ask_user_mode 'any' needs a webhook or a linked Telegram chat; or use 'stream'.",
+    ),
+    Reason(
+        "IDEMPOTENCY_KEY_TOO_LONG",
+        grpc.StatusCode.INVALID_ARGUMENT,
+        400,
+        "The Idempotency-Key is longer than 255 characters.",
+        "idempotency_key_too_long",
+    ),
+    Reason(
+        "IDEMPOTENCY_CONFLICT",
+        grpc.StatusCode.ALREADY_EXISTS,
+        409,
+        "The Idempotency-Key was used with a different request body.",
+        "idempotency_conflict",
+    ),
+    Reason(
+        "IDEMPOTENCY_IN_PROGRESS",
+        grpc.StatusCode.ABORTED,
+        409,
+        "The first request with this Idempotency-Key is still running; retry the same key.",
+        "idempotency_in_progress",
+    ),
+    Reason(
+        "IDEMPOTENCY_STATE_UNKNOWN",
+        grpc.StatusCode.ABORTED,
+        409,
+        "The first request with this key stalled and may have dialed: check GET /calls?since= "
+        "before retrying with a new key.",
+        "idempotency_state_unknown",
     ),
     Reason(
         "ILLEGAL_TRANSITION",

@@ -4,7 +4,8 @@ Runs at core start-up and then periodically on every replica (each fix is a
 row-locked state transition, so replicas racing each other change nothing twice):
 - calls stuck before answer (scheduled/dialing/ringing) longer than STUCK_DIAL_TIMEOUT_SEC
   and calls in progress longer than STUCK_CALL_TIMEOUT_SEC are failed, releasing credits;
-- a terminal call whose reservation is somehow still open gets it released.
+- a terminal call whose reservation is somehow still open gets it released;
+- expired Idempotency-Keys are deleted.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 from typing import Any
 
 from core import call_states as st
-from core import credits
+from core import credits, idempotency
 from core.calls import CallService, Change
 from core.errors import CallagentError
 
@@ -60,6 +61,7 @@ async def reconcile_once(
             if await credits.release(conn, row["reservation_id"]):
                 fixed += 1
                 log.error("released an orphaned reservation", extra={"call_id": row["call_id"]})
+    await idempotency.sweep(pool)
     return fixed
 
 

@@ -37,7 +37,16 @@ from callagent.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core import api_keys, ask_user, calls, dial_queue, events, reconciler, sessions
+from core import (
+    api_keys,
+    ask_user,
+    calls,
+    dial_queue,
+    events,
+    reconciler,
+    sessions,
+    skills,
+)
 from core.auth import Authenticator
 from core.db import database, migrations
 from core.rpc.accounts import AccountServicer
@@ -46,6 +55,7 @@ from core.rpc.bookings import BookingServicer
 from core.rpc.calls import CallServicer, TelephonyEventServicer
 from core.rpc.interceptor import AuthErrorInterceptor
 from core.rpc.media import MediaSessionServicer
+from core.rpc.skills import SkillServicer
 from core.settings import Settings
 from core.telephony import Telephony
 
@@ -164,6 +174,8 @@ def call_policy(settings: Settings) -> calls.CallPolicy:
         queue_enabled=settings.call_queue_enabled,
         allow_fictional_numbers=settings.fictional_numbers_allowed,
         pod_name=settings.pod_name,
+        idempotency_ttl_sec=settings.idempotency_ttl_sec,
+        idempotency_stale_sec=settings.idempotency_stale_sec,
     )
 
 
@@ -219,8 +231,7 @@ async def start(
         TelephonyEventServicer(call_service), server
     )
     skills_pb2_grpc.add_SkillServiceServicer_to_server(
-        skills_pb2_grpc.SkillServiceServicer(),  # type: ignore[abstract]  # UNIMPLEMENTED for now
-        server,
+        SkillServicer(skills.Registry(), call_service, pool), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

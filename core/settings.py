@@ -64,6 +64,10 @@ class Settings(BaseSettings):
         default=600.0, gt=0, description="Calls stuck before answer longer than this are failed."
     )
     reconcile_interval_sec: float = Field(default=60.0, gt=0)
+    idempotency_ttl_sec: float = Field(default=24 * 3600.0, gt=0)
+    idempotency_stale_sec: float = Field(
+        default=60.0, gt=0, description="A running Idempotency-Key older than this is stale."
+    )
 
     twilio_account_sid: str | None = None
     twilio_auth_token: SecretStr | None = None

@@ -43,6 +43,11 @@ RUN_ERRORS: tuple[tuple[int, str, str], ...] = (
     (400, "INVALID_ARGUMENT_PHONE", "The phone number is not a dialable E.164 number."),
     (400, "IDEMPOTENCY_KEY_TOO_LONG", "idempotency_key_too_long: the key exceeds 255 chars."),
     (401, "UNAUTHENTICATED_KEY", "The X-API-Key header is missing, unknown or revoked."),
+    (
+        400,
+        "ASK_USER_CHANNEL_MISSING",
+        "ask_user_mode 'any' needs a webhook (PUT /users/me/webhook); or pass 'stream'.",
+    ),
     (402, "QUOTA_EXCEEDED", "Reserving credits for the call would exceed the monthly quota."),
     (404, "NOT_FOUND", "No skill with this skill_id."),
     (

@@ -45,7 +45,8 @@ def from_rpc_error(err: grpc.aio.AioRpcError) -> JsonResponse:
     if info is not None:
         extra = dict(info.metadata)
         status = int(extra.pop("http_status", "500"))
-        return http_error(status, info.reason, message, **extra)
+        code = extra.pop("code", info.reason)
+        return http_error(status, code, message, **extra)
     status, code = _FALLBACK.get(err.code(), (500, "INTERNAL"))
     if err.code() == grpc.StatusCode.UNAVAILABLE:
         message = "the core service is unavailable; retry shortly"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -11,7 +12,7 @@ import grpc
 from callagent.v1 import calls_pb2, calls_pb2_grpc, telephony_pb2, telephony_pb2_grpc
 from google.protobuf import json_format
 
-from core import calls, events
+from core import calls, events, idempotency
 from core.ask_user import AskUser
 from core.rpc.convert import from_ts, ts
 from core.rpc.interceptor import current_principal
@@ -59,6 +60,18 @@ def event_message(event: events.Event) -> calls_pb2.CallEvent:
     )
 
 
+def start_response(started: calls.Started) -> calls_pb2.StartCallResponse:
+    return calls_pb2.StartCallResponse(
+        call=call_message(started.call),
+        task_id=started.task_id,
+        credits_reserved=started.credits_reserved,
+        owner_pod=started.call["owner_pod"],
+        queued=started.queued,
+        queue_id=started.queue_id,
+        position=started.position,
+    )
+
+
 class CallServicer(calls_pb2_grpc.CallServiceServicer):
     def __init__(
         self,
@@ -76,28 +89,29 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         self._cap = max_stream_sec
 
     async def StartCall(self, request: calls_pb2.StartCallRequest, context: Ctx) -> Any:
-        started = await self._calls.start(
-            current_principal().customer_id,
-            calls.StartRequest(
-                target_phone=request.target_phone,
-                brief=request.brief,
-                language=request.language or "auto",
-                kind=request.kind or "other",
-                parsed_slots=json_format.MessageToDict(request.parsed_slots)
-                if request.HasField("parsed_slots")
-                else None,
-                ask_user_mode=request.ask_user_mode or "any",
-            ),
+        customer_id = current_principal().customer_id
+        start = calls.StartRequest(
+            target_phone=request.target_phone,
+            brief=request.brief,
+            language=request.language or "auto",
+            kind=request.kind or "other",
+            parsed_slots=json_format.MessageToDict(request.parsed_slots)
+            if request.HasField("parsed_slots")
+            else None,
+            ask_user_mode=request.ask_user_mode or "any",
         )
-        return calls_pb2.StartCallResponse(
-            call=call_message(started.call),
-            task_id=started.task_id,
-            credits_reserved=started.credits_reserved,
-            owner_pod=started.call["owner_pod"],
-            queued=started.queued,
-            queue_id=started.queue_id,
-            position=started.position,
+        key = idempotency.make_key(
+            customer_id, request.request_id, "start_call", dataclasses.asdict(start)
         )
+        idem = None
+        if key is not None:
+            idem = calls.Idempotent(key, lambda s: start_response(s).SerializeToString())
+        result = await self._calls.start(customer_id, start, idem)
+        if isinstance(result, calls.Replay):
+            replay = calls_pb2.StartCallResponse.FromString(result.response)
+            replay.replayed = True
+            return replay
+        return start_response(result)
 
     async def ListCalls(self, request: calls_pb2.ListCallsRequest, context: Ctx) -> Any:
         rows = await self._calls.list_for(

@@ -54,7 +54,11 @@ def to_status(err: CallagentError) -> grpc.Status:
     info = error_details_pb2.ErrorInfo(
         reason=err.reason,
         domain=ERROR_DOMAIN,
-        metadata={"http_status": str(err.spec.http_status), **err.metadata},
+        metadata={
+            "http_status": str(err.spec.http_status),
+            **({"code": err.spec.public_code} if err.spec.public_code else {}),
+            **err.metadata,
+        },
     )
     detail = any_pb2.Any()
     detail.Pack(info)

@@ -1,0 +1,98 @@
+"""SkillService: public discovery, and runs that become calls (idempotent by key)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, TypeAlias
+
+import asyncpg
+import grpc
+import orjson
+from callagent.v1 import skills_pb2, skills_pb2_grpc
+
+from core import calls, idempotency, skills
+from core.errors import CallagentError
+from core.rpc.interceptor import current_principal
+
+Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+def run_response(skill_id: str, started: calls.Started, task: skills.SkillTask) -> bytes:
+    call_id = started.call["call_id"]
+    return skills_pb2.RunSkillResponse(
+        skill_run_id=f"srun_{call_id}",
+        call_id=call_id,
+        call_sid=started.call["call_sid"],
+        owner_pod=started.call["owner_pod"],
+        status=started.call["status"],
+        credits_reserved=started.credits_reserved,
+        status_url=f"/calls/{call_id}",
+        answer_url=f"/calls/{call_id}/answer",
+        recording_url=f"/calls/{call_id}/recording",
+        replayed=False,
+        expected_next_steps=skills.expected_next_steps(call_id, started.queued, task.ask_user_mode),
+        queued=started.queued,
+    ).SerializeToString()
+
+
+class SkillServicer(skills_pb2_grpc.SkillServiceServicer):
+    def __init__(
+        self, registry: skills.Registry, service: calls.CallService, pool: asyncpg.Pool[Any]
+    ) -> None:
+        self._registry = registry
+        self._calls = service
+        self._pool = pool
+        self._summaries = skills_pb2.ListSkillsResponse(
+            skills=[skills_pb2.SkillSummary(**dataclasses.asdict(s)) for s in registry.list()]
+        )
+
+    async def ListSkills(self, request: skills_pb2.ListSkillsRequest, context: Ctx) -> Any:
+        return self._summaries
+
+    async def GetSkillManifest(
+        self, request: skills_pb2.GetSkillManifestRequest, context: Ctx
+    ) -> Any:
+        return skills_pb2.GetSkillManifestResponse(
+            manifest_json=self._registry.manifest_json(request.skill_id),
+            etag=self._registry.etag(request.skill_id),
+        )
+
+    async def RunSkill(self, request: skills_pb2.RunSkillRequest, context: Ctx) -> Any:
+        customer_id = current_principal().customer_id
+        try:
+            body = orjson.loads(request.input_json or b"{}")
+        except orjson.JSONDecodeError:
+            raise CallagentError("INVALID_ARGUMENT_INPUT", "the body is not JSON") from None
+        key = idempotency.make_key(
+            customer_id, request.request_id, f"skill:{request.skill_id}", body
+        )
+        task = self._registry.validate(request.skill_id, body)
+        await self._check_channels(customer_id, task)
+        idem = None
+        if key is not None:
+            idem = calls.Idempotent(key, lambda s: run_response(request.skill_id, s, task))
+        result = await self._calls.start(
+            customer_id, calls.StartRequest(**dataclasses.asdict(task)), idem
+        )
+        if isinstance(result, calls.Replay):
+            replay = skills_pb2.RunSkillResponse.FromString(result.response)
+            replay.replayed = True
+            return replay
+        return skills_pb2.RunSkillResponse.FromString(run_response(request.skill_id, result, task))
+
+    async def _check_channels(self, customer_id: str, task: skills.SkillTask) -> None:
+        """ask_user_mode 'any' must have somewhere to send questions besides SSE."""
+        if task.ask_user_mode != "any":
+            return
+        row = await self._pool.fetchrow(
+            "SELECT ask_user_webhook_url, telegram_chat_id FROM customers WHERE customer_id = $1",
+            customer_id,
+        )
+        if row is not None and (row["ask_user_webhook_url"] or row["telegram_chat_id"]):
+            return
+        raise CallagentError(
+            "ASK_USER_CHANNEL_MISSING",
+            "ask_user_mode 'any' needs an ask_user webhook (PUT /users/me/webhook) or a linked "
+            "Telegram chat; configure one, or pass ask_user_mode 'stream' and answer questions "
+            "from GET /calls/{call_id}/events with POST /calls/{call_id}/answer",
+        )
