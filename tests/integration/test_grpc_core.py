@@ -11,7 +11,6 @@ from callagent.v1 import (
     admin_pb2_grpc,
     calls_pb2,
     calls_pb2_grpc,
-    skills_pb2,
     skills_pb2_grpc,
 )
 from google.protobuf import timestamp_pb2
