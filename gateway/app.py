@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import grpc
+import orjson
 from callagent.v1 import (
     accounts_pb2,
     accounts_pb2_grpc,
@@ -24,7 +24,7 @@ from callagent.v1 import (
     skills_pb2,
     skills_pb2_grpc,
 )
-from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.responses import Response
 from google.protobuf import struct_pb2, timestamp_pb2
 
@@ -320,6 +320,16 @@ def _call_routes(app: FastAPI, settings: Settings) -> None:
     streams.add_routes(app, settings)
 
 
+_OBJECT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "additionalProperties": True, "title": "Body"}
+        }
+    },
+}
+
+
 def _skill_routes(app: FastAPI) -> None:
     @app.get(
         "/skills",
@@ -370,19 +380,39 @@ def _skill_routes(app: FastAPI) -> None:
                 "dials it later; poll status_url.",
             }
         },
+        openapi_extra={"requestBody": _OBJECT_BODY},
     )
     async def run_skill(
         skill_id: str,
-        body: Annotated[dict[str, Any], Body()],
+        request: Request,
         creds: Creds,
         core: Core,
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
     ) -> Response:
+        # The raw JSON goes to core as is (core validates it against the skill's schema);
+        # only "is it a JSON object" is checked here, with FastAPI's 422 shape.
+        raw = await request.body()
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            return JsonResponse(
+                {
+                    "detail": [
+                        {
+                            "type": "dict_type",
+                            "loc": ["body"],
+                            "msg": "Input should be a valid JSON object",
+                            "input": None,
+                        }
+                    ]
+                },
+                status_code=422,
+            )
         reply = await core.skills.RunSkill(
             skills_pb2.RunSkillRequest(
-                skill_id=skill_id,
-                input_json=json.dumps(body).encode(),
-                request_id=idempotency_key or "",
+                skill_id=skill_id, input_json=raw, request_id=idempotency_key or ""
             ),
             metadata=creds,
         )

@@ -66,6 +66,13 @@ class SkillServicer(skills_pb2_grpc.SkillServiceServicer):
         key = idempotency.make_key(
             customer_id, request.request_id, f"skill:{request.skill_id}", body
         )
+        if key is not None:
+            # A retry of a finished run skips validation: its body was validated already.
+            stored = await idempotency.lookup(
+                self._pool, key, self._calls.policy.idempotency_stale_sec
+            )
+            if stored is not None:
+                return self._replay(stored)
         task = self._registry.validate(request.skill_id, body)
         await self._check_channels(customer_id, task)
         idem = None
@@ -75,10 +82,17 @@ class SkillServicer(skills_pb2_grpc.SkillServiceServicer):
             customer_id, calls.StartRequest(**dataclasses.asdict(task)), idem
         )
         if isinstance(result, calls.Replay):
-            replay = skills_pb2.RunSkillResponse.FromString(result.response)
-            replay.replayed = True
-            return replay
+            return self._replay(idempotency.Stored(result.response, None))
         return skills_pb2.RunSkillResponse.FromString(run_response(request.skill_id, result, task))
+
+    @staticmethod
+    def _replay(stored: idempotency.Stored) -> skills_pb2.RunSkillResponse:
+        if stored.error is not None:
+            raise stored.error
+        assert stored.response is not None
+        replay = skills_pb2.RunSkillResponse.FromString(stored.response)
+        replay.replayed = True
+        return replay
 
     async def _check_channels(self, customer_id: str, task: skills.SkillTask) -> None:
         """ask_user_mode 'any' must have somewhere to send questions besides SSE."""

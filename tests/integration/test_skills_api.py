@@ -209,3 +209,16 @@ async def test_dial_failure_is_replayed_not_redialed(
     assert first.status_code == again.status_code == 502
     assert again.json()["detail"]["code"] == "DIAL_FAILED"
     assert telephony.dial_attempts == 1
+
+
+async def test_run_body_must_be_a_json_object(
+    http: httpx.AsyncClient, customer: api_keys.CreatedKey
+) -> None:
+    for content in (b"[1, 2]", b"not json", b'"text"'):
+        response = await http.post(
+            "/skills/restaurant_booking/run",
+            content=content,
+            headers={**key(customer), "Content-Type": "application/json"},
+        )
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["loc"] == ["body"]
