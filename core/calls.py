@@ -432,6 +432,45 @@ class CallService:
         )
         return True
 
+    async def recording(self, call_id: str) -> bytes | None:
+        """The call's recording (MP3), None while the carrier is still processing it.
+
+        Prefers the sid from the recording callback; if that callback has not landed,
+        asks the carrier and remembers what it found.
+
+        Raises:
+            CallagentError: NOT_FOUND for an unknown call or one that was never dialed.
+        """
+        row = await self._pool.fetchrow(
+            "SELECT call_sid, recording_sid FROM calls WHERE call_id = $1", call_id
+        )
+        if row is None or row["call_sid"] is None:
+            raise not_found("call")
+        recording_sid = row["recording_sid"]
+        try:
+            if recording_sid is None:
+                found = [
+                    r
+                    for r in await self._telephony.list_recordings(row["call_sid"])
+                    if r.status == "completed"
+                ]
+                if not found:
+                    return None
+                recording_sid = found[0].sid
+                await self._pool.execute(
+                    "UPDATE calls SET recording_sid = $2, recording_duration = $3 "
+                    "WHERE call_id = $1 AND recording_sid IS NULL",
+                    call_id,
+                    recording_sid,
+                    found[0].duration_sec,
+                )
+            return await self._telephony.fetch_recording(recording_sid)
+        except TelephonyError as err:
+            log.warning("recording fetch failed", extra={"call_id": call_id})
+            raise CallagentError(
+                "CARRIER_ERROR", f"the carrier did not serve the recording: {err.message}"
+            ) from None
+
     async def _hang_up(self, call_sid: str, call_id: str) -> None:
         try:
             await self._telephony.hang_up(call_sid)

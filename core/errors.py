@@ -78,6 +78,12 @@ _TABLE: list[Reason] = [
         "The telephony provider refused the call; the reservation was released.",
     ),
     Reason(
+        "CARRIER_ERROR",
+        grpc.StatusCode.UNAVAILABLE,
+        502,
+        "The telephony provider failed the request (e.g. serving a recording); retry later.",
+    ),
+    Reason(
         "STREAM_LIMIT",
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         503,

@@ -189,9 +189,10 @@ def add_routes(app: FastAPI, settings: Settings) -> None:
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
-                yield first.chunk
-                async for item in call:
+                item = first
+                while item is not grpc.aio.EOF:
                     yield item.chunk
+                    item = await call.read()  # read() only: grpc forbids mixing it with async for
             finally:
                 call.cancel()
 

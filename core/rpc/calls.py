@@ -14,6 +14,7 @@ from google.protobuf import json_format
 
 from core import calls, events, idempotency
 from core.ask_user import AskUser
+from core.errors import not_found
 from core.rpc.convert import from_ts, ts
 from core.rpc.interceptor import current_principal
 
@@ -58,6 +59,9 @@ def event_message(event: events.Event) -> calls_pb2.CallEvent:
         data_json=event.data_json,
         created_at=ts(event.created_at),
     )
+
+
+RECORDING_CHUNK = 64 * 1024
 
 
 def start_response(started: calls.Started) -> calls_pb2.StartCallResponse:
@@ -165,8 +169,21 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         finally:
             await stream.aclose()
 
-    def StreamRecording(self, request: Any, context: Ctx) -> AsyncIterator[Any]:
-        raise NotImplementedError
+    async def StreamRecording(
+        self, request: calls_pb2.StreamRecordingRequest, context: Ctx
+    ) -> AsyncIterator[calls_pb2.StreamRecordingResponse]:
+        """Admin-only; anyone else gets the same NOT_FOUND as for a missing call."""
+        if not current_principal().is_admin:
+            raise not_found("call")
+        media = await self._calls.recording(request.call_id)
+        if media is None:
+            yield calls_pb2.StreamRecordingResponse(pending=True)
+            return
+        for offset in range(0, max(len(media), 1), RECORDING_CHUNK):
+            yield calls_pb2.StreamRecordingResponse(
+                content_type="audio/mpeg" if offset == 0 else "",
+                chunk=media[offset : offset + RECORDING_CHUNK],
+            )
 
     async def GetMergedTranscript(self, request: Any, context: Ctx) -> Any:
         raise NotImplementedError

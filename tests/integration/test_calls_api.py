@@ -182,8 +182,13 @@ async def test_carrier_events_drive_the_call_and_capture(
     assert not await report(channel, kind="status", call_sid=sid, status="completed")  # repeat
     assert not await report(channel, kind="status", call_sid=sid, status="failed")  # too late
     assert await report(
-        channel, kind="recording", call_sid=sid, call_id=call_id, recording_sid="RE1",
-        recording_url="https://api.twilio.com/x/RE1", recording_status="completed",
+        channel,
+        kind="recording",
+        call_sid=sid,
+        call_id=call_id,
+        recording_sid="RE1",
+        recording_url="https://api.twilio.com/x/RE1",
+        recording_status="completed",
     )
     got = (await http.get(f"/calls/{call_id}", headers=key(customer))).json()
     assert got["status"] == "completed"
@@ -226,8 +231,9 @@ async def test_cancel_live_call_hangs_up_and_releases_once(
     assert again.json() == {"cancelled": False}
     assert telephony.hangups == [call["call_sid"]]
     # the carrier's own completion afterwards must not settle twice
-    await report(channel, kind="status", call_sid=call["call_sid"], status="completed",
-                 duration_sec=30)
+    await report(
+        channel, kind="status", call_sid=call["call_sid"], status="completed", duration_sec=30
+    )
     got = (await http.get(f"/calls/{call['call_id']}", headers=key(customer))).json()
     assert got["status"] == "cancelled"
     assert await usage(core, customer.customer_id) == 0
@@ -250,3 +256,33 @@ async def test_cancel_unknown_foreign_and_final_is_false(
     assert (await http.post(f"/calls/{call['call_id']}/cancel", headers=key(customer))).json() == {
         "cancelled": False
     }
+
+
+async def test_recording_is_admin_only_and_streams(
+    http: httpx.AsyncClient,
+    core: Core,
+    channel: grpc.aio.Channel,
+    customer: api_keys.CreatedKey,
+    telephony: FakeTelephony,
+) -> None:
+    from tests.conftest import BOOTSTRAP_KEY
+
+    call = (await http.post("/calls", json=BODY, headers=key(customer))).json()["call"]
+    url = f"/calls/{call['call_id']}/recording"
+    owner = await http.get(url, headers=key(customer))
+    missing = await http.get("/calls/call_nope/recording", headers=key(customer))
+    assert owner.status_code == missing.status_code == 404
+    assert owner.content == missing.content
+    pending = await http.get(url, headers={"X-API-Key": BOOTSTRAP_KEY})
+    assert pending.status_code == 202 and pending.json() == {"status": "recording_pending"}
+    media = b"ID3" + bytes(range(256)) * 600  # > one 64 KiB chunk
+    telephony.add_recording(call["call_sid"], media)
+    got = await http.get(url, params={"api_key": BOOTSTRAP_KEY, "download": "true"})
+    assert got.status_code == 200
+    assert got.headers["content-type"] == "audio/mpeg"
+    assert got.headers["content-disposition"].startswith("attachment")
+    assert got.content == media
+    # found through the carrier's API and remembered for next time
+    details = (await http.get(f"/calls/{call['call_id']}", headers=key(customer))).json()
+    assert details["has_recording"] is True
+    assert details["recording_url"] == url

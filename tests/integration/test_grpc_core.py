@@ -28,9 +28,6 @@ ADMIN = (("x-api-key", BOOTSTRAP_KEY),)
 STILL_UNIMPLEMENTED = [
     ("calls", "GetMergedTranscript", calls_pb2.GetMergedTranscriptRequest(call_id="c")),
 ]
-STILL_UNIMPLEMENTED_STREAMS = [
-    ("calls", "StreamRecording", calls_pb2.StreamRecordingRequest(call_id="c")),
-]
 
 
 def _error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
@@ -118,15 +115,4 @@ async def test_unimplemented_rpcs(
     ](channel)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await getattr(stub, method)(request_message, metadata=ADMIN)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
-@pytest.mark.parametrize(("service", "method", "request_message"), STILL_UNIMPLEMENTED_STREAMS)
-async def test_unimplemented_streams(
-    channel: grpc.aio.Channel, service: str, method: str, request_message: object
-) -> None:
-    stub = calls_pb2_grpc.CallServiceStub(channel)
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        async for _ in getattr(stub, method)(request_message, metadata=ADMIN):
-            pass
     assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
