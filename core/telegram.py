@@ -102,12 +102,18 @@ class _TokenRedactor(logging.Filter):
     """Masks `/bot<token>` in the request URLs httpx logs."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, httpx.URL) for a in record.args):
+        # Only Bot API URLs are rewritten; other URL objects stay as they are, so other
+        # redactors on the same logger (webhook deliveries) still recognise theirs.
+        if isinstance(record.args, tuple) and any(_is_bot_url(a) for a in record.args):
             record.args = tuple(
-                _TOKEN_IN_PATH.sub("/bot<redacted>", str(a)) if isinstance(a, httpx.URL) else a
+                _TOKEN_IN_PATH.sub("/bot<redacted>", str(a)) if _is_bot_url(a) else a
                 for a in record.args
             )
         return True
+
+
+def _is_bot_url(arg: object) -> bool:
+    return isinstance(arg, httpx.URL) and _TOKEN_IN_PATH.search(str(arg)) is not None
 
 
 def _install_token_redactor() -> None:
