@@ -29,6 +29,7 @@ import dataclasses
 import hashlib
 import hmac
 import ipaddress
+import collections
 import logging
 import random
 import socket
@@ -144,15 +145,24 @@ class _UrlRedactor(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and any(_is_webhook(a) for a in record.args):
-            record.args = tuple(
-                f"{a.scheme}://{a.netloc.decode('ascii')}/…" if _is_webhook(a) else a
-                for a in record.args
-            )
+            record.args = tuple(_origin(a) if _is_webhook(a) else a for a in record.args)
         return True
 
 
+# The same URLs as text: another filter on the "httpx" logger may have turned the URL
+# object into a string before this one runs, so membership is checked on the text too.
+_WEBHOOK_URL_TEXTS: collections.Counter[str] = collections.Counter()
+
+
 def _is_webhook(arg: object) -> TypeGuard[httpx.URL]:
-    return isinstance(arg, httpx.URL) and arg in _WEBHOOK_URLS
+    if isinstance(arg, httpx.URL) and arg in _WEBHOOK_URLS:
+        return True
+    return isinstance(arg, str | httpx.URL) and _WEBHOOK_URL_TEXTS[str(arg)] > 0
+
+
+def _origin(arg: object) -> str:
+    url = httpx.URL(str(arg))
+    return f"{url.scheme}://{url.netloc.decode('ascii')}/…"
 
 
 def _install_url_redactor() -> None:
@@ -337,7 +347,14 @@ class WebhookDelivery:
             "POST", target.url, headers=request_headers, content=body, extensions=extensions
         )
         _WEBHOOK_URLS.add(request.url)
-        response = await self._client.send(request, stream=True)
+        text = str(request.url)
+        _WEBHOOK_URL_TEXTS[text] += 1
+        try:
+            response = await self._client.send(request, stream=True)
+        finally:
+            _WEBHOOK_URL_TEXTS[text] -= 1
+            if _WEBHOOK_URL_TEXTS[text] <= 0:
+                del _WEBHOOK_URL_TEXTS[text]
         try:
             status = response.status_code
             if 200 <= status < 300:
