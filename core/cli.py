@@ -20,6 +20,7 @@ from core import api_keys, maintenance
 from core.db import database, migrations
 from core.errors import CallagentError
 from core.settings import Settings, get_settings
+from gateway import client_cli
 
 app = typer.Typer(help="callagent operator and client commands.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
@@ -28,6 +29,7 @@ maintenance_app = typer.Typer(
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(maintenance_app, name="maintenance")
+client_cli.register(app)  # the API client commands: call, calls, bookings
 
 T = TypeVar("T")
 

@@ -24,9 +24,16 @@ SERVICES = {"core": "core.server", "gateway": "gateway.main", "media": "media.se
 
 
 def _provider_env(settings: Settings) -> tuple[dict[str, str], list[str]]:
-    """Settings every child shares; with no Twilio credentials, the simulated carrier's."""
-    env = {"INTERNAL_TOKEN": secrets.token_urlsafe(24)}
-    extra: list[str] = []
+    """Settings every child shares. Each provider without credentials (Twilio, Gemini,
+    Deepgram) is replaced by its stand-in in the simulated world, which then runs too."""
+    from sim import settings as sim_settings
+
+    env = {
+        "INTERNAL_TOKEN": settings.internal_token.get_secret_value()
+        if settings.internal_token
+        else secrets.token_urlsafe(24)
+    }
+    simulated: list[str] = []
     if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
         env |= {
             "TWILIO_ACCOUNT_SID": "AC" + secrets.token_hex(16),
@@ -34,8 +41,15 @@ def _provider_env(settings: Settings) -> tuple[dict[str, str], list[str]]:
             "TWILIO_API_BASE_URL": f"http://127.0.0.1:{settings.sim_twilio_port}",
             "PUBLIC_BASE_URL": f"http://127.0.0.1:{settings.callagent_media_port}",
         }
-        extra.append("sim.main")
-    return env, extra
+        simulated.append("Twilio")
+    model_env = sim_settings.media_env(sim_settings.SimSettings())
+    if not os.environ.get("GEMINI_API_KEY"):
+        env |= {k: v for k, v in model_env.items() if k.startswith("GEMINI_")}
+        simulated.append("Gemini")
+    if not os.environ.get("DEEPGRAM_API_KEY"):
+        env |= {k: v for k, v in model_env.items() if k.startswith("DEEPGRAM_")}
+        simulated.append("Deepgram")
+    return env, simulated
 
 
 async def _demo_key(dsn: str, settings: Settings) -> str | None:
@@ -56,17 +70,17 @@ async def _demo_key(dsn: str, settings: Settings) -> str | None:
 async def _supervise(settings: Settings) -> int:
     dsn = await server.prepare_database(settings)
     demo_key = await _demo_key(dsn, settings)
-    provider_env, extra = _provider_env(settings)
+    provider_env, simulated = _provider_env(settings)
     env = {**os.environ, **provider_env, "DATABASE_URL": dsn}
     children: dict[str, asyncio.subprocess.Process] = {}
-    services = {**SERVICES, **{module.split(".")[0]: module for module in extra}}
+    services = {**SERVICES, **({"sim": "sim.main"} if simulated else {})}
     for name, module in services.items():
         children[name] = await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
     print(f"gateway: http://127.0.0.1:{settings.callagent_http_port}", flush=True)
     print(f"core gRPC: {settings.callagent_bind_host}:{settings.callagent_grpc_port}", flush=True)
     print(f"media (Twilio webhooks): http://127.0.0.1:{settings.callagent_media_port}", flush=True)
-    if extra:
-        print("no Twilio credentials: calls go to the simulated carrier", flush=True)
+    if simulated:
+        print(f"simulated world stands in for: {', '.join(simulated)} (no credentials)", flush=True)
     if demo_key:
         print(f"demo customer API key (shown once): {demo_key}", flush=True)
     else:

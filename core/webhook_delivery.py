@@ -25,11 +25,11 @@ the URL's path and query are never logged.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import hashlib
 import hmac
 import ipaddress
-import collections
 import logging
 import random
 import socket

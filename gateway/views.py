@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import orjson
 from callagent.v1 import accounts_pb2, bookings_pb2, calls_pb2, skills_pb2
 from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.message import Message
@@ -88,10 +89,8 @@ def call(c: calls_pb2.Call) -> dict[str, Any]:
         "supervisor_decisions": None,
     }
     if c.details_included:
-        body["transcript_full"] = [json_format.MessageToDict(r) for r in c.transcript_full]
-        body["supervisor_decisions"] = [
-            json_format.MessageToDict(r) for r in c.supervisor_decisions
-        ]
+        body["transcript_full"] = orjson.loads(c.transcript_full_json or b"[]")
+        body["supervisor_decisions"] = orjson.loads(c.supervisor_decisions_json or b"[]")
     return body
 
 

@@ -9,6 +9,7 @@ from typing import Any, TypeAlias
 
 import asyncpg
 import grpc
+import orjson
 from callagent.v1 import calls_pb2, calls_pb2_grpc, telephony_pb2, telephony_pb2_grpc
 from google.protobuf import json_format
 
@@ -44,10 +45,8 @@ def call_message(row: asyncpg.Record, *, details: bool = False) -> calls_pb2.Cal
     )
     if details:
         message.details_included = True
-        for item in row["transcript_full"]:
-            json_format.ParseDict(item, message.transcript_full.add())
-        for item in row["supervisor_decisions"]:
-            json_format.ParseDict(item, message.supervisor_decisions.add())
+        message.transcript_full_json = orjson.dumps(row["transcript_full"])
+        message.supervisor_decisions_json = orjson.dumps(row["supervisor_decisions"])
     return message
 
 

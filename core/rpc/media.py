@@ -16,7 +16,6 @@ from typing import Any, TypeAlias
 
 import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc
-from google.protobuf import json_format
 
 from core import call_record, sessions
 from core.ask_user import AskUser
@@ -116,29 +115,37 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
             kind = request.WhichOneof("kind")
             try:
                 if kind == "transcript":
-                    line = json_format.MessageToDict(
-                        request.transcript, preserving_proto_field_name=True
-                    )
-                    line.setdefault("final", False)
+                    t = request.transcript
+                    line = {
+                        "speaker": t.speaker,
+                        "text": t.text,
+                        "final": t.final,
+                        "offset_ms": t.offset_ms,
+                        "source": t.source,
+                    }
                     await call_record.add_transcript(pool, call_id, line)
                 elif kind == "ask_user":
                     job = asyncio.create_task(self._ask_and_time_out(call_id, request.ask_user))
                     work.add(job)
                     job.add_done_callback(work.discard)
                 elif kind == "decision":
+                    d = request.decision
                     await call_record.add_decision(
-                        pool,
-                        call_id,
-                        json_format.MessageToDict(
-                            request.decision, preserving_proto_field_name=True
-                        ),
+                        pool, call_id, {"kind": d.kind, "reason": d.reason, "action": d.action}
                     )
                 elif kind == "signal":
                     await call_record.add_signal(pool, call_id, request.signal.name)
                 elif kind == "outcome":
-                    outcome = json_format.MessageToDict(
-                        request.outcome, preserving_proto_field_name=True
-                    )
+                    o = request.outcome
+                    outcome = {
+                        "outcome": o.outcome,
+                        "summary": o.summary,
+                        "date_time": o.date_time,
+                        "guests": o.guests if o.HasField("guests") else None,
+                        "holder_name": o.holder_name,
+                        "refusal_reason": o.refusal_reason,
+                        "venue_name": o.venue_name,
+                    }
                     await call_record.record_outcome(pool, call_id, outcome)
             except CallagentError as err:
                 log.warning(

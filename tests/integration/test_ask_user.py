@@ -309,7 +309,7 @@ async def test_session_reports_become_the_call_record(
             "speaker": "callee",
             "text": "Hello, Luigi's",
             "final": True,
-            "offset_ms": "120",
+            "offset_ms": 120,
             "source": "supervisor_stt",
         }
     ]

@@ -43,8 +43,8 @@ class Call(_message.Message):
     HAS_RECORDING_FIELD_NUMBER: _builtins.int
     RECORDING_URL_FIELD_NUMBER: _builtins.int
     RESERVATION_SIGNALS_FIELD_NUMBER: _builtins.int
-    TRANSCRIPT_FULL_FIELD_NUMBER: _builtins.int
-    SUPERVISOR_DECISIONS_FIELD_NUMBER: _builtins.int
+    TRANSCRIPT_FULL_JSON_FIELD_NUMBER: _builtins.int
+    SUPERVISOR_DECISIONS_JSON_FIELD_NUMBER: _builtins.int
     DETAILS_INCLUDED_FIELD_NUMBER: _builtins.int
     OWNER_POD_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
@@ -63,6 +63,11 @@ class Call(_message.Message):
     outcome_charge_cents: _builtins.int
     has_recording: _builtins.bool
     recording_url: _builtins.str
+    transcript_full_json: _builtins.bytes
+    """Filled only by GetCall (details); empty in lists. JSON arrays as bytes (Struct
+    would turn every integer into a double).
+    """
+    supervisor_decisions_json: _builtins.bytes
     details_included: _builtins.bool
     owner_pod: _builtins.str
     @_builtins.property
@@ -73,12 +78,6 @@ class Call(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def reservation_signals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
-    @_builtins.property
-    def transcript_full(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]:
-        """Filled only by GetCall (details); empty in lists."""
-
-    @_builtins.property
-    def supervisor_decisions(self) -> _containers.RepeatedCompositeFieldContainer[_struct_pb2.Struct]: ...
     def __init__(
         self,
         *,
@@ -99,14 +98,14 @@ class Call(_message.Message):
         has_recording: _builtins.bool = ...,
         recording_url: _builtins.str | None = ...,
         reservation_signals: _abc.Iterable[_builtins.str] | None = ...,
-        transcript_full: _abc.Iterable[_struct_pb2.Struct] | None = ...,
-        supervisor_decisions: _abc.Iterable[_struct_pb2.Struct] | None = ...,
+        transcript_full_json: _builtins.bytes = ...,
+        supervisor_decisions_json: _builtins.bytes = ...,
         details_included: _builtins.bool = ...,
         owner_pod: _builtins.str | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_call_sid", b"_call_sid", "_duration_sec", b"_duration_sec", "_outcome_summary", b"_outcome_summary", "_outcome_type", b"_outcome_type", "_owner_pod", b"_owner_pod", "_recording_url", b"_recording_url", "call_sid", b"call_sid", "created_at", b"created_at", "duration_sec", b"duration_sec", "ended_at", b"ended_at", "outcome_summary", b"outcome_summary", "outcome_type", b"outcome_type", "owner_pod", b"owner_pod", "recording_url", b"recording_url", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_call_sid", b"_call_sid", "_duration_sec", b"_duration_sec", "_outcome_summary", b"_outcome_summary", "_outcome_type", b"_outcome_type", "_owner_pod", b"_owner_pod", "_recording_url", b"_recording_url", "call_id", b"call_id", "call_sid", b"call_sid", "created_at", b"created_at", "customer_id", b"customer_id", "details_included", b"details_included", "duration_sec", b"duration_sec", "ended_at", b"ended_at", "has_recording", b"has_recording", "language", b"language", "outcome_charge_cents", b"outcome_charge_cents", "outcome_summary", b"outcome_summary", "outcome_type", b"outcome_type", "owner_pod", b"owner_pod", "recording_url", b"recording_url", "reservation_signals", b"reservation_signals", "started_at", b"started_at", "status", b"status", "supervisor_decisions", b"supervisor_decisions", "target_phone", b"target_phone", "task_id", b"task_id", "transcript_full", b"transcript_full"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_call_sid", b"_call_sid", "_duration_sec", b"_duration_sec", "_outcome_summary", b"_outcome_summary", "_outcome_type", b"_outcome_type", "_owner_pod", b"_owner_pod", "_recording_url", b"_recording_url", "call_id", b"call_id", "call_sid", b"call_sid", "created_at", b"created_at", "customer_id", b"customer_id", "details_included", b"details_included", "duration_sec", b"duration_sec", "ended_at", b"ended_at", "has_recording", b"has_recording", "language", b"language", "outcome_charge_cents", b"outcome_charge_cents", "outcome_summary", b"outcome_summary", "outcome_type", b"outcome_type", "owner_pod", b"owner_pod", "recording_url", b"recording_url", "reservation_signals", b"reservation_signals", "started_at", b"started_at", "status", b"status", "supervisor_decisions_json", b"supervisor_decisions_json", "target_phone", b"target_phone", "task_id", b"task_id", "transcript_full_json", b"transcript_full_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__call_sid: _TypeAlias = _typing.Literal["call_sid"]  # noqa: Y015
     _WhichOneofArgType__call_sid: _TypeAlias = _typing.Literal["_call_sid", b"_call_sid"]  # noqa: Y015
