@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from gateway import client_cli
-from gateway.client_cli import CallView, LogLine, Question, SseParser
+from gateway.client_view import CallView, LogLine, Question, SseParser
 
 
 def feed(parser: SseParser, text: str) -> list[dict[str, Any]]:
@@ -277,8 +277,8 @@ def render(v: CallView) -> str:
 
 
 def test_times_are_shown_to_the_minute() -> None:
-    assert client_cli._when(None) == ""
-    assert client_cli._when("2026-12-01T19:00:00") == "2026-12-01 19:00"  # venue-local, as is
+    assert client_cli.when_text(None) == ""
+    assert client_cli.when_text("2026-12-01T19:00:00") == "2026-12-01 19:00"  # venue-local, as is
     instant = "2026-12-01T19:00:00+00:00"
     local = dt.datetime.fromisoformat(instant).astimezone().strftime("%Y-%m-%d %H:%M")
-    assert client_cli._when(instant) == local
+    assert client_cli.when_text(instant) == local
