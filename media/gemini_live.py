@@ -7,9 +7,8 @@ handle, reconnects on `goAway` or a dropped socket with bounded backoff, buffers
 audio meanwhile (only the newest `resume_audio_buffer_ms`, so the model hears what was just said
 rather than a growing backlog), and reports the gap as `Resumed`, or `SessionLost` when the
 conversation cannot continue. The official `google-genai` SDK owns the wire protocol; only its
-`base_url` and TLS context differ between the simulated world and Google.
-
-The agent's prompt and tool declarations live here too, next to the only code that sends them.
+`base_url` and TLS context differ between the simulated world and Google. What the agent is told
+(prompt, tools, injected text turns) lives in `media.agent_prompt`.
 """
 
 from __future__ import annotations
@@ -17,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
 import ssl
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
-from typing import Any, Literal, cast
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, cast
 
 import certifi
 import websockets.exceptions
@@ -32,100 +30,44 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import live, types
 
+from media import live_wire
+from media.agent_prompt import agent_tools
+from media.live_events import (
+    AudioOut,
+    GenerationComplete,
+    InputTranscript,
+    Interrupted,
+    LiveEvent,
+    OutputTranscript,
+    Resumed,
+    SessionLost,
+    ToolCall,
+    ToolCallCancelled,
+    TurnComplete,
+)
+
 logger = logging.getLogger(__name__)
 
+__all__ = [  # the events are re-exported: callers import the whole session API from here
+    "AudioOut",
+    "GeminiLiveError",
+    "GeminiLiveSession",
+    "GenerationComplete",
+    "InputTranscript",
+    "Interrupted",
+    "LiveEvent",
+    "OutputTranscript",
+    "Resumed",
+    "SessionLost",
+    "ToolCall",
+    "ToolCallCancelled",
+    "TurnComplete",
+    "make_client",
+]
+
 DEFAULT_MODEL = "gemini-3.8-live"
-AUDIO_IN_MIME = "audio/pcm;rate=16000"
+AUDIO_IN_MIME = live_wire.AUDIO_IN_MIME
 _IN_BYTES_PER_MS = 32  # PCM16 mono at 16 kHz
-OUTCOMES = ("booked", "refused", "alternative_offered", "needs_follow_up", "failed")
-DEFAULT_DISCLOSURES = {
-    "en": "Hello, this is an AI assistant calling on behalf of a customer.",
-    "ru": "Здравствуйте, это ИИ-ассистент, звоню по поручению клиента.",
-}
-ANSWER_PREFIX = "[CUSTOMER ANSWER - say this to the other person]"
-GUIDANCE_PREFIX = "[CUSTOMER GUIDANCE - act on it, do not read it aloud]"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class AudioOut:
-    """Model speech: PCM16 mono 24 kHz, arbitrary chunk size."""
-
-    pcm24k: bytes
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class InputTranscript:
-    """Gemini's transcription of the other side (coarse; Deepgram is the precise ear)."""
-
-    text: str
-    finished: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class OutputTranscript:
-    """What the model is saying, as text, in pieces that concatenate."""
-
-    text: str
-    finished: bool
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Interrupted:
-    """The other side barged in: drop unplayed model audio now."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class TurnComplete:
-    """The model's turn is over (also after an interruption)."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class GenerationComplete:
-    """The model generated its whole turn; playback may still be catching up."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ToolCall:
-    """The model called one of `agent_tools()`; answer with `send_tool_response(id, ...)`."""
-
-    id: str
-    name: str
-    args: dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class ToolCallCancelled:
-    """The model withdrew these tool calls (e.g. after a barge-in); do not answer them."""
-
-    ids: tuple[str, ...]
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Resumed:
-    """The connection was replaced and the conversation resumed after `gap_ms` of silence."""
-
-    gap_ms: int
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class SessionLost:
-    """The conversation is gone for good; `reason` is safe to log."""
-
-    reason: str
-
-
-LiveEvent = (
-    AudioOut
-    | InputTranscript
-    | OutputTranscript
-    | Interrupted
-    | TurnComplete
-    | GenerationComplete
-    | ToolCall
-    | ToolCallCancelled
-    | Resumed
-    | SessionLost
-)
 
 
 class GeminiLiveError(Exception):
@@ -149,7 +91,9 @@ def make_client(
     tls = ssl_context or _default_tls()
     options = types.HttpOptions(
         base_url=base_url.rstrip("/") if base_url else None,
-        async_client_args={"ssl": tls, "verify": tls},
+        # compression=None reaches the websocket: deflating base64 audio costs more CPU per
+        # frame than it saves on the wire.
+        async_client_args={"ssl": tls, "verify": tls, "compression": None},
     )
     return genai.Client(api_key=api_key, http_options=options)
 
@@ -270,9 +214,7 @@ class GeminiLiveSession:
             self._buffer_audio(pcm16_16k)
             return
         try:
-            await session.send_realtime_input(
-                audio=types.Blob(data=pcm16_16k, mime_type=AUDIO_IN_MIME)
-            )
+            await live_wire.send_audio(session, pcm16_16k)
         except websockets.exceptions.ConnectionClosed:
             if self._live is not None and self._live is not session:
                 await self.send_audio(pcm16_16k)  # already reconnected meanwhile
@@ -371,6 +313,7 @@ class GeminiLiveSession:
         assert self._ready is not None
         resumed = self._ready.done()
         self._model_speaking = False
+        live_wire.install_tap(session, self._on_audio_content)
         if resumed:
             self.reconnects += 1
             gap_ms = round((time.monotonic() - lost_at) * 1000)
@@ -382,7 +325,7 @@ class GeminiLiveSession:
         while self._audio_buffer:
             chunk = self._audio_buffer.popleft()
             self._audio_buffered -= len(chunk)
-            await session.send_realtime_input(audio=types.Blob(data=chunk, mime_type=AUDIO_IN_MIME))
+            await live_wire.send_audio(session, chunk)
         self._live = session
         if resumed:
             await self._emit(Resumed(gap_ms))
@@ -423,6 +366,18 @@ class GeminiLiveSession:
         self._live = None
         logger.info("gemini live replacing connection: %s", why, extra=self._log_extra)
         return time.monotonic()
+
+    async def _on_audio_content(self, content: live_wire.AudioContent) -> None:
+        """The fast path's share of `_translate`: audio and transcriptions only."""
+        if content.heard is not None:
+            await self._emit(InputTranscript(*content.heard))
+        if content.audio:
+            self._model_speaking = True
+            self._handle_current = False
+            for pcm in content.audio:
+                await self._emit(AudioOut(pcm))
+        if content.said is not None:
+            await self._emit(OutputTranscript(*content.said))
 
     def _translate(self, message: types.LiveServerMessage) -> list[LiveEvent]:
         """Every field of every message: 3.x servers combine several in one frame."""
@@ -583,149 +538,3 @@ def _classify(exc: BaseException) -> GeminiLiveError:
         return GeminiLiveError(f"gemini live unreachable ({type(exc).__name__})", retryable=True)
     logger.error("unexpected gemini live failure", exc_info=exc)
     return GeminiLiveError(f"gemini live failed ({type(exc).__name__})", retryable=False)
-
-
-# ---- the agent's tools and prompt -------------------------------------------------------
-
-
-def _string(description: str, enum: list[str] | None = None) -> types.Schema:
-    return types.Schema(type=types.Type.STRING, description=description, enum=enum)
-
-
-def agent_tools() -> list[types.FunctionDeclaration]:
-    """The four tools the voice agent may call; core decides what each one does."""
-    return [
-        types.FunctionDeclaration(
-            name="ask_user",
-            description=(
-                "Ask the customer who ordered this call a question only they can answer "
-                "(accept an alternative time, a deposit, a missing detail). Their answer "
-                "arrives later as a message; keep the other person on the line meanwhile."
-            ),
-            parameters=types.Schema(
-                type=types.Type.OBJECT,
-                properties={"question": _string("One short, self-contained question.")},
-                required=["question"],
-            ),
-        ),
-        types.FunctionDeclaration(
-            name="end_call",
-            description=(
-                "Finish the call with its outcome, after saying goodbye. Call it exactly once."
-            ),
-            parameters=types.Schema(
-                type=types.Type.OBJECT,
-                properties={
-                    "outcome": _string("How the task ended.", list(OUTCOMES)),
-                    "date_time": _string(
-                        "Agreed local date and time, ISO 8601 (YYYY-MM-DDTHH:MM)."
-                    ),
-                    "guests": types.Schema(
-                        type=types.Type.INTEGER, description="Number of people booked."
-                    ),
-                    "holder_name": _string("Name the booking is under."),
-                    "refusal_reason": _string("Why the venue refused, in their words."),
-                    "summary": _string("Two or three sentences on what was agreed or why not."),
-                },
-                required=["outcome", "summary"],
-            ),
-        ),
-        types.FunctionDeclaration(
-            name="send_dtmf",
-            description="Press phone keys, e.g. to choose an option in an automated menu.",
-            parameters=types.Schema(
-                type=types.Type.OBJECT,
-                properties={"digits": _string("Keys to press: 0-9, * and #.")},
-                required=["digits"],
-            ),
-        ),
-        types.FunctionDeclaration(
-            name="report_signal",
-            description=(
-                "Report a notable fact about the call as it happens, e.g. voicemail, ivr_menu, "
-                "on_hold, transferred, wrong_number, deposit_required, confirmation_promised."
-            ),
-            parameters=types.Schema(
-                type=types.Type.OBJECT,
-                properties={"name": _string("The signal, in snake_case.")},
-                required=["name"],
-            ),
-        ),
-    ]
-
-
-_KIND_GOALS = {
-    "restaurant_booking": "book a table at a restaurant",
-    "restaurant_cancel": "cancel an existing restaurant reservation",
-    "doctor_appointment": "book a doctor's appointment",
-    "hotel_booking": "book a hotel room",
-    "concierge": "handle a concierge request",
-}
-_LANGUAGE_RULES = {
-    "ru": "Speak Russian. Switch language only if the other person clearly cannot follow.",
-    "en": "Speak English. Switch language only if the other person clearly cannot follow.",
-    "auto": (
-        "Speak the language of the task unless the other person answers in another one; "
-        "then continue in theirs."
-    ),
-}
-_SPEECH_LANGUAGE_CODES = {"ru": "ru-RU", "en": "en-US"}
-
-
-def speech_language_code(language: str) -> str | None:
-    """Gemini's speech `language_code` for our 'ru' | 'en' | 'auto' (None lets it detect)."""
-    return _SPEECH_LANGUAGE_CODES.get(language)
-
-
-def customer_answer_text(answer: str, mode: Literal["voice", "context"]) -> str:
-    """The text turn that delivers a customer's answer, marked the way the prompt explains."""
-    return f"{ANSWER_PREFIX if mode == 'voice' else GUIDANCE_PREFIX} {answer}"
-
-
-def build_system_instruction(
-    brief: str,
-    language: str,
-    kind: str,
-    parsed_slots: Mapping[str, Any] | None,
-    disclosure: str,
-) -> str:
-    """The agent's system instruction; its first sentence makes the AI disclosure mandatory."""
-    goal = _KIND_GOALS.get(kind, "complete the customer's task")
-    slots = "\n".join(
-        f"- {key}: {value}"
-        for key, value in sorted((parsed_slots or {}).items())
-        if value not in (None, "", [], {})
-    )
-    sections = [
-        f'Your very first sentence on this call must be this honest disclosure: "{disclosure}" '
-        "You are an AI voice assistant phoning on behalf of a customer; never claim or imply "
-        "that you are human, and if asked, confirm that you are an AI.",
-        f"GOAL: {goal}.",
-        f"TASK (from the customer):\n{brief.strip()}",
-    ]
-    if slots:
-        sections.append(f"DETAILS:\n{slots}")
-    sections += [
-        "HOW TO TALK: short, polite, natural sentences; one question at a time; let the other "
-        "person finish. Confirm the key details (date, time, number of people, name) back "
-        "before finishing. Never invent facts or agree to anything the task does not cover. "
-        "Share the customer's personal details only as far as the task needs.",
-        "TOOLS:\n"
-        "- ask_user: when a decision or fact only the customer has is needed (an alternative "
-        "time, a deposit, a price, a missing detail). Tell the other person you are checking "
-        "and keep the line open. The reply arrives as a message starting with "
-        f"{ANSWER_PREFIX} (say it to the other person) or {GUIDANCE_PREFIX} (act on it "
-        "silently).\n"
-        "- end_call: once the task is resolved either way, after a short goodbye: outcome "
-        "booked, refused, alternative_offered (they offered something the customer did not "
-        "accept), needs_follow_up, or failed, with the agreed details and a summary.\n"
-        "- send_dtmf: to press keys in an automated phone menu.\n"
-        "- report_signal: as soon as you notice voicemail, a phone menu, hold music, a "
-        "transfer, a wrong number, a deposit requirement or a promised confirmation.",
-        "VOICEMAIL AND MENUS: if an answering machine or voicemail picks up, report_signal "
-        "voicemail, leave no message and end_call with outcome failed. If an automated menu "
-        "answers, report_signal ivr_menu, listen to all options, then choose the one that "
-        "reaches reservations or a person with send_dtmf. On hold, wait quietly.",
-        f"LANGUAGE: {_LANGUAGE_RULES.get(language, _LANGUAGE_RULES['auto'])}",
-    ]
-    return "\n\n".join(sections)

@@ -1,4 +1,11 @@
-"""The media process: Twilio's webhooks (and, next, its Media Streams) on one port."""
+"""The media process: Twilio's webhooks and its Media Streams websocket on one port.
+
+Composition root of the telephony edge: the webhook routes hand callbacks to core (and feed
+async AMD results to the local call bridge), and `/twilio/stream` runs one `CallBridge` per
+live call with a `CoreLink` session to core, a shared Gemini client, the telephony port for
+hang-ups and DTMF, and Deepgram when configured. Tests and benchmarks inject in-memory core
+links, a fake telephony port or another sink through `create_app`'s keyword arguments.
+"""
 
 from __future__ import annotations
 
@@ -8,49 +15,133 @@ from collections.abc import AsyncIterator
 
 import grpc
 import uvicorn
+from google import genai
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from core import telephony
 from core.settings import Settings, get_settings
+from core.twilio_telephony import TwilioTelephony
+from media import core_link, gemini_live
+from media.bridge import BridgeDeps
 from media.core_sink import CoreTelephonySink
-from media.twilio_webhooks import twilio_webhook_routes
+from media.settings import MediaSettings, get_media_settings
+from media.stream_endpoint import STREAM_PATH, BridgeRegistry, StreamEndpoint
+from media.twilio_webhooks import TelephonyEvent, TelephonySink, twilio_webhook_routes
 
 
 class _LazySink:
     """Resolves the gRPC sink at request time; the channel is opened in the lifespan."""
 
     def __init__(self) -> None:
-        self.target: CoreTelephonySink | None = None
+        self.target: TelephonySink | None = None
 
-    async def deliver(self, event: object) -> None:
+    async def deliver(self, event: TelephonyEvent) -> None:
         assert self.target is not None, "lifespan not started"
-        await self.target.deliver(event)  # type: ignore[arg-type]
+        await self.target.deliver(event)
 
 
-def create_app(settings: Settings) -> Starlette:
+class _AmdTap:
+    """Feeds async AMD results to the local bridge, then passes every event on to core."""
+
+    def __init__(self, registry: BridgeRegistry, inner: TelephonySink) -> None:
+        self._registry = registry
+        self._inner = inner
+
+    async def deliver(self, event: TelephonyEvent) -> None:
+        if event.kind == "amd" and event.answered_by:
+            self._registry.on_amd(event.call_sid, event.answered_by)
+        await self._inner.deliver(event)
+
+
+def create_app(
+    settings: Settings,
+    media_settings: MediaSettings | None = None,
+    *,
+    core_links: core_link.CoreLinkFactory | None = None,
+    phone: telephony.Telephony | None = None,
+    sink: TelephonySink | None = None,
+) -> MediaApp:
     if settings.twilio_auth_token is None or settings.internal_token is None:
         raise RuntimeError("media needs TWILIO_AUTH_TOKEN and INTERNAL_TOKEN")
-    sink = _LazySink()
+    if phone is None and settings.twilio_account_sid is None:
+        raise RuntimeError("media needs TWILIO_ACCOUNT_SID to hang up and send DTMF")
+    media = media_settings or get_media_settings()
+    auth_token = settings.twilio_auth_token.get_secret_value()
+    internal_token = settings.internal_token.get_secret_value()
+    lazy = _LazySink()
+    registry = BridgeRegistry()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        assert settings.internal_token is not None
-        async with grpc.aio.insecure_channel(settings.grpc_target) as channel:
-            sink.target = CoreTelephonySink(channel, settings.internal_token.get_secret_value())
+        async with contextlib.AsyncExitStack() as stack:
+            channel = await stack.enter_async_context(
+                grpc.aio.insecure_channel(settings.grpc_target)
+            )
+            lazy.target = sink or CoreTelephonySink(channel, internal_token)
+            links = core_links or (lambda: core_link.GrpcCoreLink(channel, internal_token))
+            port = phone
+            if port is None:
+                assert settings.twilio_account_sid is not None
+                twilio = TwilioTelephony(
+                    settings.twilio_account_sid,
+                    auth_token,
+                    settings.twilio_from_number,
+                    settings.public_base_url,
+                    settings.twilio_api_base_url,
+                )
+                stack.push_async_callback(twilio.aclose)
+                port = twilio
+            client = _gemini_client(media)
+            if client is not None:
+                stack.push_async_callback(_close_client, client)
+            registry.bind(BridgeDeps(media, links, port, client, settings.pod_name))
+            stack.push_async_callback(registry.aclose)
             yield
 
     async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "ok", "calls": len(registry.bridges)})
 
     routes = [
-        *twilio_webhook_routes(
-            settings.twilio_auth_token.get_secret_value(), settings.public_base_url, sink
-        ),
+        *twilio_webhook_routes(auth_token, settings.public_base_url, _AmdTap(registry, lazy)),
         Route("/healthz", healthz),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    web = Starlette(routes=routes, lifespan=lifespan)
+    web.state.registry = registry
+    return MediaApp(web, StreamEndpoint(auth_token, settings.public_base_url, registry))
+
+
+class MediaApp:
+    """The media process's ASGI app: the Media Streams socket goes straight to its raw
+    handler, everything else (webhooks, health, lifespan) to the Starlette app."""
+
+    def __init__(self, web: Starlette, stream: StreamEndpoint) -> None:
+        self.web = web
+        self.state = web.state
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == STREAM_PATH:
+            await self._stream(scope, receive, send)
+        else:
+            await self.web(scope, receive, send)
+
+
+def _gemini_client(media: MediaSettings) -> genai.Client | None:
+    """One client for every call: building one costs ~80 ms of TLS setup (see make_client)."""
+    if media.gemini_api_key is None:
+        return None
+    return gemini_live.make_client(
+        media.gemini_api_key.get_secret_value(), media.gemini_base_url, media.gemini_ssl_context()
+    )
+
+
+async def _close_client(client: genai.Client) -> None:
+    await client.aio.aclose()
+    client.close()
 
 
 def main() -> None:

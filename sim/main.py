@@ -1,4 +1,9 @@
-"""The simulated world process (`make run` starts it when no Twilio credentials are set)."""
+"""The simulated world process (`make run` starts it when provider credentials are missing).
+
+One process, one event loop, one `World`: Twilio REST + the carrier, the Gemini Live
+stand-in (TLS, with the simulated agent behind it) and the Deepgram stand-in (live and
+batch). On start it prints the environment the media process needs (`sim.settings.media_env`).
+"""
 
 from __future__ import annotations
 
@@ -6,22 +11,54 @@ import asyncio
 import logging
 import signal
 
-from core.settings import get_settings
+from sim.agent_session import SimAgents
 from sim.carrier import SimCarrier
+from sim.deepgram_server import FakeDeepgram
+from sim.gemini_live_server import FakeGeminiLive
+from sim.settings import SimSettings, ensure_tls_files, media_env
 from sim.twilio_rest import FakeTwilioRest
+from sim.world import World, WorldTranscripts
 
 
-async def serve() -> None:
-    settings = get_settings()
+async def serve(settings: SimSettings) -> None:
     if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
         raise SystemExit("sim needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (make run sets them)")
-    async with FakeTwilioRest(
-        settings.twilio_account_sid,
-        settings.twilio_auth_token.get_secret_value(),
-        port=settings.sim_twilio_port,
-    ) as rest:
-        carrier = SimCarrier(rest, speed=settings.sim_speed, talk_seconds=settings.sim_talk_seconds)
+    tls = ensure_tls_files(settings.callagent_data_dir)
+    world = World(speed=settings.sim_speed, word_ms=settings.sim_word_ms)
+    agents = SimAgents(world, customer_timeout_s=settings.sim_customer_timeout_sec)
+    gemini = FakeGeminiLive(
+        api_key=settings.sim_gemini_api_key.get_secret_value(),
+        port=settings.sim_gemini_port,
+        cert_chain_file=str(tls.cert_chain_file),
+        ca_file=str(tls.ca_file),
+        agent=agents,
+    )
+    deepgram = FakeDeepgram(
+        settings.sim_deepgram_api_key.get_secret_value(),
+        ws_port=settings.sim_deepgram_port,
+        http_port=settings.sim_deepgram_http_port,
+        source=WorldTranscripts(world),
+        keep_sessions=False,
+    )
+    async with (
+        FakeTwilioRest(
+            settings.twilio_account_sid,
+            settings.twilio_auth_token.get_secret_value(),
+            port=settings.sim_twilio_port,
+            max_recordings=200,
+        ) as rest,
+        gemini,
+        deepgram,
+    ):
+        carrier = SimCarrier(rest, world=world, talk_seconds=settings.sim_talk_seconds)
         print(f"sim: Twilio REST on {rest.base_url}", flush=True)
+        print(f"sim: Gemini Live on {gemini.base_url}", flush=True)
+        print(
+            f"sim: Deepgram on {deepgram.ws_base} (live), {deepgram.http_base} (batch)", flush=True
+        )
+        for name, value in media_env(settings).items():
+            shown = "(set)" if name.endswith("_API_KEY") else value
+            print(f"sim: media env {name}={shown}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -33,12 +70,8 @@ async def serve() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve())
-    else:
-        uvloop.run(serve())
+    logging.getLogger("websockets").setLevel(logging.WARNING)
+    asyncio.run(serve(SimSettings()))
 
 
 if __name__ == "__main__":

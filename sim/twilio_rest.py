@@ -66,9 +66,13 @@ class _QuietServer(uvicorn.Server):
 
 
 class LoopbackServer:
-    """Serve an ASGI app on 127.0.0.1 with an OS-chosen port, as an async context manager."""
+    """Serve an ASGI app on 127.0.0.1 with an OS-chosen port, as an async context manager.
 
-    def __init__(self, app: ASGIApp, port: int = 0) -> None:
+    `websockets=True` also serves the app's websocket routes (uvicorn's sans-io
+    implementation), e.g. a stand-in for media's `/twilio/stream`.
+    """
+
+    def __init__(self, app: ASGIApp, port: int = 0, *, websockets: bool = False) -> None:
         self._app = app
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -78,7 +82,11 @@ class LoopbackServer:
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", ws="none"
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            ws="websockets-sansio" if websockets else "none",
         )
         self._server = _QuietServer(config)
         self._task: asyncio.Task[None] | None = None
@@ -164,6 +172,7 @@ class FakeTwilioRest:
         port: int = 0,
         on_create: Callable[[FakeCall], None] | None = None,
         on_update: Callable[[FakeCall, RecordedForm], None] | None = None,
+        max_recordings: int | None = None,
     ) -> None:
         self.on_create = on_create
         self.on_update = on_update
@@ -172,6 +181,7 @@ class FakeTwilioRest:
         self.calls: list[FakeCall] = []
         self.updates: list[CallUpdate] = []
         self.recordings: dict[str, FakeRecording] = {}
+        self.max_recordings = max_recordings  # a long-running sim forgets the oldest media
         self.unauthorized_requests = 0
         self._failures: list[_Failure] = []
         self._validator = RequestValidator(auth_token)
@@ -219,6 +229,8 @@ class FakeTwilioRest:
     ) -> FakeRecording:
         recording = FakeRecording("RE" + uuid.uuid4().hex, call_sid, media, duration_sec)
         self.recordings[recording.sid] = recording
+        while self.max_recordings is not None and len(self.recordings) > self.max_recordings:
+            del self.recordings[next(iter(self.recordings))]
         return recording
 
     # ---- callbacks Twilio would send -------------------------------------------------------
@@ -400,7 +412,9 @@ class FakeTwilioRest:
         recording = self.recordings.get(request.path_params["sid"])
         if recording is None:
             return _twilio_error(404, 20404, "The requested resource was not found")
-        return Response(recording.media, media_type="audio/mpeg")
+        # The simulated carrier records WAV (there is no MP3 encoder in the sim).
+        wav = recording.media.startswith(b"RIFF")
+        return Response(recording.media, media_type="audio/wav" if wav else "audio/mpeg")
 
     def _call_json(self, call: FakeCall) -> dict[str, Any]:
         now = _now_rfc2822()

@@ -16,7 +16,7 @@ import orjson
 import psutil
 
 from core import api_keys, events
-from core.calls import CallService, CallPolicy, StartRequest
+from core.calls import CallPolicy, CallService, StartRequest
 from core.db import database
 from tests.bench.stack import running_stack
 from tests.fakes.telephony import FakeTelephony
@@ -27,8 +27,14 @@ RATE = 20.0
 SECONDS = 15.0
 
 
-async def subscriber(port: int, key: str, call_id: str, latencies: list[float],
-                     ready: asyncio.Event, counter: list[int]) -> None:
+async def subscriber(
+    port: int,
+    key: str,
+    call_id: str,
+    latencies: list[float],
+    ready: asyncio.Event,
+    counter: list[int],
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         f"GET /calls/{call_id}/events HTTP/1.1\r\nHost: x\r\nX-API-Key: {key}\r\n\r\n".encode()
@@ -46,7 +52,7 @@ async def subscriber(port: int, key: str, call_id: str, latencies: list[float],
             # chunked transfer: frames arrive inside chunks; find data lines anywhere
             start = line.find(b"data: ")
             if start >= 0:
-                data = orjson.loads(line[start + 6:])
+                data = orjson.loads(line[start + 6 :])
                 if "t" in data:
                     latencies.append((time.time() - data["t"]) * 1000)
     finally:
@@ -65,15 +71,19 @@ async def run() -> tuple[list[float], float, int]:
             started = await service.start(created.customer_id, StartRequest("+15550100", "x"))
             call_ids.append(started.call["call_id"])  # type: ignore[union-attr]
         gateway = next(
-            p for p in psutil.Process().children(recursive=True)
+            p
+            for p in psutil.Process().children(recursive=True)
             if "gateway.main" in " ".join(p.cmdline())
         )
         latencies: list[float] = []
         ready = asyncio.Event()
         counter = [0]
         tasks = [
-            asyncio.create_task(subscriber(stack.http_port, created.api_key,
-                                           call_ids[i % CALLS], latencies, ready, counter))
+            asyncio.create_task(
+                subscriber(
+                    stack.http_port, created.api_key, call_ids[i % CALLS], latencies, ready, counter
+                )
+            )
             for i in range(SUBSCRIBERS)
         ]
         async with asyncio.timeout(60):
@@ -84,8 +94,12 @@ async def run() -> tuple[list[float], float, int]:
         began = time.monotonic()
         while time.monotonic() - began < SECONDS:
             async with pool.acquire() as c, c.transaction():
-                await events.append(c, call_ids[sent % CALLS], "transcript",
-                                    {"speaker": "callee", "text": "x", "t": time.time()})
+                await events.append(
+                    c,
+                    call_ids[sent % CALLS],
+                    "transcript",
+                    {"speaker": "callee", "text": "x", "t": time.time()},
+                )
             sent += 1
             await asyncio.sleep(max(0.0, began + sent / RATE - time.monotonic()))
         await asyncio.sleep(1)
@@ -103,10 +117,12 @@ def main() -> None:
     latencies.sort()
     expected = sent * SUBSCRIBERS // CALLS
     p99 = latencies[int(0.99 * len(latencies)) - 1] if latencies else float("nan")
-    print(f"sse: {SUBSCRIBERS} subscribers on {CALLS} calls, {sent} events at {RATE:g}/s → "
-          f"{len(latencies)}/{expected} deliveries, p50 {statistics.median(latencies):.1f} ms, "
-          f"p99 {p99:.1f} ms (target ≤ 100), max {latencies[-1]:.1f} ms; "
-          f"gateway RSS {rss:.0f} MB (target ≤ 300)")
+    print(
+        f"sse: {SUBSCRIBERS} subscribers on {CALLS} calls, {sent} events at {RATE:g}/s → "
+        f"{len(latencies)}/{expected} deliveries, p50 {statistics.median(latencies):.1f} ms, "
+        f"p99 {p99:.1f} ms (target ≤ 100), max {latencies[-1]:.1f} ms; "
+        f"gateway RSS {rss:.0f} MB (target ≤ 300)"
+    )
 
 
 if __name__ == "__main__":

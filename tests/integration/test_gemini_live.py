@@ -12,8 +12,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from media.agent_prompt import ANSWER_PREFIX, build_system_instruction, customer_answer_text
 from media.gemini_live import (
-    ANSWER_PREFIX,
     AudioOut,
     GeminiLiveError,
     GeminiLiveSession,
@@ -26,8 +26,6 @@ from media.gemini_live import (
     SessionLost,
     ToolCall,
     TurnComplete,
-    build_system_instruction,
-    customer_answer_text,
     make_client,
 )
 from tests.fakes.gemini_live import FakeGeminiLive

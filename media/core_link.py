@@ -1,0 +1,438 @@
+"""The media side of a live call's link to core: one bidirectional session per call.
+
+Core owns every rule and all state; media only reports what happens on the call and carries
+out what core decides. The bridge talks to core through the `CoreLink` port: `attach()` once
+when the first media stream of a call starts (core answers with the call's task), then
+fire-and-forget reports (transcript lines, ask_user requests, supervisor decisions, reservation
+signals, the outcome) and one stream of commands back (answers to ask_user, hang-up).
+
+Reports never block the audio path: they are queued and written in order by the link's own
+task, and `aclose()` flushes what is queued (bounded) before half-closing, so an outcome sent
+just before hanging up still reaches core. `GrpcCoreLink` runs over
+`MediaSessionService.Session` (metadata `x-internal-token`); `InMemoryCoreLink` /
+`InMemoryCore` are the in-memory fakes tests and benchmarks use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal, Protocol
+
+import grpc
+from callagent.v1 import media_pb2, media_pb2_grpc
+from google.protobuf import json_format
+
+logger = logging.getLogger(__name__)
+
+INTERNAL_TOKEN_HEADER = "x-internal-token"
+
+
+class CoreLinkError(Exception):
+    """Core refused or did not answer the attach; the call cannot run on this pod."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallTask:
+    """What the agent must do on this call (core's answer to attach)."""
+
+    call_id: str
+    brief: str
+    language: str = "auto"
+    kind: str = ""
+    parsed_slots: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ask_user_mode: str = "any"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Transcript:
+    """One transcript line; `offset_ms` counts from the call's first media stream."""
+
+    speaker: Literal["agent", "callee"]
+    text: str
+    final: bool
+    offset_ms: int
+    source: Literal["gemini", "supervisor_stt"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AskUser:
+    """A question for the customer; `request_id` (chosen by media) comes back on the answer."""
+
+    request_id: str
+    question: str
+    timeout_sec: int
+    options: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DecisionReport:
+    """A supervisor decision, with the cue that caused it (never transcript text)."""
+
+    kind: str
+    reason: str
+    action: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Outcome:
+    """The call's structured result (the agent's end_call, or the bridge's fallback)."""
+
+    outcome: str
+    summary: str
+    date_time: str = ""
+    guests: int | None = None
+    holder_name: str = ""
+    refusal_reason: str = ""
+    venue_name: str = ""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """The customer's answer to `request_id`; `mode` is voice (say it) or context (guidance)."""
+
+    request_id: str
+    answer: str
+    mode: Literal["voice", "context"] = "voice"
+    timed_out: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HangUp:
+    """Core wants the call over now (cancelled, max duration, ...): no goodbye."""
+
+    reason: str
+
+
+CoreCommand = Answer | HangUp
+
+
+class CoreLink(Protocol):
+    """One call's session with core. `attach()` first; the `send_*` methods never block."""
+
+    async def attach(self, call_id: str, call_sid: str, stream_sid: str, pod: str) -> CallTask:
+        """Open the session and return the task.
+
+        Raises:
+            CoreLinkError: core refused the call or did not answer in time.
+        """
+        ...
+
+    def send_transcript(self, line: Transcript) -> None: ...
+
+    def ask_user(self, request: AskUser) -> None: ...
+
+    def send_decision(self, decision: DecisionReport) -> None: ...
+
+    def send_signal(self, name: str) -> None: ...
+
+    def send_outcome(self, outcome: Outcome) -> None: ...
+
+    def commands(self) -> AsyncIterator[CoreCommand]:
+        """Core's commands in order; ends when the session ends."""
+        ...
+
+    async def aclose(self) -> None:
+        """Flush queued reports (bounded), end the session and release it."""
+        ...
+
+
+CoreLinkFactory = Callable[[], CoreLink]
+
+
+def _answer_mode(mode: str) -> Literal["voice", "context"]:
+    return "context" if mode == "context" else "voice"
+
+
+class GrpcCoreLink:
+    """`CoreLink` over `MediaSessionService.Session` on a shared `grpc.aio` channel.
+
+    One writer task owns `call.write` (gRPC allows one pending write) and sends a heartbeat
+    when idle; one reader task turns responses into commands. If the stream fails, reports
+    are dropped (logged once) and `commands()` ends: the call goes on, and core's reconciler
+    settles whatever media could not report.
+    """
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        internal_token: str,
+        *,
+        attach_timeout_s: float = 5.0,
+        heartbeat_s: float = 15.0,
+        close_timeout_s: float = 5.0,
+        max_queued: int = 4096,
+    ) -> None:
+        self._stub = media_pb2_grpc.MediaSessionServiceStub(channel)
+        self._metadata = ((INTERNAL_TOKEN_HEADER, internal_token),)
+        self._attach_timeout_s = attach_timeout_s
+        self._heartbeat_s = heartbeat_s
+        self._close_timeout_s = close_timeout_s
+        self._outbox: asyncio.Queue[media_pb2.SessionRequest | None] = asyncio.Queue(max_queued)
+        self._commands: asyncio.Queue[CoreCommand | None] = asyncio.Queue()
+        self._call: Any = None
+        self._writer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._log_extra: dict[str, str] = {}
+        self._broken = False
+        self._closing = False
+
+    async def attach(self, call_id: str, call_sid: str, stream_sid: str, pod: str) -> CallTask:
+        self._log_extra = {"call_id": call_id}
+        call = self._stub.Session(metadata=self._metadata)
+        self._call = call
+        attach = media_pb2.SessionAttach(
+            call_id=call_id, call_sid=call_sid, stream_sid=stream_sid, pod=pod
+        )
+        try:
+            async with asyncio.timeout(self._attach_timeout_s):
+                await call.write(media_pb2.SessionRequest(attach=attach))
+                first = await call.read()
+        except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            call.cancel()
+            raise CoreLinkError(f"core did not accept the session ({_why(exc)})") from None
+        if not isinstance(first, media_pb2.SessionResponse) or not first.HasField("task"):
+            call.cancel()
+            raise CoreLinkError("core ended the session without a task")
+        self._writer = asyncio.create_task(self._write_loop(), name="core-link-writer")
+        self._reader = asyncio.create_task(self._read_loop(), name="core-link-reader")
+        task = first.task
+        return CallTask(
+            call_id=task.call_id or call_id,
+            brief=task.brief,
+            language=task.language or "auto",
+            kind=task.kind,
+            parsed_slots=json_format.MessageToDict(task.parsed_slots),
+            ask_user_mode=task.ask_user_mode or "any",
+        )
+
+    def send_transcript(self, line: Transcript) -> None:
+        self._enqueue(
+            media_pb2.SessionRequest(
+                transcript=media_pb2.TranscriptLine(
+                    speaker=line.speaker,
+                    text=line.text,
+                    final=line.final,
+                    offset_ms=line.offset_ms,
+                    source=line.source,
+                )
+            )
+        )
+
+    def ask_user(self, request: AskUser) -> None:
+        self._enqueue(
+            media_pb2.SessionRequest(
+                ask_user=media_pb2.AskUserRequest(
+                    request_id=request.request_id,
+                    question=request.question,
+                    options=list(request.options),
+                    timeout_sec=request.timeout_sec,
+                )
+            )
+        )
+
+    def send_decision(self, decision: DecisionReport) -> None:
+        pb = media_pb2.SupervisorDecision(
+            kind=decision.kind, reason=decision.reason, action=decision.action
+        )
+        self._enqueue(media_pb2.SessionRequest(decision=pb))
+
+    def send_signal(self, name: str) -> None:
+        self._enqueue(media_pb2.SessionRequest(signal=media_pb2.ReservationSignal(name=name)))
+
+    def send_outcome(self, outcome: Outcome) -> None:
+        pb = media_pb2.CallOutcome(
+            outcome=outcome.outcome,
+            summary=outcome.summary,
+            date_time=outcome.date_time,
+            holder_name=outcome.holder_name,
+            refusal_reason=outcome.refusal_reason,
+            venue_name=outcome.venue_name,
+        )
+        if outcome.guests is not None:
+            pb.guests = outcome.guests
+        self._enqueue(media_pb2.SessionRequest(outcome=pb))
+
+    async def commands(self) -> AsyncIterator[CoreCommand]:
+        while (command := await self._commands.get()) is not None:
+            yield command
+        self._commands.put_nowait(None)  # the end stays visible to a later iteration
+
+    async def aclose(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        writer, reader = self._writer, self._reader
+        try:
+            if writer is not None and not writer.done():
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._outbox.put_nowait(None)
+                await asyncio.wait({writer}, timeout=self._close_timeout_s)
+            if reader is not None and not reader.done():
+                await asyncio.wait({reader}, timeout=self._close_timeout_s)
+        finally:
+            for task in (writer, reader):
+                if task is not None and not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if self._call is not None:
+                self._call.cancel()
+            self._commands.put_nowait(None)
+
+    def _enqueue(self, request: media_pb2.SessionRequest) -> None:
+        if self._broken or self._closing or self._writer is None:
+            return
+        try:
+            self._outbox.put_nowait(request)
+        except asyncio.QueueFull:
+            logger.warning("core link backlog full; report dropped", extra=self._log_extra)
+
+    async def _write_loop(self) -> None:
+        heartbeat = media_pb2.SessionRequest(heartbeat=media_pb2.SessionHeartbeat())
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._heartbeat_s):
+                        request = await self._outbox.get()
+                except TimeoutError:
+                    request = heartbeat
+                if request is None:
+                    await self._call.done_writing()
+                    return
+                await self._call.write(request)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            self._lose(exc)
+
+    async def _read_loop(self) -> None:
+        try:
+            while (response := await self._call.read()) is not grpc.aio.EOF:
+                kind = response.WhichOneof("kind")
+                if kind == "answer":
+                    a = response.answer
+                    self._commands.put_nowait(
+                        Answer(a.request_id, a.answer, _answer_mode(a.mode), a.timed_out)
+                    )
+                elif kind == "hang_up":
+                    self._commands.put_nowait(HangUp(response.hang_up.reason or "core"))
+            if not self._closing:
+                self._lose(None)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
+            self._lose(exc)
+        finally:
+            self._commands.put_nowait(None)
+
+    def _lose(self, exc: BaseException | None) -> None:
+        if self._broken or self._closing:
+            return
+        self._broken = True
+        reason = _why(exc) if exc is not None else "core ended the session"
+        logger.warning("core link lost: %s", reason, extra=self._log_extra)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details() or ''}"[:200]
+    return type(exc).__name__
+
+
+class InMemoryCoreLink:
+    """A `CoreLink` in memory: records every report, lets a test push answers and hang-ups."""
+
+    def __init__(self, owner: InMemoryCore) -> None:
+        self._owner = owner
+        self._commands: asyncio.Queue[CoreCommand | None] = asyncio.Queue()
+        self.attaches: list[tuple[str, str, str, str]] = []
+        self.transcripts: list[Transcript] = []
+        self.ask_requests: list[AskUser] = []
+        self.decisions: list[DecisionReport] = []
+        self.signals: list[str] = []
+        self.outcomes: list[Outcome] = []
+        self.closed = False
+
+    @property
+    def call_id(self) -> str:
+        return self.attaches[0][0] if self.attaches else ""
+
+    async def attach(self, call_id: str, call_sid: str, stream_sid: str, pod: str) -> CallTask:
+        if call_id in self._owner.refused:
+            raise CoreLinkError("core does not know this call")
+        self.attaches.append((call_id, call_sid, stream_sid, pod))
+        self._owner.links[call_id] = self
+        self._owner.changed()
+        return self._owner.task_for(call_id)
+
+    def send_transcript(self, line: Transcript) -> None:
+        self._record(self.transcripts, line)
+
+    def ask_user(self, request: AskUser) -> None:
+        self._record(self.ask_requests, request)
+
+    def send_decision(self, decision: DecisionReport) -> None:
+        self._record(self.decisions, decision)
+
+    def send_signal(self, name: str) -> None:
+        self._record(self.signals, name)
+
+    def send_outcome(self, outcome: Outcome) -> None:
+        self._record(self.outcomes, outcome)
+
+    async def commands(self) -> AsyncIterator[CoreCommand]:
+        while (command := await self._commands.get()) is not None:
+            yield command
+        self._commands.put_nowait(None)
+
+    async def aclose(self) -> None:
+        self.closed = True
+        self._commands.put_nowait(None)
+        self._owner.changed()
+
+    # ---- test controls --------------------------------------------------------------------
+
+    def answer(
+        self,
+        request_id: str,
+        answer: str,
+        mode: Literal["voice", "context"] = "voice",
+        *,
+        timed_out: bool = False,
+    ) -> None:
+        self._commands.put_nowait(Answer(request_id, answer, mode, timed_out))
+
+    def hang_up(self, reason: str = "cancelled") -> None:
+        self._commands.put_nowait(HangUp(reason))
+
+    def _record(self, into: list[Any], item: object) -> None:
+        if not self.closed:
+            into.append(item)
+            self._owner.changed()
+
+
+class InMemoryCore:
+    """A `CoreLinkFactory` that hands out `InMemoryCoreLink`s and finds them by call id."""
+
+    def __init__(self, task_for: Callable[[str], CallTask] | None = None) -> None:
+        self.task_for = task_for or (lambda call_id: CallTask(call_id, f"Task of {call_id}"))
+        self.links: dict[str, InMemoryCoreLink] = {}
+        self.refused: set[str] = set()
+        self._changed = asyncio.Event()
+
+    def __call__(self) -> InMemoryCoreLink:
+        return InMemoryCoreLink(self)
+
+    def changed(self) -> None:
+        self._changed.set()
+
+    async def wait_until(self, condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
+        """Wait until `condition()` holds; re-checked after every report."""
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def link(self, call_id: str, timeout_s: float = 10.0) -> InMemoryCoreLink:
+        await self.wait_until(lambda: call_id in self.links, timeout_s)
+        return self.links[call_id]

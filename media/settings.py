@@ -1,0 +1,107 @@
+"""Settings only the media process reads: model and STT credentials, call pacing and bounds.
+
+Core's settings (Twilio credentials, `public_base_url`, `internal_token`, the gRPC target, the
+pod name) stay in `core.settings.Settings`; the media process reads both. Base URLs and the CA
+file exist so the same production adapters can be pointed at loopback fakes (`sim/`, tests):
+switching between the simulated world and the real one is configuration only.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from media import agent_prompt, deepgram_ear, gemini_live
+
+
+class MediaSettings(BaseSettings):
+    """Media-process settings; environment variable names are the field names upper-cased."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    gemini_api_key: SecretStr | None = Field(
+        default=None, description="Gemini API key; unset = calls fail at once with outcome failed."
+    )
+    gemini_model: str = gemini_live.DEFAULT_MODEL
+    gemini_base_url: str | None = Field(
+        default=None, description="Gemini API base URL; unset = Google (sim sets a loopback fake)."
+    )
+    gemini_ca_file: str | None = Field(
+        default=None, description="PEM file of extra CAs to trust for Gemini (a fake's CA)."
+    )
+    gemini_voice: str | None = None
+
+    deepgram_api_key: SecretStr | None = Field(
+        default=None, description="Deepgram API key; unset = no supervisor ear (degraded)."
+    )
+    deepgram_http_base: str = deepgram_ear.PRODUCTION_HTTP_BASE
+    deepgram_ws_base: str = deepgram_ear.PRODUCTION_WS_BASE
+    deepgram_model: str = "nova-3"
+
+    ai_disclosure_text: str | None = Field(
+        default=None, description="The agent's first sentence; unset = a default per language."
+    )
+    voicemail_action: Literal["leave_message", "hang_up"] = "leave_message"
+    voicemail_message: str = Field(
+        default=(
+            "Hello, this is an AI assistant calling on behalf of a customer about a booking. "
+            "We will call back later. Thank you."
+        ),
+        description="What the agent says on an answering machine (leave_message).",
+    )
+    silence_timeout_sec: float = Field(
+        default=30.0, gt=0, description="Nobody audible this long ends the call (not on hold)."
+    )
+    max_call_duration_sec: float = Field(default=900.0, gt=0)
+    hold_give_up_sec: float = Field(default=300.0, gt=0)
+    goodbye_timeout_sec: float = Field(
+        default=10.0, gt=0, description="Bound on the model's goodbye and its playback."
+    )
+    ask_user_timeout_sec: int = Field(default=120, gt=0)
+    reattach_timeout_sec: float = Field(
+        default=10.0, gt=0, description="How long a stream stopped by DTMF may take to return."
+    )
+    resume_gap_budget_ms: int = Field(
+        default=8000, gt=0, description="Longest Gemini reconnection gap before the call fails."
+    )
+    outbound_lead_ms: int = Field(
+        default=80, ge=20, description="How far ahead of real time audio is queued at Twilio."
+    )
+
+    def disclosure(self, language: str) -> str:
+        """The configured disclosure, else the default for `language` (English for auto)."""
+        if self.ai_disclosure_text:
+            return self.ai_disclosure_text
+        defaults = agent_prompt.DEFAULT_DISCLOSURES
+        return defaults.get(language, defaults["en"])
+
+    def gemini_ssl_context(self) -> ssl.SSLContext | None:
+        """A TLS context trusting `gemini_ca_file`, or None for the SDK's default trust."""
+        if self.gemini_ca_file is None:
+            return None
+        return _ssl_context(self.gemini_ca_file)
+
+    def deepgram_config(self) -> deepgram_ear.DeepgramConfig | None:
+        if self.deepgram_api_key is None:
+            return None
+        return deepgram_ear.DeepgramConfig(
+            api_key=self.deepgram_api_key,
+            http_base=self.deepgram_http_base,
+            ws_base=self.deepgram_ws_base,
+            model=self.deepgram_model,
+        )
+
+
+@functools.cache
+def _ssl_context(ca_file: str) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=ca_file)
+
+
+@functools.cache
+def get_media_settings() -> MediaSettings:
+    """The process-wide media settings, read once."""
+    return MediaSettings()

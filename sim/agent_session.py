@@ -1,0 +1,251 @@
+"""The simulated agent on one Gemini Live connection: find the call, listen, follow the policy.
+
+`SimAgents` is the `agent` handed to the Gemini stand-in (`sim.gemini_live_server`); it runs
+one `AgentSession` per connection. The session first finds its call in the world from the
+caller audio the bridge forwards (`FrameIndex.locate_pcm`; after `identify_timeout_s` it
+takes the oldest call no model has claimed), then reacts to the connection's inbox: at the
+end of each of the callee's turns (the server's energy VAD) it sends Gemini's
+`inputTranscription` of what the venue said and plays the policy's moves: paced 24 kHz
+speech with its `outputTranscription`, tool calls, `ask_user` and `end_call`. An agent line
+cut short by barge-in is marked `interrupted` in the conversation so the venue does not
+answer it. The policy is kept per call, so a replacement connection (resumption, a new
+stream after DTMF) continues the same conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+import logging
+
+import numpy as np
+
+from sim import voice
+from sim.agent import (
+    AgentPolicy,
+    Ask,
+    Finish,
+    Move,
+    Speak,
+    Tool,
+    customer_reply,
+    read_instructions,
+    supervisor_cue,
+)
+from sim.gemini_live_server import FakeGeminiLive
+from sim.live_connection import LiveConnection, ToolResult, UserTurn
+from sim.world import Conversation, World
+
+logger = logging.getLogger(__name__)
+
+AGENT_PITCH_HZ = 185.0
+GREET_WAIT_S = 1.5  # after the "callee answered" cue, how long to wait for their hello
+SUPERVISOR_WAIT_S = 8.0  # at a voicemail, how long to wait to be told to leave a message
+_TAP_KEEP_BYTES = 16_000  # ~0.5 s at 16 kHz: enough to find a frame start in any phase
+
+
+class SimAgents:
+    """Agent factory for the Gemini stand-in; holds each call's policy across connections."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        identify_timeout_s: float = 2.0,
+        opening_wait_s: float = 6.0,
+        customer_timeout_s: float = 90.0,
+    ) -> None:
+        self.world = world
+        self.identify_timeout_s = identify_timeout_s
+        self.opening_wait_s = opening_wait_s
+        self.customer_timeout_s = customer_timeout_s
+        self.voice = voice.Voice(AGENT_PITCH_HZ, word_ms=world.word_ms)
+        self.policies: dict[str, AgentPolicy] = {}
+        self.sessions: list[AgentSession] = []  # open sessions, for observation
+
+    async def __call__(self, server: FakeGeminiLive, conn: LiveConnection) -> None:
+        session = AgentSession(self, server, conn)
+        self.sessions.append(session)
+        try:
+            await session.run()
+        finally:
+            self.sessions.remove(session)
+
+    def policy_for(self, conv: Conversation, conn: LiveConnection) -> AgentPolicy:
+        for sid in [s for s in self.policies if self.world.get(s) is None]:
+            del self.policies[sid]  # calls long gone
+        policy = self.policies.get(conv.call_sid)
+        if policy is None:
+            instructions = read_instructions(conn.system_instruction)
+            policy = AgentPolicy(instructions, datetime.date.today())
+            self.policies[conv.call_sid] = policy
+        return policy
+
+
+class AgentSession:
+    """One connection's agent loop (see the module docstring)."""
+
+    def __init__(self, agents: SimAgents, server: FakeGeminiLive, conn: LiveConnection) -> None:
+        self.agents = agents
+        self.server = server
+        self.conn = conn
+        self.conversation: Conversation | None = None
+        self.moves: list[Move] = []  # every move played, for observation
+        self._tap = collections.deque[tuple[bytes, int]]()
+        self._tapped = 0
+        self._ask_id: str | None = None
+        self._asked_at = 0.0
+        self._greet_at: float | None = None
+        self._rng = np.random.default_rng()
+
+    async def run(self) -> None:
+        conv = await self._identify()
+        conv.model_claimed = True
+        self.conversation = conv
+        try:
+            await self._converse(conv, self.agents.policy_for(conv, self.conn))
+        finally:
+            conv.model_claimed = False
+
+    # ---- which call is this? ------------------------------------------------------------
+
+    def _on_audio(self, pcm: bytes, rate: int) -> None:
+        self._tap.append((pcm, rate))
+        self._tapped += len(pcm)
+        while self._tapped > _TAP_KEEP_BYTES and len(self._tap) > 1:
+            self._tapped -= len(self._tap.popleft()[0])
+
+    async def _identify(self) -> Conversation:
+        self.conn.audio_tap = self._on_audio
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.agents.identify_timeout_s
+        try:
+            while True:
+                if self._tap:
+                    rate = self._tap[-1][1]
+                    pcm = b"".join(chunk for chunk, r in self._tap if r == rate)
+                    found = self.agents.world.index.locate_pcm(pcm, rate)
+                    if found is not None:
+                        return found.conversation
+                if loop.time() >= deadline and (conv := self.agents.world.unclaimed()):
+                    logger.warning("sim agent fell back to the oldest unclaimed call")
+                    return conv
+                await asyncio.sleep(0.05)
+        finally:
+            self.conn.audio_tap = None
+
+    # ---- the conversation ---------------------------------------------------------------
+
+    def _deadline(self, policy: AgentPolicy) -> float | None:
+        """When to act if nothing arrives: an unanswered question, or a greeting not given."""
+        if policy.ended:
+            return None
+        if policy.pending == "supervisor":
+            return self._asked_at + SUPERVISOR_WAIT_S
+        if policy.pending is not None:
+            return self._asked_at + self.agents.world.wait_s(self.agents.customer_timeout_s)
+        if policy.introduced or self._greet_at is None:
+            return None
+        return self._greet_at
+
+    async def _converse(self, conv: Conversation, policy: AgentPolicy) -> None:
+        inbox = self.conn.inbox
+        assert inbox is not None
+        loop = asyncio.get_running_loop()
+        self._greet_at = loop.time() + self.agents.opening_wait_s
+        while not self.conn.closed.is_set():
+            deadline = self._deadline(policy)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    event = await inbox.get()
+            except TimeoutError:
+                await self._on_deadline(conv, policy)
+                continue
+            if isinstance(event, ToolResult):
+                await self._tool_result(conv, policy, event)
+            elif event.kind == "text":
+                await self._text(conv, policy, event.text)
+            else:
+                await self._heard(conv, policy, event)
+
+    async def _on_deadline(self, conv: Conversation, policy: AgentPolicy) -> None:
+        if policy.pending is not None:
+            await self._play(conv, policy, policy.on_customer_timeout())
+            return
+        self._greet_at = None
+        if not conv.lines_after(0, "venue"):  # the callee has not said hello: go first
+            await self._play(conv, policy, policy.introduce())
+
+    async def _tool_result(
+        self, conv: Conversation, policy: AgentPolicy, result: ToolResult
+    ) -> None:
+        if result.id != self._ask_id:
+            return
+        answer = result.response.get("answer")
+        if result.response.get("timed_out"):
+            await self._play(conv, policy, policy.on_customer_timeout())
+        elif isinstance(answer, str) and answer.strip():
+            await self._play(conv, policy, policy.on_answer(answer))
+
+    async def _text(self, conv: Conversation, policy: AgentPolicy, text: str) -> None:
+        reply = customer_reply(text)
+        if reply is not None:
+            await self._play(conv, policy, policy.on_answer(reply))
+            return
+        cue = supervisor_cue(text)
+        if cue is None:
+            return
+        moves = policy.on_supervisor(cue)
+        if policy.greet_cued and not policy.introduced:
+            # Let the callee say hello first if they are about to.
+            self._greet_at = asyncio.get_running_loop().time() + GREET_WAIT_S
+        await self._play(conv, policy, moves)
+
+    async def _heard(self, conv: Conversation, policy: AgentPolicy, turn: UserTurn) -> None:
+        lines = conv.lines_after(policy.heard_up_to, "venue")
+        if not lines:
+            return
+        policy.heard_up_to = lines[-1].id
+        if self.conn.input_transcription:
+            text = " ".join(line.text for line in lines)
+            transcript = {"inputTranscription": {"text": text, "finished": True}}
+            await self.server.send_on(self.conn, {"serverContent": transcript})
+        await self._play(conv, policy, policy.respond(lines[-1]))
+
+    async def _play(self, conv: Conversation, policy: AgentPolicy, moves: list[Move]) -> None:
+        for move in moves:
+            if self.conn.closed.is_set():
+                return
+            self.moves.append(move)
+            if isinstance(move, Speak):
+                await self._speak(conv, policy, move)
+            elif isinstance(move, Tool):
+                await self.server.send_tool_call_on(self.conn, move.name, move.args)
+                if move.name == "report_signal" and policy.pending == "supervisor":
+                    self._asked_at = asyncio.get_running_loop().time()
+            elif isinstance(move, Ask):
+                self._ask_id = await self.server.send_tool_call_on(
+                    self.conn, "ask_user", {"question": move.question}
+                )
+                self._asked_at = asyncio.get_running_loop().time()
+            elif isinstance(move, Finish):
+                await self.server.send_tool_call_on(self.conn, "end_call", move.args)
+
+    async def _speak(self, conv: Conversation, policy: AgentPolicy, move: Speak) -> None:
+        speech = await asyncio.to_thread(
+            voice.speak, move.text, self.agents.voice, 24_000, self._rng
+        )
+        line = conv.new_line(
+            "agent",
+            move.act,
+            move.text,
+            policy.lang,
+            dict(move.data),
+            speech.words,
+            speech.duration_s,
+        )
+        conv.add(line)
+        result = await self.server.say_on(self.conn, speech.pcm, move.text)
+        if result.interrupted:
+            line.interrupted = True

@@ -1,0 +1,469 @@
+"""A loopback Deepgram that speaks the real `/v1/listen` wire protocol (live and batch).
+
+The production `DeepgramEar` and `transcribe_recording` talk to this exactly as to
+api.deepgram.com; only the base URLs differ. It cannot recognise speech, so transcripts are
+scripted against the *audio clock*: bytes of μ-law received / 8000 = seconds. That keeps every
+test deterministic however fast audio is pushed. Reused by `sim/` for scripted venues.
+
+Live timeline for `script_utterance(text, at_audio_s)` with n words of `word_s` each
+(start = at_audio_s, end = start + n * word_s), per session:
+  audio >= start                        → SpeechStarted(timestamp=start)      (if vad_events)
+  audio >= start + ceil(n/2) * word_s   → interim Results, first half words   (if interim_results)
+  audio >= end + endpointing            → final Results, is_final + speech_final
+  audio >= end + utterance_end_ms       → UtteranceEnd(last_word_end=end)     (if both params)
+`Finalize` flushes a started utterance as a final with `from_finalize: true`; `CloseStream`
+flushes, sends `Metadata` and closes 1000; `drop()` aborts the TCP connection (no close frame);
+`stalled = True` keeps reading but never answers (results, Finalize, CloseStream) again.
+
+The simulated world passes a `TranscriptSource` instead of scripting: it names, per live
+session, what the callee said and where on that session's audio clock (with real word
+timings), and the words of a recording posted for batch transcription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import math
+import urllib.parse
+import uuid
+from collections.abc import Callable, Sequence
+from http import HTTPStatus
+from typing import Any, Protocol
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+MULAW_BYTES_PER_S = 8000
+MODEL_UUID = "1dbdfb4d-85b2-4659-9a7b-0e2e4e1a5d7f"
+MODEL_INFO = {"name": "fake-nova-3", "version": "2024-01-01.0", "arch": "nova-3"}
+
+
+@dataclasses.dataclass(slots=True)
+class ScriptedUtterance:
+    """What the callee "says", positioned on the audio clock.
+
+    Words last `word_s` each, back to back, unless `timings` gives each token's own
+    (start, end) in seconds after `at_audio_s`. `key` identifies it across calls of a
+    `TranscriptSource` (default: its position in the list).
+    """
+
+    text: str
+    at_audio_s: float
+    word_s: float
+    timings: tuple[tuple[float, float], ...] | None = None
+    key: object = None
+
+    @property
+    def tokens(self) -> list[str]:
+        return self.text.split()
+
+    def _span(self, i: int) -> tuple[float, float]:
+        if self.timings is not None and i < len(self.timings):
+            start, end = self.timings[i]
+            return self.at_audio_s + start, self.at_audio_s + end
+        start = self.at_audio_s + i * self.word_s
+        return start, start + self.word_s
+
+    def word_end_s(self, count: int) -> float:
+        """When the first `count` words have been spoken."""
+        return round(self._span(count - 1)[1], 3) if count > 0 else self.at_audio_s
+
+    def word_dicts(self, count: int | None = None) -> list[dict[str, Any]]:
+        words = []
+        for i, token in enumerate(self.tokens[:count]):
+            start, end = self._span(i)
+            words.append(
+                {
+                    "word": token.strip('.,!?;:«»"').lower(),
+                    "start": round(start, 3),
+                    "end": round(end, 3),
+                    "confidence": 0.98,
+                    "punctuated_word": token,
+                }
+            )
+        return words
+
+    @property
+    def end_s(self) -> float:
+        return self.word_end_s(len(self.tokens))
+
+
+@dataclasses.dataclass(slots=True)
+class ListenSession:
+    """Everything one live connection sent and received, for assertions."""
+
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    audio: bytearray = dataclasses.field(default_factory=bytearray, repr=False)
+    controls: list[str] = dataclasses.field(default_factory=list)
+    sent: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    closed: bool = False
+    close_code: int | None = None
+    # utterance key → stages already emitted ("started", "interim", "final", "end")
+    progress: dict[object, set[str]] = dataclasses.field(default_factory=dict)
+    connection: ServerConnection | None = dataclasses.field(default=None, repr=False)
+    context: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def params(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in self.query.items()}
+
+    @property
+    def audio_bytes(self) -> int:
+        return len(self.audio)
+
+    @property
+    def audio_s(self) -> float:
+        return len(self.audio) / MULAW_BYTES_PER_S
+
+    @property
+    def keepalives(self) -> int:
+        return self.controls.count("KeepAlive")
+
+    def sent_of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m.get("type") == kind]
+
+
+class TranscriptSource(Protocol):
+    """Where a world-driven Deepgram learns what was said (instead of `script_utterance`)."""
+
+    def live(self, session: ListenSession) -> Sequence[ScriptedUtterance]:
+        """The callee's utterances on this session's audio clock, so far (may grow)."""
+        ...
+
+    def batch(self, body: bytes) -> ScriptedUtterance | None:
+        """The words of a recording posted for batch transcription, if it is known."""
+        ...
+
+
+@dataclasses.dataclass(slots=True)
+class BatchRequest:
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+class FakeDeepgram:
+    """Deepgram on 127.0.0.1: websocket `/v1/listen` on `ws_base`, batch POST on `http_base`."""
+
+    def __init__(
+        self,
+        api_key: str = "test-deepgram-key",
+        *,
+        word_s: float = 0.3,
+        idle_timeout_s: float = 10.0,
+        ws_port: int = 0,
+        http_port: int = 0,
+        source: TranscriptSource | None = None,
+        keep_sessions: bool = True,
+    ) -> None:
+        self.api_key = api_key
+        self.source = source
+        self.keep_sessions = keep_sessions  # False: forget closed sessions (long-running sim)
+        self._ports = (ws_port, http_port)
+        self.word_s = word_s
+        self.idle_timeout_s = idle_timeout_s
+        self.utterances: list[ScriptedUtterance] = []
+        self.batch_text = ""
+        self.sessions: list[ListenSession] = []
+        self.rejected_upgrades = 0
+        self.stalled = False
+        self.batch_requests: list[BatchRequest] = []
+        self._changed = asyncio.Event()
+        self._ws_server: Server | None = None
+        self._http_server: asyncio.Server | None = None
+        self.ws_base = ""
+        self.http_base = ""
+
+    async def __aenter__(self) -> FakeDeepgram:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        self._ws_server = await serve(
+            self._handle_ws, "127.0.0.1", self._ports[0], process_request=self._check_upgrade
+        )
+        self._http_server = await asyncio.start_server(
+            self._handle_http, "127.0.0.1", self._ports[1]
+        )
+        ws_port = self._ws_server.sockets[0].getsockname()[1]
+        http_port = self._http_server.sockets[0].getsockname()[1]
+        self.ws_base = f"ws://127.0.0.1:{ws_port}"
+        self.http_base = f"http://127.0.0.1:{http_port}"
+
+    async def aclose(self) -> None:
+        if self._ws_server is not None:
+            self._ws_server.close()
+            await self._ws_server.wait_closed()
+        if self._http_server is not None:
+            self._http_server.close()
+            await self._http_server.wait_closed()
+
+    # ---- scripting -------------------------------------------------------------------------
+
+    def script_utterance(self, text: str, at_audio_s: float) -> ScriptedUtterance:
+        utterance = ScriptedUtterance(text, at_audio_s, self.word_s)
+        self.utterances.append(utterance)
+        return utterance
+
+    def script_batch(self, text: str) -> None:
+        self.batch_text = text
+
+    def drop(self) -> None:
+        """Abort every open live connection without a close frame (a network drop)."""
+        for session in self.sessions:
+            if session.connection is not None and not session.closed:
+                session.connection.transport.abort()
+
+    async def wait_until(self, condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            while not condition():
+                self._changed.clear()
+                await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+
+    # ---- live ------------------------------------------------------------------------------
+
+    def _check_upgrade(self, connection: ServerConnection, request: Request) -> Response | None:
+        if urllib.parse.urlsplit(request.path).path != "/v1/listen":
+            return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
+        if request.headers.get("Authorization") != f"Token {self.api_key}":
+            self.rejected_upgrades += 1
+            self._notify()
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid credentials.\n")
+        return None
+
+    async def _handle_ws(self, connection: ServerConnection) -> None:
+        assert connection.request is not None
+        split = urllib.parse.urlsplit(connection.request.path)
+        session = ListenSession(
+            query=urllib.parse.parse_qs(split.query),
+            headers={k: v for k, v in connection.request.headers.raw_items()},
+            connection=connection,
+        )
+        self.sessions.append(session)
+        self._notify()
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.idle_timeout_s):
+                        message = await connection.recv()
+                except TimeoutError:
+                    await connection.close(1011, "NET-0001")
+                    break
+                if isinstance(message, bytes):
+                    session.audio += message
+                    if not self.stalled:
+                        await self._advance(connection, session)
+                    self._notify()
+                    continue
+                kind = str(json.loads(message).get("type"))
+                session.controls.append(kind)
+                self._notify()
+                if self.stalled:
+                    continue
+                if kind == "Finalize":
+                    await self._flush(connection, session, from_finalize=True)
+                elif kind == "CloseStream":
+                    await self._flush(connection, session, from_finalize=False)
+                    await self._send(connection, session, self._metadata(session))
+                    await connection.close(1000, "")
+                    break
+        except ConnectionClosed:
+            pass
+        finally:
+            session.closed = True
+            session.close_code = connection.close_code
+            if not self.keep_sessions:
+                self.sessions.remove(session)
+            self._notify()
+
+    def _utterances(self, session: ListenSession) -> list[tuple[object, ScriptedUtterance]]:
+        found = self.source.live(session) if self.source is not None else self.utterances
+        return [(i if u.key is None else u.key, u) for i, u in enumerate(found)]
+
+    async def _advance(self, connection: ServerConnection, session: ListenSession) -> None:
+        params = session.params
+        vad = params.get("vad_events") == "true"
+        interim = params.get("interim_results") == "true"
+        endpoint_s = _ms(params.get("endpointing"), default=10) / 1000
+        utterance_end_s = _ms(params.get("utterance_end_ms"), default=0) / 1000
+        now = session.audio_s
+        for key, u in self._utterances(session):
+            done = session.progress.setdefault(key, set())
+            if now < u.at_audio_s or ("final" in done and "end" in done):
+                continue
+            if "started" not in done:
+                done.add("started")
+                if vad:
+                    await self._send(
+                        connection,
+                        session,
+                        {"type": "SpeechStarted", "channel": [0], "timestamp": u.at_audio_s},
+                    )
+            half = math.ceil(len(u.tokens) / 2)
+            if interim and "interim" not in done and now >= u.word_end_s(half):
+                done.add("interim")
+                await self._send(connection, session, self._results(u, half, final=False))
+            if "final" not in done and now >= u.end_s + endpoint_s:
+                done.add("final")
+                await self._send(connection, session, self._results(u, None, final=True))
+            wants_end = interim and utterance_end_s > 0
+            if "final" in done and "end" not in done and now >= u.end_s + utterance_end_s:
+                done.add("end")
+                if wants_end:
+                    await self._send(
+                        connection,
+                        session,
+                        {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": u.end_s},
+                    )
+
+    async def _flush(
+        self, connection: ServerConnection, session: ListenSession, *, from_finalize: bool
+    ) -> None:
+        for key, u in self._utterances(session):
+            done = session.progress.get(key, set())
+            if "started" in done and "final" not in done:
+                done.add("final")
+                message = self._results(u, None, final=True, from_finalize=from_finalize)
+                message["speech_final"] = not from_finalize
+                await self._send(connection, session, message)
+
+    @staticmethod
+    async def _send(
+        connection: ServerConnection, session: ListenSession, message: dict[str, Any]
+    ) -> None:
+        session.sent.append(message)
+        await connection.send(json.dumps(message))
+
+    def _results(
+        self, u: ScriptedUtterance, count: int | None, *, final: bool, from_finalize: bool = False
+    ) -> dict[str, Any]:
+        words = u.word_dicts(count)
+        end = words[-1]["end"] if words else u.at_audio_s
+        return {
+            "type": "Results",
+            "channel_index": [0, 1],
+            "duration": round(end - u.at_audio_s, 3),
+            "start": u.at_audio_s,
+            "is_final": final,
+            "speech_final": final,
+            "from_finalize": from_finalize,
+            "channel": {
+                "alternatives": [
+                    {
+                        "transcript": " ".join(w["punctuated_word"] for w in words),
+                        "confidence": 0.98,
+                        "words": words,
+                    }
+                ]
+            },
+            "metadata": {
+                "request_id": str(uuid.uuid4()),
+                "model_info": MODEL_INFO,
+                "model_uuid": MODEL_UUID,
+            },
+        }
+
+    @staticmethod
+    def _metadata(session: ListenSession) -> dict[str, Any]:
+        return {
+            "type": "Metadata",
+            "transaction_key": "deprecated",
+            "request_id": str(uuid.uuid4()),
+            "sha256": hashlib.sha256(session.audio).hexdigest(),
+            "created": "2024-01-01T00:00:00.000Z",
+            "duration": session.audio_s,
+            "channels": 1,
+            "models": [MODEL_UUID],
+            "model_info": {MODEL_UUID: MODEL_INFO},
+        }
+
+    # ---- batch -----------------------------------------------------------------------------
+
+    async def _handle_http(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            method, target, _ = request_line.split(" ", 2)
+            headers = {}
+            for line in header_lines:
+                if ":" in line:
+                    name, value = line.split(":", 1)
+                    headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            status, payload = self._batch(method, target, headers, body)
+            data = json.dumps(payload).encode()
+            writer.write(
+                f"HTTP/1.1 {status.value} {status.phrase}\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(data)}\r\n"
+                "connection: close\r\n\r\n".encode()
+                + data
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    def _batch(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[HTTPStatus, dict[str, Any]]:
+        split = urllib.parse.urlsplit(target)
+        if method != "POST" or split.path.rstrip("/") != "/v1/listen":
+            return HTTPStatus.NOT_FOUND, {"err_code": "NOT_FOUND", "err_msg": "Not found."}
+        if headers.get("authorization") != f"Token {self.api_key}":
+            return HTTPStatus.UNAUTHORIZED, {
+                "err_code": "INVALID_AUTH",
+                "err_msg": "Invalid credentials.",
+                "request_id": str(uuid.uuid4()),
+            }
+        query = urllib.parse.parse_qs(split.query)
+        if self.keep_sessions:
+            self.batch_requests.append(BatchRequest(query, headers, body))
+        self._notify()
+        known = self.source.batch(body) if self.source is not None else None
+        u = known or ScriptedUtterance(self.batch_text, 0.0, self.word_s)
+        words = u.word_dicts()
+        alternative = {"transcript": u.text, "confidence": 0.98, "words": words}
+        results: dict[str, Any] = {"channels": [{"alternatives": [alternative]}]}
+        if query.get("utterances") == ["true"] and words:
+            results["utterances"] = [
+                {
+                    "start": 0.0,
+                    "end": u.end_s,
+                    "confidence": 0.98,
+                    "channel": 0,
+                    "transcript": u.text,
+                    "words": words,
+                    "id": str(uuid.uuid4()),
+                }
+            ]
+        metadata = {
+            "transaction_key": "deprecated",
+            "request_id": str(uuid.uuid4()),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "created": "2024-01-01T00:00:00.000Z",
+            "duration": u.end_s,
+            "channels": 1,
+            "models": [MODEL_UUID],
+            "model_info": {MODEL_UUID: MODEL_INFO},
+        }
+        return HTTPStatus.OK, {"metadata": metadata, "results": results}
+
+
+def _ms(value: str | None, *, default: int) -> int:
+    if value is None or not value.isdigit():
+        return default
+    return int(value)

@@ -1,0 +1,533 @@
+"""A loopback Gemini Live server speaking the real `BidiGenerateContent` wire protocol over TLS.
+
+The official `google-genai` SDK always dials `wss://` and sends its own mix of snake_case and
+camelCase keys, so the only honest way to exercise the production adapter is a real TLS
+websocket server that answers like Google does (protocols.md B3, E2). Tests drive it through a
+small scripting API (`say`, `interrupt`, `tool_call`, `go_away`, `drop`, ...) that always acts
+on the newest live connection, and read back what the client sent through plain state
+(`connections`, `received_texts`, `audio_bytes_received`) or by awaiting `wait_until(predicate)`.
+
+The simulated world instead passes an `agent`: one task per connection (owned by the
+connection's handler, cancelled when it closes) that reads the connection's `inbox` (user
+turns, tool results) and answers through the per-connection `say_on` / `send_tool_call_on` /
+`send_on`; `audio_tap` lets it look at the caller's audio as it arrives.
+
+Behaviour that needs no script: setup is checked and answered, resumption handles are issued
+after setup and after every finished model turn, caller speech is detected with a simple
+energy VAD (a user turn ends after `end_of_turn_silence_ms` of quiet audio, measured in audio
+time, not wall time) and barges in on a model turn in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import http
+import itertools
+import json
+import re
+import ssl
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import numpy as np
+import trustme
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from sim.live_connection import (
+    LiveConnection,
+    SayResult,
+    ToolResult,
+    UserTurn,
+    b64decode,
+    duration_s,
+    either_case,
+)
+
+PATH_RE = re.compile(
+    r"/+ws/google\.ai\.generativelanguage\.v\w+\.GenerativeService\.BidiGenerateContent"
+)
+AUDIO_OUT_MIME = "audio/pcm;rate=24000"
+BAD_KEY_REASON = "API key not valid. Please pass a valid API key."
+
+
+AgentFactory = Callable[["FakeGeminiLive", LiveConnection], Coroutine[Any, Any, None]]
+
+
+class FakeGeminiLive:
+    """One TLS websocket server on 127.0.0.1:0 standing in for `generativelanguage.googleapis.com`.
+
+    Point the SDK at it with `HttpOptions(base_url=fake.base_url,
+    async_client_args={"ssl": fake.ssl_client_context()})`. A wrong `x-goog-api-key` is read
+    past the setup frame and closed with 1008, as Google does.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "test-gemini-key",
+        binary_frames: bool = True,
+        vad_threshold_rms: float = 500.0,
+        barge_in: bool = True,
+        end_of_turn_silence_ms: int = 500,
+        issue_handles: bool = True,
+        port: int = 0,
+        cert_chain_file: str | None = None,
+        ca_file: str | None = None,
+        agent: AgentFactory | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.binary_frames = binary_frames
+        self.vad_threshold_rms = vad_threshold_rms
+        self.barge_in = barge_in
+        self.end_of_turn_silence_ms = end_of_turn_silence_ms
+        self.issue_handles = issue_handles  # False: never volunteer a resumption handle
+        self.connections: list[LiveConnection] = []
+        self.handles: dict[str, int] = {}  # issued handle -> logical session number
+        # Either the files sim/main.py persisted (so another process can trust them) or a
+        # throwaway in-memory CA for tests.
+        self._port = port
+        self._files = (cert_chain_file, ca_file) if cert_chain_file and ca_file else None
+        self._ca = trustme.CA() if self._files is None else None
+        self._cert = self._ca.issue_cert("127.0.0.1", "localhost") if self._ca else None
+        self._agent = agent
+        self._server: Server | None = None
+        self._changed = asyncio.Condition()
+        self._pending_tools: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._user_turns: asyncio.Queue[UserTurn] = asyncio.Queue()
+        self._ids = itertools.count(1)
+        self._sessions = itertools.count(1)
+
+    async def __aenter__(self) -> FakeGeminiLive:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        if self._files is not None:
+            ctx.load_cert_chain(self._files[0])
+        else:
+            assert self._cert is not None
+            self._cert.configure_cert(ctx)
+        self._server = await serve(
+            self._handle, "127.0.0.1", self._port, ssl=ctx, process_request=self._route
+        )
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for future in self._pending_tools.values():
+            future.cancel()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "start() the fake first"
+        return int(self._server.sockets[0].getsockname()[1])
+
+    @property
+    def base_url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def ssl_client_context(self) -> ssl.SSLContext:
+        """A client context that trusts this fake's CA (and nothing else)."""
+        if self._files is not None:
+            return ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=self._files[1])
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        assert self._ca is not None
+        self._ca.configure_trust(ctx)
+        return ctx
+
+    # ---- observations -------------------------------------------------------------------
+
+    @property
+    def audio_bytes_received(self) -> int:
+        return sum(c.audio_bytes for c in self.connections)
+
+    @property
+    def received_texts(self) -> list[str]:
+        return [t for c in self.connections for t in c.texts]
+
+    @property
+    def tool_responses(self) -> list[dict[str, Any]]:
+        return [r for c in self.connections for r in c.tool_responses]
+
+    @property
+    def ready_connections(self) -> list[LiveConnection]:
+        return [c for c in self.connections if c.ready]
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until `predicate()` holds; it is re-checked after every client frame."""
+        async with self._changed:
+            await self._changed.wait_for(predicate)
+
+    async def next_user_turn(self) -> UserTurn:
+        return await self._user_turns.get()
+
+    async def current(self) -> LiveConnection:
+        """The newest connection that finished setup and is still open (waits for one)."""
+        await self.wait_until(lambda: self._current() is not None)
+        conn = self._current()
+        assert conn is not None
+        return conn
+
+    def _current(self) -> LiveConnection | None:
+        for conn in reversed(self.connections):
+            if conn.is_open:
+                return conn
+        return None
+
+    # ---- scripting ----------------------------------------------------------------------
+
+    async def send(self, message: dict[str, Any]) -> None:
+        """Send any raw server message (camelCase keys) on the current connection."""
+        conn = await self.current()
+        await conn.send(message, binary=self.binary_frames)
+
+    async def transcribe_input(self, text: str, *, finished: bool = True) -> None:
+        await self.send(
+            {"serverContent": {"inputTranscription": {"text": text, "finished": finished}}}
+        )
+
+    async def say(
+        self,
+        audio_pcm24k: bytes,
+        transcript: str = "",
+        *,
+        chunk_ms: int = 40,
+        pace: float = 1.0,
+        input_transcript: str | None = None,
+    ) -> SayResult:
+        """`say_on` the current connection."""
+        conn = await self.current()
+        return await self.say_on(
+            conn,
+            audio_pcm24k,
+            transcript,
+            chunk_ms=chunk_ms,
+            pace=pace,
+            input_transcript=input_transcript,
+        )
+
+    async def send_on(self, conn: LiveConnection, message: dict[str, Any]) -> None:
+        """Send a raw server message on one connection; a closed socket is not an error."""
+        try:
+            await conn.send(message, binary=self.binary_frames)
+        except ConnectionClosed:
+            pass
+
+    async def send_tool_call_on(self, conn: LiveConnection, name: str, args: dict[str, Any]) -> str:
+        """Send a function call without waiting; the answer reaches `conn.inbox`. Returns its id."""
+        call_id = f"fc-{next(self._ids)}"
+        message = {"toolCall": {"functionCalls": [{"id": call_id, "name": name, "args": args}]}}
+        await self.send_on(conn, message)
+        return call_id
+
+    async def say_on(
+        self,
+        conn: LiveConnection,
+        audio_pcm24k: bytes,
+        transcript: str = "",
+        *,
+        chunk_ms: int = 40,
+        pace: float = 1.0,
+        input_transcript: str | None = None,
+    ) -> SayResult:
+        """One model turn: 24 kHz audio in `chunk_ms` chunks, each sent `pace × chunk_ms` after
+        the previous one (1.0 = real time, 0 = as fast as the socket takes them).
+
+        Each chunk message also carries its share of the output transcription (3.x servers
+        put several fields in one `serverContent`). Ends with `generationComplete` and
+        `turnComplete` + `usageMetadata`, or just `turnComplete` after an interruption. A
+        connection that closes mid-turn ends it early (`connection_closed`), it does not raise.
+        """
+
+        async def send(message: dict[str, Any]) -> None:
+            await conn.send(message, binary=self.binary_frames)
+
+        if input_transcript is not None:
+            await send({"serverContent": {"inputTranscription": {"text": input_transcript}}})
+        step = max(2, 24_000 * 2 * chunk_ms // 1000)
+        chunks = [audio_pcm24k[i : i + step] for i in range(0, len(audio_pcm24k), step)]
+        pieces = _spread(transcript.split(), max(1, len(chunks)))
+        conn.speaking, conn.interrupted = True, False
+        sent = 0
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            for i, piece in enumerate(pieces):
+                if conn.interrupted:
+                    break
+                content: dict[str, Any] = {}
+                if i < len(chunks):
+                    data = base64.b64encode(chunks[i]).decode()
+                    content["modelTurn"] = {
+                        "parts": [{"inlineData": {"mimeType": AUDIO_OUT_MIME, "data": data}}]
+                    }
+                if piece:
+                    last = i == len(pieces) - 1
+                    content["outputTranscription"] = {"text": piece, "finished": last}
+                if content:
+                    await send({"serverContent": content})
+                if i < len(chunks):
+                    sent += len(chunks[i])
+                if pace > 0:
+                    await asyncio.sleep(
+                        max(0.0, started + (i + 1) * chunk_ms * pace / 1000 - loop.time())
+                    )
+            if conn.interrupted:
+                await send({"serverContent": {"turnComplete": True}})
+                return SayResult(sent, True)
+            await send({"serverContent": {"generationComplete": True}})
+            usage = {"promptTokenCount": 10, "responseTokenCount": 5, "totalTokenCount": 15}
+            await send({"serverContent": {"turnComplete": True}, "usageMetadata": usage})
+            if conn.resumption_requested and self.issue_handles:
+                await self._issue_handle(conn)
+            return SayResult(sent, False)
+        except ConnectionClosed:
+            return SayResult(sent, conn.interrupted, connection_closed=True)
+        finally:
+            conn.speaking = False
+
+    async def interrupt(self) -> None:
+        """Barge-in: stop a `say()` in progress and send `interrupted`."""
+        conn = await self.current()
+        await self._interrupt(conn)
+
+    async def tool_call(
+        self, name: str, args: dict[str, Any], *, call_id: str | None = None
+    ) -> dict[str, Any]:
+        """Send a function call and wait for the tool response with the same id, on any
+        connection (a resumed client may answer on its new socket). Returns its `response`."""
+        call_id = call_id or f"fc-{next(self._ids)}"
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending_tools[call_id] = future
+        try:
+            await self.send(
+                {"toolCall": {"functionCalls": [{"id": call_id, "name": name, "args": args}]}}
+            )
+            return await future
+        finally:
+            self._pending_tools.pop(call_id, None)
+
+    async def cancel_tool_calls(self, ids: list[str]) -> None:
+        await self.send({"toolCallCancellation": {"ids": ids}})
+
+    async def resumption_update(self, *, resumable: bool = True) -> str | None:
+        """Issue a fresh handle (or announce that resumption is impossible right now)."""
+        conn = await self.current()
+        if not resumable:
+            await conn.send(
+                {"sessionResumptionUpdate": {"resumable": False}}, binary=self.binary_frames
+            )
+            return None
+        return await self._issue_handle(conn)
+
+    async def go_away(self, time_left: str = "1s") -> None:
+        """Announce the cut, wait up to `time_left` for the client to leave, then close."""
+        conn = await self.current()
+        await conn.send({"goAway": {"timeLeft": time_left}}, binary=self.binary_frames)
+        try:
+            async with asyncio.timeout(duration_s(time_left)):
+                await conn.closed.wait()
+        except TimeoutError:
+            assert conn.ws is not None
+            await conn.ws.close(1000, "session time limit reached")
+
+    async def drop(self) -> None:
+        """Cut the current connection without a close frame (client sees 1006)."""
+        conn = await self.current()
+        assert conn.ws is not None
+        conn.ws.transport.abort()
+        await conn.closed.wait()
+
+    async def fail(self, code: int = 1011, reason: str = "Internal error encountered.") -> None:
+        """Close the current connection the way Google reports a server-side error."""
+        conn = await self.current()
+        assert conn.ws is not None
+        await conn.ws.close(code, reason)
+        await conn.closed.wait()
+
+    # ---- protocol -----------------------------------------------------------------------
+
+    def _route(self, connection: ServerConnection, request: Request) -> Response | None:
+        # Not urlsplit: it would read the "ws" of a "//ws/..." path as a host name.
+        if PATH_RE.fullmatch(request.path.partition("?")[0]) is None:
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
+        return None
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        conn = LiveConnection(
+            index=len(self.connections),
+            path=ws.request.path if ws.request else "",
+            api_key=ws.request.headers.get("x-goog-api-key") if ws.request else None,
+            ws=ws,
+        )
+        self.connections.append(conn)
+        agent: asyncio.Task[None] | None = None
+        try:
+            await self._setup(conn, ws)
+            if conn.ready and self._agent is not None:
+                conn.inbox = asyncio.Queue()
+                agent = asyncio.create_task(self._agent(self, conn), name="sim-agent")
+            if conn.ready:
+                async for raw in ws:
+                    await self._on_client_message(conn, json.loads(raw))
+                    await self._notify()
+        except ConnectionClosed:
+            pass
+        finally:
+            conn.close_code = ws.close_code
+            conn.closed.set()
+            if agent is not None:
+                agent.cancel()
+                await asyncio.gather(agent, return_exceptions=True)
+                # A long-running sim keeps no history of finished connections.
+                self.connections.remove(conn)
+            await self._notify()
+
+    async def _setup(self, conn: LiveConnection, ws: ServerConnection) -> None:
+        message = json.loads(await ws.recv())
+        setup = message.get("setup") if isinstance(message, dict) else None
+        conn.log.append(("client", "setup" if setup is not None else "invalid", message))
+        if conn.api_key != self.api_key:
+            await ws.close(1008, BAD_KEY_REASON)
+            return
+        if not isinstance(setup, dict) or not setup.get("model"):
+            await ws.close(1007, "Invalid JSON payload: the first message must be setup.")
+            return
+        conn.setup = setup
+        resumption = either_case(setup, "sessionResumption")
+        if isinstance(resumption, dict) and resumption.get("handle"):
+            handle = str(resumption["handle"])
+            if handle not in self.handles:
+                await ws.close(1007, "Invalid session resumption handle.")
+                return
+            conn.resume_handle = handle
+            conn.session_id = f"sess-{self.handles[handle]}"
+        else:
+            conn.session_id = f"sess-{next(self._sessions)}"
+        await conn.send(
+            {"setupComplete": {"sessionId": conn.session_id}}, binary=self.binary_frames
+        )
+        conn.ready = True
+        await self._notify()
+        if conn.resumption_requested and self.issue_handles:
+            await self._issue_handle(conn)
+
+    async def _on_client_message(self, conn: LiveConnection, message: dict[str, Any]) -> None:
+        realtime = either_case(message, "realtimeInput")
+        content = either_case(message, "clientContent")
+        tool_response = either_case(message, "toolResponse")
+        if realtime is not None:
+            await self._on_realtime(conn, realtime)
+        if content is not None:
+            conn.log.append(("client", "clientContent", content))
+            texts = [
+                str(part["text"])
+                for turn in content.get("turns") or []
+                for part in turn.get("parts") or []
+                if "text" in part
+            ]
+            conn.texts.extend(texts)
+            if either_case(content, "turnComplete"):
+                self._turn_ended(conn, UserTurn(conn.index, "text", text="\n".join(texts)))
+        if tool_response is not None:
+            conn.log.append(("client", "toolResponse", tool_response))
+            for response in either_case(tool_response, "functionResponses") or []:
+                conn.tool_responses.append(response)
+                future = self._pending_tools.get(str(response.get("id")))
+                if future is not None and not future.done():
+                    future.set_result(dict(response.get("response") or {}))
+                if conn.inbox is not None:
+                    result = ToolResult(
+                        str(response.get("id", "")),
+                        str(response.get("name", "")),
+                        dict(response.get("response") or {}),
+                    )
+                    conn.inbox.put_nowait(result)
+        if realtime is None and content is None and tool_response is None:
+            conn.log.append(("client", "unknown", message))
+            assert conn.ws is not None
+            await conn.ws.close(1007, "Invalid JSON payload: unknown client message.")
+
+    async def _on_realtime(self, conn: LiveConnection, realtime: dict[str, Any]) -> None:
+        blobs = [realtime["audio"]] if "audio" in realtime else []
+        blobs += either_case(realtime, "mediaChunks") or []
+        for blob in blobs:
+            mime = str(either_case(blob, "mimeType") or "")
+            pcm = b64decode(str(blob.get("data", "")))
+            conn.log.append(("client", "realtimeInput.audio", len(pcm)))
+            conn.audio_bytes += len(pcm)
+            conn.audio_chunks += 1
+            conn.audio_mime_types.add(mime)
+            rate = re.search(r"rate=(\d+)", mime)
+            hz = int(rate.group(1)) if rate else 16_000
+            if conn.audio_tap is not None:
+                conn.audio_tap(pcm, hz)
+            await self._vad(conn, pcm, hz)
+        for key in ("audioStreamEnd", "activityStart", "activityEnd", "text"):
+            value = either_case(realtime, key)
+            if value is None:
+                continue
+            conn.log.append(("client", f"realtimeInput.{key}", value))
+            if key == "audioStreamEnd":
+                conn.audio_stream_ends += 1
+            elif key == "text":
+                conn.realtime_texts.append(str(value))
+
+    async def _vad(self, conn: LiveConnection, pcm: bytes, rate: int) -> None:
+        samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
+        if samples.size == 0:
+            return
+        rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
+        chunk_ms = samples.size * 1000 / rate
+        if rms >= self.vad_threshold_rms:
+            if conn.speaking and self.barge_in and not conn.interrupted:
+                await self._interrupt(conn)
+            conn.speech_ms += chunk_ms
+            conn.silence_ms = 0.0
+        elif conn.speech_ms > 0:
+            conn.silence_ms += chunk_ms
+            if conn.silence_ms >= self.end_of_turn_silence_ms:
+                turn = UserTurn(conn.index, "audio", audio_ms=round(conn.speech_ms))
+                self._turn_ended(conn, turn)
+                conn.speech_ms = conn.silence_ms = 0.0
+
+    def _turn_ended(self, conn: LiveConnection, turn: UserTurn) -> None:
+        if conn.inbox is not None:
+            conn.inbox.put_nowait(turn)  # the connection's agent handles it
+        else:
+            self._user_turns.put_nowait(turn)
+
+    async def _interrupt(self, conn: LiveConnection) -> None:
+        conn.interrupted = True
+        await conn.send({"serverContent": {"interrupted": True}}, binary=self.binary_frames)
+
+    async def _issue_handle(self, conn: LiveConnection) -> str:
+        session = int(conn.session_id.rsplit("-", 1)[1])
+        handle = f"h-{session}-{next(self._ids)}"
+        self.handles[handle] = session
+        conn.issued_handles.append(handle)
+        update = {"newHandle": handle, "resumable": True}
+        await conn.send({"sessionResumptionUpdate": update}, binary=self.binary_frames)
+        return handle
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+
+def _spread(words: list[str], slots: int) -> list[str]:
+    """Distribute words over `slots` chunk messages; `"".join(pieces)` is the whole text."""
+    pieces = [""] * slots
+    for i, word in enumerate(words):
+        slot = i * slots // max(1, len(words))
+        pieces[slot] += word if i == 0 else f" {word}"
+    return pieces

@@ -1,0 +1,165 @@
+"""One client connection of the Gemini Live stand-in: what it sent, what it was sent.
+
+Kept apart from the server (`sim.gemini_live_server`) so the connection's state (the setup it
+sent, audio counters, VAD state, the agent's inbox) reads as one record; the server owns the
+socket and every behaviour. Also the small wire helpers both need: the SDK's mixed key
+casing, URL-safe base64, and log-friendly copies of messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from websockets.asyncio.server import ServerConnection
+
+
+def either_case(obj: Mapping[str, Any], camel: str) -> Any:
+    """`obj[camel]`, falling back to its snake_case spelling (the SDK sends both)."""
+    if camel in obj:
+        return obj[camel]
+    return obj.get(re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower())
+
+
+def b64decode(data: str) -> bytes:
+    """Standard or URL-safe base64, padded or not (the SDK's pydantic sends URL-safe)."""
+    data = data.replace("-", "+").replace("_", "/")
+    return base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
+
+
+def duration_s(value: str) -> float:
+    match = re.fullmatch(r"\s*([0-9.]+)s\s*", value)
+    return float(match.group(1)) if match else 0.0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserTurn:
+    """The caller finished a turn: spoken audio (`audio_ms` of speech) or a text turn."""
+
+    connection: int
+    kind: Literal["audio", "text"]
+    text: str = ""
+    audio_ms: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SayResult:
+    """How much of a scripted model turn went out before it finished or was interrupted."""
+
+    audio_bytes_sent: int
+    interrupted: bool
+    connection_closed: bool = False
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The client answered the function call `id` (delivered to an agent's inbox)."""
+
+    id: str
+    name: str
+    response: dict[str, Any]
+
+
+ClientEvent = UserTurn | ToolResult
+
+
+@dataclasses.dataclass(eq=False)
+class LiveConnection:
+    """Everything one client connection sent and was sent, plus its private socket state."""
+
+    index: int
+    path: str
+    api_key: str | None
+    setup: dict[str, Any] = dataclasses.field(default_factory=dict)
+    session_id: str = ""
+    resume_handle: str | None = None
+    audio_bytes: int = 0
+    audio_chunks: int = 0
+    audio_mime_types: set[str] = dataclasses.field(default_factory=set)
+    audio_stream_ends: int = 0
+    texts: list[str] = dataclasses.field(default_factory=list)
+    realtime_texts: list[str] = dataclasses.field(default_factory=list)
+    tool_responses: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    issued_handles: list[str] = dataclasses.field(default_factory=list)
+    log: list[tuple[str, str, Any]] = dataclasses.field(default_factory=list)
+    ready: bool = False
+    close_code: int | None = None
+    closed: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    ws: ServerConnection | None = dataclasses.field(default=None, repr=False)
+    speaking: bool = dataclasses.field(default=False, repr=False)
+    interrupted: bool = dataclasses.field(default=False, repr=False)
+    speech_ms: float = dataclasses.field(default=0.0, repr=False)
+    silence_ms: float = dataclasses.field(default=0.0, repr=False)
+    inbox: asyncio.Queue[ClientEvent] | None = dataclasses.field(default=None, repr=False)
+    audio_tap: Callable[[bytes, int], None] | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def model(self) -> str:
+        return str(self.setup.get("model", ""))
+
+    @property
+    def tool_names(self) -> list[str]:
+        names: list[str] = []
+        for tool in self.setup.get("tools") or []:
+            for decl in either_case(tool, "functionDeclarations") or []:
+                names.append(str(decl.get("name", "")))
+        return names
+
+    @property
+    def function_declarations(self) -> dict[str, dict[str, Any]]:
+        return {
+            str(decl.get("name", "")): decl
+            for tool in self.setup.get("tools") or []
+            for decl in either_case(tool, "functionDeclarations") or []
+        }
+
+    @property
+    def system_instruction(self) -> str:
+        content = either_case(self.setup, "systemInstruction") or {}
+        return "".join(str(p.get("text", "")) for p in content.get("parts") or [])
+
+    @property
+    def input_transcription(self) -> bool:
+        return either_case(self.setup, "inputAudioTranscription") is not None
+
+    @property
+    def output_transcription(self) -> bool:
+        return either_case(self.setup, "outputAudioTranscription") is not None
+
+    @property
+    def resumption_requested(self) -> bool:
+        return either_case(self.setup, "sessionResumption") is not None
+
+    @property
+    def is_open(self) -> bool:
+        return self.ready and not self.closed.is_set()
+
+    def kinds(self, direction: Literal["client", "server"]) -> list[str]:
+        """The message kinds seen in one direction, in order (audio chunks included)."""
+        return [kind for d, kind, _ in self.log if d == direction]
+
+    async def send(self, message: dict[str, Any], *, binary: bool) -> None:
+        assert self.ws is not None
+        self.log.append(("server", next(iter(message)), _loggable(message)))
+        data = json.dumps(message)
+        await self.ws.send(data.encode() if binary else data)
+
+
+def _loggable(message: Mapping[str, Any]) -> Any:
+    """The message with base64 payloads replaced by their decoded length."""
+    if isinstance(message, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in message.items():
+            if key == "data" and isinstance(value, str):
+                out[key] = f"<{len(value) * 3 // 4} bytes>"
+            else:
+                out[key] = _loggable(value)
+        return out
+    if isinstance(message, list):
+        return [_loggable(v) for v in message]
+    return message

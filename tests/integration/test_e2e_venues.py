@@ -1,0 +1,240 @@
+"""Every simulated venue, end to end with no mocks: REST client → gateway → core → the
+twilio SDK → the simulated carrier → Media Streams → media's real bridge → the simulated
+Gemini Live (google-genai) and Deepgram (deepgram-sdk) → tools → core → outcome, booking,
+events. All on loopback ports, in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import pathlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from core import api_keys, server
+from gateway.app import create_app as create_gateway
+from media.server import create_app as create_media
+from media.settings import MediaSettings
+from sim.agent_session import SimAgents
+from sim.carrier import SimCarrier
+from sim.deepgram_server import FakeDeepgram
+from sim.gemini_live_server import FakeGeminiLive
+from sim.settings import ensure_tls_files
+from sim.twilio_rest import FakeTwilioRest
+from sim.world import World, WorldTranscripts
+from tests.conftest import free_port, make_settings, new_customer, serve_asgi
+
+ACCOUNT = "AC" + "e2e1" * 8
+TOKEN = "e2e-venues-twilio-token"
+GEMINI_KEY = "e2e-gemini-key"
+DEEPGRAM_KEY = "e2e-deepgram-key"
+TOMORROW = (datetime.date.today() + datetime.timedelta(days=1)).isoformat()
+TERMINAL = {"completed", "busy", "no_answer", "failed", "cancelled"}
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@dataclasses.dataclass
+class World_:
+    http: httpx.AsyncClient
+    core: server.Core
+    rest: FakeTwilioRest
+    customer: api_keys.CreatedKey
+
+
+@pytest.fixture(scope="module")
+async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
+    import uuid
+
+    import asyncpg
+
+    from core.db import database
+
+    name = f"e2e_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    await admin.close()
+    dsn = database.with_database(admin_dsn, name)
+    tmp = pathlib.Path(f"/tmp/callagent-e2e-{name}")
+    tls = ensure_tls_files(tmp)
+    world = World(speed=10.0, word_ms=150.0)
+    agents = SimAgents(world, customer_timeout_s=60)
+    media_port = free_port()
+    async with (
+        FakeTwilioRest(ACCOUNT, TOKEN) as rest,
+        FakeGeminiLive(
+            api_key=GEMINI_KEY,
+            agent=agents,
+            cert_chain_file=str(tls.cert_chain_file),
+            ca_file=str(tls.ca_file),
+        ) as gemini,
+        FakeDeepgram(DEEPGRAM_KEY, source=WorldTranscripts(world)) as deepgram,
+    ):
+        carrier = SimCarrier(rest, world=world, talk_seconds=1.0)
+        settings = make_settings(
+            twilio_account_sid=ACCOUNT,
+            twilio_auth_token=TOKEN,
+            twilio_api_base_url=rest.base_url,
+            public_base_url=f"http://127.0.0.1:{media_port}",
+            events_close_after_outcome_sec=0.5,
+        )
+        core = await server.start(settings, dsn=dsn, port=0)
+        linked = settings.model_copy(update={"core_grpc_target": f"127.0.0.1:{core.port}"})
+        media = MediaSettings(
+            gemini_api_key=SecretStr(GEMINI_KEY),
+            gemini_base_url=gemini.base_url,
+            gemini_ca_file=str(tls.ca_file),
+            deepgram_api_key=SecretStr(DEEPGRAM_KEY),
+            deepgram_ws_base=deepgram.ws_base,
+            deepgram_http_base=deepgram.http_base,
+        )
+        try:
+            async with (
+                serve_asgi(create_media(linked, media), port=media_port),
+                serve_asgi(create_gateway(linked)) as gateway_url,
+                httpx.AsyncClient(base_url=gateway_url, timeout=30) as http,
+            ):
+                customer = await new_customer(core.pool, quota=1_000_000)
+                await core.pool.execute("UPDATE customers SET max_concurrent_calls = 20")
+                yield World_(http, core, rest, customer)
+        finally:
+            await carrier.aclose()
+            await core.stop(grace=1)
+
+
+async def place(
+    world: World_, number: str, brief: str, *, answer: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """Start a call, answer any ask_user with `answer`, wait for its end; return details."""
+    headers = {"X-API-Key": world.customer.api_key}
+    body = {
+        "target_phone": number,
+        "brief": brief,
+        "ask_user_mode": "stream",
+        "language": "en",
+        "kind": "restaurant_booking",
+        **extra,
+    }
+    started = await world.http.post("/calls", json=body, headers=headers)
+    assert started.status_code == 201, started.text
+    call_id = started.json()["call"]["call_id"]
+    answered: set[str] = set()
+    async with asyncio.timeout(240):
+        while True:
+            call = (await world.http.get(f"/calls/{call_id}", headers=headers)).json()
+            if answer is not None:
+                for row in await world.core.pool.fetch(
+                    "SELECT request_id FROM ask_user_requests WHERE call_id = $1 "
+                    "AND status = 'pending'",
+                    call_id,
+                ):
+                    if row["request_id"] not in answered:
+                        answered.add(row["request_id"])
+                        reply = await world.http.post(
+                            f"/calls/{call_id}/answer",
+                            json={"answer": answer, "request_id": row["request_id"]},
+                            headers=headers,
+                        )
+                        assert reply.json() == {"delivered": True}
+            if call["status"] in TERMINAL and (
+                call["outcome_type"] or call["status"] != "completed"
+            ):
+                break
+            await asyncio.sleep(0.2)
+    call["events"] = [
+        dict(r)
+        for r in await world.core.pool.fetch(
+            "SELECT type, payload FROM call_events WHERE call_id = $1 ORDER BY event_id", call_id
+        )
+    ]
+    bookings = (await world.http.get("/v1/booking/bookings", headers=headers)).json()
+    call["booking"] = next((b for b in bookings if b["call_id"] == call_id), None)
+    return call
+
+
+def event_types(call: dict[str, Any]) -> list[str]:
+    return [e["type"] for e in call["events"]]
+
+
+async def test_books_as_asked(stack: World_) -> None:
+    call = await place(stack, "+15550100", "Table for 2 tomorrow at 19:00 under Anna")
+    assert call["status"] == "completed" and call["outcome_type"] == "booked"
+    booking = call["booking"]
+    assert booking["status"] == "active" and booking["guests"] == 2
+    assert booking["booking_holder_name"] == "Anna"
+    assert booking["booking_date"] == f"{TOMORROW}T19:00:00"
+    assert call["outcome_charge_cents"] > 0
+    speakers = {line["speaker"] for line in call["transcript_full"]}
+    assert {"agent", "callee"} <= speakers
+    assert any(line["source"] == "supervisor_stt" for line in call["transcript_full"])
+    assert event_types(call)[0] == "status" and "outcome" in event_types(call)
+
+
+async def test_fully_booked_is_a_refusal(stack: World_) -> None:
+    call = await place(stack, "+15550101", "Table for 2 tomorrow at 19:00 under Anna")
+    assert call["outcome_type"] == "refused"
+    assert call["booking"]["status"] == "cancelled"
+    assert "booked" in (call["booking"]["refusal_reason"] or "")
+
+
+async def test_other_time_is_asked_and_accepted(stack: World_) -> None:
+    call = await place(stack, "+15550102", "Table for 2 tomorrow at 19:00 under Anna", answer="yes")
+    assert "ask_user" in event_types(call) and "answer" in event_types(call)
+    assert call["outcome_type"] == "booked"
+    assert call["booking"]["booking_date"] == f"{TOMORROW}T20:30:00"
+
+
+async def test_busy_and_no_answer(stack: World_) -> None:
+    busy, silent = await asyncio.gather(
+        place(stack, "+15550103", "Table for 2 tomorrow at 19:00 under Anna"),
+        place(stack, "+15550104", "Table for 2 tomorrow at 19:00 under Anna"),
+    )
+    assert busy["status"] == "busy" and busy["outcome_charge_cents"] == 0
+    assert silent["status"] == "no_answer" and silent["booking"] is None
+
+
+async def test_voicemail_is_detected(stack: World_) -> None:
+    call = await place(stack, "+15550105", "Table for 2 tomorrow at 19:00 under Anna")
+    kinds = [d["kind"] for d in call["supervisor_decisions"]]
+    assert "voicemail" in kinds
+    assert call["outcome_type"] in ("needs_follow_up", "failed")
+
+
+async def test_ivr_menu_needs_a_digit(stack: World_) -> None:
+    call = await place(
+        stack, "+15550106", "Room for 2 tomorrow, one night, under Anna", kind="hotel_booking"
+    )
+    assert ["1"] in [c.digits for c in stack.rest.calls if c.digits]
+    assert call["outcome_type"] == "booked"
+
+
+async def test_hangs_up_mid_call(stack: World_) -> None:
+    call = await place(stack, "+15550107", "Table for 2 tomorrow at 19:00 under Anna")
+    assert call["status"] == "completed"
+    assert call["outcome_type"] in ("needs_follow_up", "failed")
+    assert call["booking"] is None or call["booking"]["status"] == "pending_user_confirm"
+
+
+async def test_russian_venue(stack: World_) -> None:
+    call = await place(
+        stack, "+15550108", "Столик на двоих завтра в 19:00 на имя Анна", language="ru"
+    )
+    assert call["outcome_type"] == "booked"
+    assert any(
+        any("а" <= ch <= "я" for ch in line["text"].lower()) for line in call["transcript_full"]
+    )
+
+
+async def test_talks_over_the_agent(stack: World_) -> None:
+    call = await place(stack, "+15550109", "Table for 2 tomorrow at 19:00 under Anna")
+    assert call["outcome_type"] == "booked"
+
+
+async def test_unknown_number_gets_the_default_venue(stack: World_) -> None:
+    call = await place(stack, "+15550150", "Table for 2 tomorrow at 19:00 under Anna")
+    assert call["outcome_type"] == "booked"

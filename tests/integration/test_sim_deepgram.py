@@ -1,0 +1,101 @@
+"""The production `DeepgramEar` and `transcribe_recording` (deepgram-sdk) against the sim's
+Deepgram, whose transcripts come from the world: what the venue said, timed on the ear's own
+audio clock however late the ear joined the call."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from pydantic import SecretStr
+
+from media.deepgram_ear import (
+    CalleeTranscript,
+    DeepgramConfig,
+    DeepgramEar,
+    EarEvent,
+    SpeechStarted,
+    UtteranceEnd,
+    transcribe_recording,
+)
+from sim import voice
+from sim.deepgram_server import FakeDeepgram
+from sim.venues import venue_for
+from sim.world import FRAME_BYTES, World, WorldTranscripts
+
+KEY = "sim-deepgram-test-key"
+TEXT = "Good evening, Trattoria Roma, how can I help?"
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def config(fake: FakeDeepgram) -> DeepgramConfig:
+    return DeepgramConfig(SecretStr(KEY), http_base=fake.http_base, ws_base=fake.ws_base)
+
+
+def a_call(world: World) -> tuple[bytes, voice.Speech]:
+    """A stream as the carrier sends it: 1 s of line noise, the venue's hello, 2 s of noise."""
+    conv = world.open("CA-ear", "+15550100", venue_for("+15550100"))
+    speech = voice.speak(TEXT, voice.Voice(150.0, word_ms=200), 8000, conv.rng)
+    said = voice.line_mulaw(speech.pcm, conv.rng)
+    said += voice.noise_mulaw(conv.rng, -len(said) % FRAME_BYTES)
+    audio = voice.noise_mulaw(conv.rng, 8000) + said + voice.noise_mulaw(conv.rng, 16000)
+    for offset in range(0, len(audio), FRAME_BYTES):
+        world.index.register(conv, 0, offset, audio[offset : offset + FRAME_BYTES])
+    line = conv.new_line("venue", "greeting", TEXT, "en", {}, speech.words, speech.duration_s)
+    line.stream_no, line.stream_offset = 0, 8000
+    conv.add(line)
+    return audio, speech
+
+
+async def test_the_ear_hears_the_venue_on_its_own_clock() -> None:
+    world = World()
+    audio, speech = a_call(world)
+    events: list[EarEvent] = []
+    async with FakeDeepgram(KEY, source=WorldTranscripts(world)) as fake:
+        ear = DeepgramEar(config(fake))
+        async with ear:
+            for offset in range(4000, len(audio), FRAME_BYTES):  # joined half a second late
+                ear.push(audio[offset : offset + FRAME_BYTES])
+                await asyncio.sleep(0.002)  # the ear drops frames it cannot send in time
+            async for event in ear.events():
+                events.append(event)
+                if isinstance(event, UtteranceEnd):
+                    break
+    started = [e for e in events if isinstance(e, SpeechStarted)]
+    finals = [e for e in events if isinstance(e, CalleeTranscript) and e.is_final]
+    interims = [e for e in events if isinstance(e, CalleeTranscript) and not e.is_final]
+    assert [e.timestamp for e in started] == [0.5]
+    assert len(finals) == 1 and finals[0].text == TEXT and finals[0].speech_final
+    assert interims and TEXT.startswith(interims[0].text)
+    expected = [(w, round(0.5 + s, 3), round(0.5 + e, 3)) for w, s, e in speech.words]
+    assert finals[0].words == expected
+    assert finals[0].start_s == 0.5
+
+
+async def test_unknown_audio_gets_no_transcript() -> None:
+    world = World()
+    a_call(world)
+    stranger = voice.noise_mulaw(np.random.default_rng(7), 24000)
+    async with FakeDeepgram(KEY, source=WorldTranscripts(world)) as fake:
+        ear = DeepgramEar(config(fake))
+        async with ear:
+            for offset in range(0, len(stranger), FRAME_BYTES):
+                ear.push(stranger[offset : offset + FRAME_BYTES])
+                await asyncio.sleep(0.002)
+            await fake.wait_until(lambda: bool(fake.sessions) and fake.sessions[0].audio_s >= 3)
+        assert fake.sessions[0].sent_of("Results") == []
+
+
+async def test_batch_transcribes_a_known_recording() -> None:
+    world = World()
+    words = [("Hello,", 0.25, 0.5), ("this", 0.6, 0.8), ("is", 0.85, 0.95), ("Anna.", 1.0, 1.3)]
+    world.add_recording(b"RIFF....WAVEfmt recording bytes", words)
+    async with FakeDeepgram(KEY, source=WorldTranscripts(world)) as fake:
+        found = await transcribe_recording(
+            b"RIFF....WAVEfmt recording bytes", "en", config=config(fake)
+        )
+        unknown = await transcribe_recording(b"RIFF other", "en", config=config(fake))
+    assert [(w.text, w.start_s, w.end_s) for w in found] == words
+    assert unknown == []
