@@ -9,6 +9,8 @@ import asyncio
 import dataclasses
 import datetime
 import pathlib
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -60,7 +62,7 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
     await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
     await admin.close()
     dsn = database.with_database(admin_dsn, name)
-    tmp = pathlib.Path(f"/tmp/callagent-e2e-{name}")
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="callagent-e2e-"))
     tls = ensure_tls_files(tmp)
     world = World(speed=10.0, word_ms=150.0)
     agents = SimAgents(world, customer_timeout_s=60)
@@ -105,6 +107,7 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
         finally:
             await carrier.aclose()
             await core.stop(grace=1)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def place(
