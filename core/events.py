@@ -142,26 +142,22 @@ class EventBroker:
             topic.dirty.set()
 
     async def _listen_forever(self) -> None:
-        while True:
-            conn: asyncpg.Connection[Any] | None = None
-            try:
-                conn = await database.connect(self._dsn)
-                await conn.add_listener(CHANNEL, self._notified)
-                self._connected.set()
-                for topic in self._topics.values():
-                    topic.dirty.set()  # catch up on whatever was missed while disconnected
-                while not conn.is_closed():
-                    await asyncio.sleep(self._poll)
-                    await conn.execute("SELECT 1")
-                    for topic in self._topics.values():
-                        topic.dirty.set()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
-                log.warning("event broker lost its LISTEN connection", extra={"error": str(err)})
-            finally:
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            await asyncio.sleep(0.5)
+        await database.listen_forever(
+            self._dsn,
+            CHANNEL,
+            self._notified,
+            on_connected=self._on_connected,
+            tick_sec=self._poll,
+            on_tick=self._mark_all_dirty,
+        )
+
+    def _on_connected(self) -> None:
+        self._connected.set()
+        self._mark_all_dirty()  # catch up on whatever was missed while disconnected
+
+    def _mark_all_dirty(self) -> None:
+        for topic in self._topics.values():
+            topic.dirty.set()
 
     async def _pump(self, call_id: str, topic: _Topic) -> None:
         """Fetch new rows for one call whenever notified; fan them out."""

@@ -84,19 +84,6 @@ class SessionHub:
             queue.put_nowait(command)
 
     async def _listen_forever(self) -> None:
-        while True:
-            conn: asyncpg.Connection[Any] | None = None
-            try:
-                conn = await database.connect(self._dsn)
-                await conn.add_listener(CHANNEL, self._notified)
-                self._ready.set()
-                while not conn.is_closed():
-                    await asyncio.sleep(5)
-                    await conn.execute("SELECT 1")
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
-                log.warning("session hub lost its LISTEN connection", extra={"error": str(err)})
-            finally:
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await conn.close()
-            await asyncio.sleep(0.5)
+        await database.listen_forever(
+            self._dsn, CHANNEL, self._notified, on_connected=self._ready.set
+        )

@@ -9,9 +9,11 @@ same directory: the package takes an inter-process lock and reuses a running ser
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import pathlib
 import warnings
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -113,3 +115,38 @@ async def connect(dsn: str) -> asyncpg.Connection[Any]:
     conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn)
     await _init_connection(conn)
     return conn
+
+
+async def listen_forever(
+    dsn: str,
+    channel: str,
+    on_notify: Callable[[Any, int, str, object], None],
+    *,
+    on_connected: Callable[[], None],
+    tick_sec: float = 5.0,
+    on_tick: Callable[[], None] | None = None,
+) -> None:
+    """LISTEN on `channel` over a dedicated connection, for ever.
+
+    A dropped connection is re-opened after a short pause and `on_connected` runs again
+    (so the caller can catch up on notifications missed meanwhile). Every `tick_sec` the
+    connection is pinged — a dead one is noticed — and `on_tick` runs.
+    """
+    while True:
+        conn: asyncpg.Connection[Any] | None = None
+        try:
+            conn = await connect(dsn)
+            await conn.add_listener(channel, on_notify)
+            on_connected()
+            while not conn.is_closed():
+                await asyncio.sleep(tick_sec)
+                await conn.execute("SELECT 1")
+                if on_tick is not None:
+                    on_tick()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            log.warning("LISTEN connection lost", extra={"channel": channel, "error": str(err)})
+        finally:
+            if conn is not None and not conn.is_closed():
+                with contextlib.suppress(Exception):
+                    await conn.close()
+        await asyncio.sleep(0.5)
