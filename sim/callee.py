@@ -29,6 +29,9 @@ TALK_OVER_AFTER_S = 1.0  # an impatient venue lets the agent speak this long
 PATIENCE_S = 20.0
 PATIENCE_ON_HOLD_S = 60.0  # the agent said it is checking with its customer
 MACHINE_PATIENCE_S = 6.0  # a voicemail box hangs up after this much silence
+# SIM_SPEED compresses waits but not audio, so silence patience never drops below a gap
+# that real-time audio can show on a loaded machine (else a pause mid-sentence ends calls).
+MIN_REAL_PATIENCE_S = 1.5
 AFTER_GOODBYE_S = 5.0
 
 
@@ -69,7 +72,9 @@ class Callee:
             except TimeoutError:
                 if leg.speaking or leg.hearing_agent:
                     quiet_since = loop.time()
-                elif loop.time() - quiet_since >= self.world.wait_s(self._patience()):
+                elif loop.time() - quiet_since >= max(
+                    self.world.wait_s(self._patience()), MIN_REAL_PATIENCE_S
+                ):
                     await self._lose_patience(leg)
                     quiet_since = loop.time()
                 continue
