@@ -76,7 +76,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        channel = grpc.aio.insecure_channel(settings.grpc_target)
+        channel = grpc.aio.insecure_channel(
+            settings.grpc_target,
+            options=(
+                ("grpc.initial_reconnect_backoff_ms", 100),
+                ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 2000),
+            ),
+        )
         app.state.stubs = Stubs(channel)
         try:
             yield

@@ -32,7 +32,10 @@ class CoreTelephonySink:
             recording_status=event.recording_status,
         )
         try:
-            await self._stub.ReportTelephonyEvent(request, metadata=self._metadata, timeout=5)
+            # wait_for_ready: a core that is (re)starting is waited for, within the timeout.
+            await self._stub.ReportTelephonyEvent(
+                request, metadata=self._metadata, timeout=5, wait_for_ready=True
+            )
         except grpc.aio.AioRpcError as err:
             # A call core does not know (or a stale event) is not worth a Twilio retry.
             if err.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):

@@ -32,6 +32,13 @@ from media.settings import MediaSettings, get_media_settings
 from media.stream_endpoint import STREAM_PATH, BridgeRegistry, StreamEndpoint
 from media.twilio_webhooks import TelephonyEvent, TelephonySink, twilio_webhook_routes
 
+# Reconnect to core quickly after it (re)starts instead of gRPC's default 1 s → 120 s backoff.
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
 
 class _LazySink:
     """Resolves the gRPC sink at request time; the channel is opened in the lifespan."""
@@ -79,7 +86,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             channel = await stack.enter_async_context(
-                grpc.aio.insecure_channel(settings.grpc_target)
+                grpc.aio.insecure_channel(settings.grpc_target, options=CHANNEL_OPTIONS)
             )
             lazy.target = sink or CoreTelephonySink(channel, internal_token)
             links = core_links or (lambda: core_link.GrpcCoreLink(channel, internal_token))

@@ -97,8 +97,12 @@ class SimCarrier:
         speed: float = 1.0,
         talk_seconds: float = 5.0,
         world: World | None = None,
+        media_streams: bool = True,
     ) -> None:
         self.world = world or World(speed=speed)
+        # Off (SIM_MEDIA_STREAMS=false) the line is held silently: benchmarks of the call
+        # API measure dialing, not hundreds of live conversations.
+        self._media_streams = media_streams
         self._rest = rest
         self._talk = talk_seconds
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -209,6 +213,11 @@ class SimCarrier:
                 return
 
     async def _stream(self, state: _Call, verb: Verb) -> None:
+        if not self._media_streams:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.world.wait_s(self._talk)):
+                    await state.hung_up.wait()
+            return
         leg = StreamLeg(
             url=verb.url,
             auth_token=self._rest.auth_token,

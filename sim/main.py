@@ -50,7 +50,12 @@ async def serve(settings: SimSettings) -> None:
         gemini,
         deepgram,
     ):
-        carrier = SimCarrier(rest, world=world, talk_seconds=settings.sim_talk_seconds)
+        carrier = SimCarrier(
+            rest,
+            world=world,
+            talk_seconds=settings.sim_talk_seconds,
+            media_streams=settings.sim_media_streams,
+        )
         print(f"sim: Twilio REST on {rest.base_url}", flush=True)
         print(f"sim: Gemini Live on {gemini.base_url}", flush=True)
         print(

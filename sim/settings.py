@@ -37,6 +37,9 @@ class SimSettings(BaseSettings):
     sim_talk_seconds: float = Field(
         default=5.0, gt=0, description="How long a call stays up when no media stream opens."
     )
+    sim_media_streams: bool = Field(
+        default=True, description="Open Media Streams to media (false: hold lines silently)."
+    )
     sim_word_ms: float = Field(
         default=300.0, gt=0, description="Synthetic speech pace: ms per 5-letter word."
     )
