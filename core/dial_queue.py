@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -73,20 +74,31 @@ RETURNING d.queue_id, d.call_id
 
 
 class TokenBucket:
-    """Spaces events 1/rate apart on the monotonic clock; idle time does not bank bursts."""
+    """Spaces events 1/rate apart on the monotonic clock; idle time does not bank bursts.
 
-    def __init__(self, rate: float) -> None:
+    The clock and sleep are parameters so the pacing rule is tested without real time.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._interval = 1.0 / rate
-        self._next = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self._next = clock()
 
     async def take(self) -> None:
-        now = time.monotonic()
+        now = self._clock()
         if self._next < now:
             self._next = now
         delay = self._next - now
         self._next += self._interval
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
 
     def refund(self) -> None:
         self._next -= self._interval
