@@ -14,7 +14,9 @@ is pushed to the media session through `sessions.publish`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -53,6 +55,20 @@ class AskUser:
         timeout_sec: int,
     ) -> None:
         """Store and announce the question, then deliver it per ask_user_mode."""
+        delivery = await self.record(call_id, request_id, question, options, timeout_sec)
+        if delivery is not None:
+            await delivery()
+
+    async def record(
+        self,
+        call_id: str,
+        request_id: str,
+        question: str,
+        options: list[str],
+        timeout_sec: int,
+    ) -> Callable[[], Awaitable[None]] | None:
+        """Store and announce the question (in the order questions come); return the
+        delivery to outside channels still to run (None for ask_user_mode `stream`)."""
         question = question.strip()
         if not question or not request_id:
             raise CallagentError("INVALID_ARGUMENT_FIELD", "ask_user needs a question and an id")
@@ -91,8 +107,11 @@ class AskUser:
                 },
                 locked=True,
             )
-        if row["ask_user_mode"] == "any":
-            await self._route(call_id, request_id, question, options, timeout_sec, row)
+        if row["ask_user_mode"] != "any":
+            return None
+        return functools.partial(
+            self._route, call_id, request_id, question, options, timeout_sec, row
+        )
 
     async def _route(
         self,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -125,7 +125,17 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                     }
                     await call_record.add_transcript(pool, call_id, line)
                 elif kind == "ask_user":
-                    job = asyncio.create_task(self._ask_and_time_out(call_id, request.ask_user))
+                    # Stored in arrival order here (FIFO answers depend on it); delivery to
+                    # outside channels and the timeout run in the background.
+                    ask = request.ask_user
+                    timeout = ask.timeout_sec or self._default_timeout
+                    expires = asyncio.get_running_loop().time() + timeout
+                    delivery = await self._ask.record(
+                        call_id, ask.request_id, ask.question, list(ask.options), timeout
+                    )
+                    job = asyncio.create_task(
+                        self._deliver_and_time_out(call_id, ask.request_id, delivery, expires)
+                    )
                     work.add(job)
                     job.add_done_callback(work.discard)
                 elif kind == "decision":
@@ -152,14 +162,18 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                     "session message refused", extra={"call_id": call_id, "reason": err.reason}
                 )
 
-    async def _ask_and_time_out(self, call_id: str, ask: media_pb2.AskUserRequest) -> None:
-        timeout = ask.timeout_sec or self._default_timeout
-        loop = asyncio.get_running_loop()
-        expires = loop.time() + timeout
-        await self._ask.ask(call_id, ask.request_id, ask.question, list(ask.options), timeout)
-        await asyncio.sleep(max(0.0, expires - loop.time()))
-        if await self._ask.expire(ask.request_id):
+    async def _deliver_and_time_out(
+        self,
+        call_id: str,
+        request_id: str,
+        delivery: Callable[[], Awaitable[None]] | None,
+        expires: float,
+    ) -> None:
+        if delivery is not None:
+            await delivery()
+        await asyncio.sleep(max(0.0, expires - asyncio.get_running_loop().time()))
+        if await self._ask.expire(request_id):
             await sessions.publish(
                 self._calls.pool,
-                sessions.Command(call_id=call_id, kind="answer", request_id=ask.request_id),
+                sessions.Command(call_id=call_id, kind="answer", request_id=request_id),
             )
