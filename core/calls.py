@@ -569,7 +569,7 @@ class ProviderEvent:
 
 async def apply_provider_event(service: CallService, event: ProviderEvent) -> bool:
     """Apply a carrier callback; False when it is stale (repeated or out of order)."""
-    pool = service._pool
+    pool = service.pool
     call_id = event.call_id or await pool.fetchval(
         "SELECT call_id FROM calls WHERE call_sid = $1", event.call_sid
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from core import call_states as st
 from core import credits, idempotency
@@ -26,7 +25,7 @@ async def reconcile_once(
     service: CallService, *, stuck_dial_sec: float, stuck_call_sec: float
 ) -> int:
     """Fix what can be fixed now; return the number of calls touched."""
-    pool: Any = service._pool
+    pool = service.pool
     stuck = await pool.fetch(
         """SELECT call_id, status FROM calls
            WHERE (status = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $2))

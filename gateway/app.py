@@ -30,10 +30,9 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from core.settings import Settings, get_settings
 from gateway import schemas, views
+from gateway.credentials import Metadata, credentials
 from gateway.errors import from_rpc_error
 from gateway.responses import JsonResponse
-
-Metadata = tuple[tuple[str, str], ...]
 
 
 class Stubs:
@@ -45,19 +44,6 @@ class Stubs:
         self.bookings = bookings_pb2_grpc.BookingServiceStub(channel)
         self.calls = calls_pb2_grpc.CallServiceStub(channel)
         self.skills = skills_pb2_grpc.SkillServiceStub(channel)
-
-
-def credentials(
-    x_gateway_context: Annotated[str | None, Header(alias="X-Gateway-Context")] = None,
-    x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
-) -> Metadata:
-    """Forward whichever credentials came; core decides what they are worth."""
-    out: list[tuple[str, str]] = []
-    if x_gateway_context is not None:
-        out.append(("x-gateway-context", x_gateway_context))
-    if x_api_key is not None:
-        out.append(("x-api-key", x_api_key))
-    return tuple(out)
 
 
 Creds = Annotated[Metadata, Depends(credentials)]

@@ -14,21 +14,13 @@ from fastapi.responses import Response, StreamingResponse
 from google.protobuf import json_format
 
 from core.settings import Settings
+from gateway.credentials import credentials
 from gateway.errors import from_rpc_error, http_error
 from gateway.responses import JsonResponse
 
 
 def _stubs(request: Request) -> Any:
     return request.app.state.stubs
-
-
-def _creds(context: str | None, key: str | None) -> tuple[tuple[str, str], ...]:
-    out = []
-    if context is not None:
-        out.append(("x-gateway-context", context))
-    if key is not None:
-        out.append(("x-api-key", key))
-    return tuple(out)
 
 
 def sse_frame(event: calls_pb2.CallEvent) -> bytes:
@@ -106,7 +98,7 @@ def add_routes(app: FastAPI, settings: Settings) -> None:
             )
         call = _stubs(request).calls.StreamCallEvents(
             calls_pb2.StreamCallEventsRequest(call_id=call_id, after_event_id=after),
-            metadata=_creds(x_gateway_context, x_api_key),
+            metadata=credentials(x_gateway_context, x_api_key),
         )
         try:
             failure = await _first_status(call)
@@ -179,7 +171,7 @@ def add_routes(app: FastAPI, settings: Settings) -> None:
     ) -> Response:
         call = _stubs(request).calls.StreamRecording(
             calls_pb2.StreamRecordingRequest(call_id=call_id),
-            metadata=_creds(x_gateway_context, x_api_key or api_key),
+            metadata=credentials(x_gateway_context, x_api_key or api_key),
         )
         first = await call.read()
         if first is grpc.aio.EOF or first.pending:
@@ -221,7 +213,7 @@ def add_routes(app: FastAPI, settings: Settings) -> None:
     ) -> Response:
         reply = await _stubs(request).calls.GetMergedTranscript(
             calls_pb2.GetMergedTranscriptRequest(call_id=call_id),
-            metadata=_creds(x_gateway_context, x_api_key),
+            metadata=credentials(x_gateway_context, x_api_key),
         )
         if reply.pending:
             return JsonResponse({"status": "merger_pending"}, status_code=202)

@@ -8,6 +8,7 @@ gRPC status carrying google.rpc.ErrorInfo (reason + http_status + extra metadata
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hmac
 import inspect
@@ -78,10 +79,47 @@ def _internal() -> CallagentError:
     return CallagentError("INTERNAL", "internal error")
 
 
+@contextlib.asynccontextmanager
+async def _rpc_errors(
+    context: grpc.aio.ServicerContext[Any, Any], method: str
+) -> AsyncIterator[None]:
+    """Map whatever a servicer raises to a status, the same way for every RPC shape."""
+    try:
+        yield
+    except CallagentError as err:
+        await abort(context, err)
+    except grpc.aio.AbortError:
+        raise
+    except NotImplementedError:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented")
+    except Exception:
+        log.exception("unhandled error in RPC", extra={"method": method})
+        await abort(context, _internal())
+
+
 class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator: Authenticator, internal_token: str | None) -> None:
         self._authn = authenticator
         self._internal_token = internal_token
+
+    async def _principal_for(
+        self, method: str, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Principal | None:
+        if method in PUBLIC_METHODS:
+            return None
+        metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        if method.startswith(_INTERNAL_PREFIXES):
+            given = metadata.get(INTERNAL_TOKEN_HEADER, "")
+            token = self._internal_token
+            if not token or not hmac.compare_digest(given.encode(), token.encode()):
+                raise CallagentError("UNAUTHENTICATED_KEY", "internal RPC: bad internal token")
+            return INTERNAL_PRINCIPAL
+        return await self._authn.authenticate(metadata)
+
+    async def _authenticate(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        principal = await self._principal_for(method, context)
+        if principal is not None:
+            _principal.set(principal)
 
     async def intercept_service(
         self,
@@ -92,103 +130,36 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
         method: str = details.method
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
             return handler
-        public = method in PUBLIC_METHODS
-        internal = method.startswith(_INTERNAL_PREFIXES)
-        authn = self._authn
-        token = self._internal_token
-
-        async def principal_for(context: grpc.aio.ServicerContext[Any, Any]) -> Principal | None:
-            if public:
-                return None
-            metadata = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-            if internal:
-                given = metadata.get(INTERNAL_TOKEN_HEADER, "")
-                if not token or not hmac.compare_digest(given.encode(), token.encode()):
-                    raise CallagentError("UNAUTHENTICATED_KEY", "internal RPC: bad internal token")
-                return INTERNAL_PRINCIPAL
-            return await authn.authenticate(metadata)
+        authenticate = self._authenticate
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
 
         if handler.unary_unary is not None:
             inner_unary: Any = handler.unary_unary
 
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    principal = await principal_for(context)
-                    if principal is not None:
-                        _principal.set(principal)
+                async with _rpc_errors(context, method):
+                    await authenticate(method, context)
                     result = inner_unary(request, context)
                     return await result if inspect.isawaitable(result) else result
-                except CallagentError as err:
-                    await abort(context, err)
-                except grpc.aio.AbortError:
-                    raise
-                except NotImplementedError:
-                    await context.abort(
-                        grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented"
-                    )
-                except Exception:
-                    log.exception("unhandled error in RPC", extra={"method": method})
-                    await abort(context, _internal())
+                raise AssertionError("_rpc_errors aborts on every error")
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
+            return grpc.unary_unary_rpc_method_handler(unary, **codec)
+
+        inner_stream: Any = handler.unary_stream or handler.stream_stream
+        if inner_stream is None:
+            return handler
+
+        async def streaming(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            async with _rpc_errors(context, method):
+                await authenticate(method, context)
+                async for item in inner_stream(request, context):
+                    yield item
 
         if handler.unary_stream is not None:
-            inner_stream: Any = handler.unary_stream
-
-            async def stream(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                try:
-                    principal = await principal_for(context)
-                    if principal is not None:
-                        _principal.set(principal)
-                    async for item in inner_stream(request, context):
-                        yield item
-                except CallagentError as err:
-                    await abort(context, err)
-                except grpc.aio.AbortError:
-                    raise
-                except NotImplementedError:
-                    await context.abort(
-                        grpc.StatusCode.UNIMPLEMENTED, f"{method} is not implemented"
-                    )
-                except Exception:
-                    log.exception("unhandled error in RPC", extra={"method": method})
-                    await abort(context, _internal())
-
-            return grpc.unary_stream_rpc_method_handler(
-                stream,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-
-        if handler.stream_stream is not None:
-            inner_bidi: Any = handler.stream_stream
-
-            async def bidi(
-                requests: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                try:
-                    principal = await principal_for(context)
-                    if principal is not None:
-                        _principal.set(principal)
-                    async for item in inner_bidi(requests, context):
-                        yield item
-                except CallagentError as err:
-                    await abort(context, err)
-                except grpc.aio.AbortError:
-                    raise
-                except Exception:
-                    log.exception("unhandled error in RPC", extra={"method": method})
-                    await abort(context, _internal())
-
-            return grpc.stream_stream_rpc_method_handler(
-                bidi,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+            return grpc.unary_stream_rpc_method_handler(streaming, **codec)
+        return grpc.stream_stream_rpc_method_handler(streaming, **codec)

@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -41,10 +40,6 @@ async def qhttp(qcore: server.Core) -> AsyncIterator[httpx.AsyncClient]:
 
 def key(c: api_keys.CreatedKey) -> dict[str, str]:
     return {"X-API-Key": c.api_key}
-
-
-async def finish(pool: asyncpg.Pool[Any], call_id: str, core: server.Core) -> None:
-    await core.calls.transition(call_id, "completed")
 
 
 async def test_queued_start_is_202_and_drained(
