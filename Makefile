@@ -36,7 +36,7 @@ test: $(STAMP)  ## run the whole test suite (embedded PostgreSQL unless DATABASE
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 run: $(STAMP)  ## run the whole stack: embedded PostgreSQL, core, gateway
-	$(BIN)/python -m core.devstack
+	$(BIN)/python -m dev.stack
 
 bench: $(STAMP)  ## run the benchmarks and print their figures (BENCH=me,calls to pick)
 	$(BIN)/python -m tests.bench

@@ -22,15 +22,16 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from core import telephony
 from core.settings import Settings, get_settings
-from core.twilio_telephony import TwilioTelephony
-from media import core_link, gemini_live
-from media.bridge import BridgeDeps
-from media.core_sink import CoreTelephonySink
+from media.call import core_link
+from media.call.bridge import BridgeDeps
+from media.providers import gemini_live
 from media.settings import MediaSettings, get_media_settings
-from media.stream_endpoint import STREAM_PATH, BridgeRegistry, StreamEndpoint
-from media.twilio_webhooks import TelephonyEvent, TelephonySink, twilio_webhook_routes
+from media.twilio.core_sink import CoreTelephonySink
+from media.twilio.stream_endpoint import STREAM_PATH, BridgeRegistry, StreamEndpoint
+from media.twilio.webhooks import TelephonyEvent, TelephonySink, twilio_webhook_routes
+from telephony import port as telephony
+from telephony.twilio_rest import TwilioTelephony
 
 # Reconnect to core quickly after it (re)starts instead of gRPC's default 1 s → 120 s backoff.
 CHANNEL_OPTIONS = (

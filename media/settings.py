@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from media import agent_prompt, deepgram_ear, gemini_live
+from media.providers import agent_prompt, deepgram_ear, gemini_live
 
 
 class MediaSettings(BaseSettings):

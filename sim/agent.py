@@ -1,6 +1,6 @@
 """The Gemini Live stand-in's mind: a small, readable dialogue policy that follows the brief.
 
-The real model reads the system instruction that `media.gemini_live.build_system_instruction`
+The real model reads the system instruction that `build_system_instruction`
 writes and improvises; the stand-in reads the same text (`read_instructions`, tolerant of a
 changed layout) and follows a script: greet with the AI disclosure and state the request,
 answer the venue's questions, call `ask_user` when the venue offers something other than the
@@ -301,7 +301,7 @@ class AgentPolicy:
     # ---- what the bridge's supervisor said ---------------------------------------------
 
     def on_supervisor(self, cue: str) -> list[Move]:
-        """A `[SUPERVISOR]` instruction (media.agent_prompt's cues), followed as the prompt says."""
+        """A `[SUPERVISOR]` instruction (the agent prompt's cues), followed as the prompt says."""
         if self.ended:
             return []
         lowered = cue.lower()

@@ -26,8 +26,8 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from media import twilio_codec as codec
-from media.audio import ulaw_to_pcm16
+from media.codec import twilio_codec as codec
+from media.codec.audio import ulaw_to_pcm16
 from sim import voice
 from sim.world import FRAME_BYTES, Conversation, FrameIndex, Line
 

@@ -7,7 +7,7 @@ see only audio. Every 20 ms frame the carrier sends carries this call's backgrou
 so the first bytes of it identify the call: `FrameIndex` maps a short prefix of every sent
 frame to (conversation, stream, offset). Deepgram receives those μ-law bytes unchanged;
 Gemini receives them decoded (and at 16 kHz every other sample is passed through unchanged
-by `media.audio.Upsampler8to16`), so re-encoding recovers the same bytes. If identification
+by `media.codec.audio.Upsampler8to16`), so re-encoding recovers the same bytes. If identification
 fails (an unexpected transform), the oldest conversation no model has claimed is used.
 
 A conversation's `lines` are what each side said: text, act and details (what the other

@@ -25,9 +25,10 @@ import httpx
 import pytest
 import uvicorn
 
-from core import api_keys, server
-from core.db import database, migrations
+from core import main as server
+from core.app import api_keys
 from core.settings import Settings
+from core.store import database, migrations
 from tests.fakes.telephony import FakeTelephony
 
 TEMPLATE = f"callagent_tpl_{os.getpid()}"

@@ -8,7 +8,7 @@ import asyncpg
 import grpc
 from callagent.v1 import accounts_pb2, accounts_pb2_grpc
 
-from core import accounts
+from core.app import accounts
 from core.rpc.convert import struct
 from core.rpc.interceptor import current_principal
 from core.settings import Settings

@@ -8,8 +8,8 @@ import asyncpg
 import grpc
 from callagent.v1 import admin_pb2, admin_pb2_grpc
 
-from core import api_keys, maintenance
-from core.errors import CallagentError
+from core.app import api_keys, maintenance
+from core.domain.errors import CallagentError
 from core.rpc.convert import from_ts, ts
 from core.rpc.interceptor import current_principal
 from core.settings import Settings

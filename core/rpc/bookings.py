@@ -8,7 +8,7 @@ import asyncpg
 import grpc
 from callagent.v1 import bookings_pb2, bookings_pb2_grpc
 
-from core import bookings
+from core.app import bookings
 from core.rpc.convert import ts
 from core.rpc.interceptor import current_principal
 

@@ -13,9 +13,9 @@ import orjson
 from callagent.v1 import calls_pb2, calls_pb2_grpc, telephony_pb2, telephony_pb2_grpc
 from google.protobuf import json_format
 
-from core import calls, events, idempotency
-from core.ask_user import AskUser
-from core.errors import not_found
+from core.app import calls, events, idempotency
+from core.app.ask_user import AskUser
+from core.domain.errors import not_found
 from core.rpc.convert import from_ts, ts
 from core.rpc.interceptor import current_principal
 

@@ -21,8 +21,8 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from core.auth import Authenticator, Principal
-from core.errors import CallagentError
+from core.app.auth import Authenticator, Principal
+from core.domain.errors import CallagentError
 
 log = logging.getLogger(__name__)
 

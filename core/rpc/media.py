@@ -17,10 +17,10 @@ from typing import Any, TypeAlias
 import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc
 
-from core import call_record, sessions
-from core.ask_user import AskUser
-from core.calls import CallService
-from core.errors import CallagentError, not_found
+from core.app import call_record, sessions
+from core.app.ask_user import AskUser
+from core.app.calls import CallService
+from core.domain.errors import CallagentError, not_found
 from core.rpc.convert import struct
 
 log = logging.getLogger(__name__)

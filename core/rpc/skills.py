@@ -10,8 +10,9 @@ import grpc
 import orjson
 from callagent.v1 import skills_pb2, skills_pb2_grpc
 
-from core import calls, idempotency, skills
-from core.errors import CallagentError
+from core.app import calls, idempotency
+from core.domain import skills
+from core.domain.errors import CallagentError
 from core.rpc.interceptor import current_principal
 
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]

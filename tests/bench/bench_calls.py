@@ -15,10 +15,11 @@ import json
 import statistics
 import time
 
-from core import api_keys, server
-from core.calls import StartRequest
-from core.db import database
+from core import main as server
+from core.app import api_keys
+from core.app.calls import StartRequest
 from core.settings import Settings
+from core.store import database
 from tests.bench.load import Result, closed_loop, http_get_worker
 from tests.bench.stack import running_stack
 from tests.fakes.telephony import FakeTelephony

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from media import audio, twilio_codec
+from media.codec import audio, twilio_codec
 
 SECONDS = 40
 RUNS = 5

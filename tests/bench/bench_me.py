@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 import grpc
 from callagent.v1 import accounts_pb2, accounts_pb2_grpc
 
-from core import api_keys
-from core.db import database
+from core.app import api_keys
+from core.store import database
 from tests.bench.load import Result, closed_loop, http_get_worker
 from tests.bench.stack import running_stack
 

@@ -48,7 +48,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from media import twilio_codec
+from media.codec import twilio_codec
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -314,7 +314,7 @@ def _serve(port: int, gemini_url: str, ca_file: str) -> None:
     import uvicorn
 
     from core.settings import Settings
-    from media.core_link import InMemoryCore
+    from media.call.core_link import InMemoryCore
     from media.server import create_app
     from media.settings import MediaSettings
     from tests.fakes.telephony import FakeTelephony

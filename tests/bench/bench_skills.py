@@ -10,8 +10,8 @@ import asyncio
 
 import orjson
 
-from core import api_keys
-from core.db import database
+from core.app import api_keys
+from core.store import database
 from tests.bench.load import Result, closed_loop, http_get_worker
 from tests.bench.stack import running_stack
 

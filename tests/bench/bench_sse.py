@@ -15,9 +15,9 @@ import time
 import orjson
 import psutil
 
-from core import api_keys, events
-from core.calls import CallPolicy, CallService, StartRequest
-from core.db import database
+from core.app import api_keys, events
+from core.app.calls import CallPolicy, CallService, StartRequest
+from core.store import database
 from tests.bench.stack import running_stack
 from tests.fakes.telephony import FakeTelephony
 

@@ -19,9 +19,9 @@ import grpc
 import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from core import server
-from core.db import database
+from core import main as server
 from core.settings import Settings
+from core.store import database
 
 
 def free_port() -> int:
@@ -105,7 +105,7 @@ async def running_stack(*, with_carrier: bool = False, **extra_env: str) -> Asyn
                         )
                     )
             core = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "core.server", env=env, stdout=asyncio.subprocess.DEVNULL
+                sys.executable, "-m", "core.main", env=env, stdout=asyncio.subprocess.DEVNULL
             )
             procs.append(core)
             gateway = await asyncio.create_subprocess_exec(

@@ -1,6 +1,6 @@
 """A loopback fake of the Telegram Bot API: sendMessage, getUpdates, answerCallbackQuery.
 
-It speaks the Bot API wire format so the production `core.telegram.TelegramBot` is driven
+It speaks the Bot API wire format so the production `core.adapters.telegram.TelegramBot` is driven
 over real HTTP: `/bot<token>/<method>` paths (a wrong token answers 401 with the Bot API
 error body), parameters as JSON, form or query string, `{"ok": true, "result": ...}`
 answers, and `{"ok": false, "error_code", "description", "parameters"?}` errors with the

@@ -1,4 +1,4 @@
-"""An in-memory `core.telephony.Telephony` for tests of the code that places calls.
+"""An in-memory `telephony.port.Telephony` for tests of the code that places calls.
 
 It keeps what was asked of it as plain state (dials, hang-ups, DTMF) so tests assert on
 outcomes, and it can be scripted to refuse the next dial the way a carrier would.
@@ -10,7 +10,7 @@ import dataclasses
 import itertools
 import secrets
 
-from core import telephony
+from telephony import port as telephony
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from media import twilio_codec
+from media.codec import twilio_codec
 
 FRAME = 160
 FRAME_S = 0.02

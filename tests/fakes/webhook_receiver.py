@@ -3,7 +3,7 @@
 It serves TLS with a certificate (for 127.0.0.1 and localhost unless told otherwise)
 from its own `trustme` CA
 (`ssl_context` is a client context that trusts it), checks every request's
-`Callagent-Signature` with the shared secret through `core.webhook_delivery.verify`, and
+`Callagent-Signature` with the shared secret through `core.adapters.webhook_delivery.verify`, and
 records what arrived. Each request consumes the next scripted step (answer 500 N times,
 hang past the client's timeout, answer synchronously, answer 400, redirect); when the
 script is empty it answers 202 with no body, and a bad signature always gets 401.
@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from core import webhook_delivery
+from core.adapters import webhook_delivery
 
 SECRET = "whsec_loopback_test_secret_0123456789"
 

@@ -6,9 +6,9 @@ import time
 
 import httpx
 
-from core import api_keys
-from core.auth import sign_gateway_context
-from core.server import Core
+from core.app import api_keys
+from core.app.auth import sign_gateway_context
+from core.main import Core
 from tests.conftest import BOOTSTRAP_KEY, CONTEXT_SECRET, new_customer
 
 

@@ -6,8 +6,8 @@ import datetime as dt
 
 import httpx
 
-from core import api_keys, bookings
-from core.server import Core
+from core.app import api_keys, bookings
+from core.main import Core
 from tests.conftest import new_customer
 
 

@@ -25,13 +25,15 @@ from google.protobuf import struct_pb2
 from twilio.request_validator import RequestValidator
 from websockets.exceptions import InvalidStatus
 
-from media import audio, core_link, live_wire
-from media.agent_prompt import ANSWER_PREFIX, GUIDANCE_PREFIX
-from media.bridge import CallBridge
-from media.core_link import CallTask, InMemoryCore
+from media.call import core_link
+from media.call.bridge import CallBridge
+from media.call.core_link import CallTask, InMemoryCore
+from media.codec import audio
+from media.providers import live_wire
+from media.providers.agent_prompt import ANSWER_PREFIX, GUIDANCE_PREFIX
 from media.server import create_app
 from media.settings import MediaSettings
-from media.twilio_webhooks import TelephonyEvent
+from media.twilio.webhooks import TelephonyEvent
 from tests.conftest import free_port, make_settings, serve_asgi
 from tests.fakes.deepgram import FakeDeepgram
 from tests.fakes.gemini_live import FakeGeminiLive, either_case

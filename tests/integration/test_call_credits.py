@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from core import server
-from core.calls import ProviderEvent, StartRequest, apply_provider_event
-from core.errors import CallagentError
+from core import main as server
+from core.app.calls import ProviderEvent, StartRequest, apply_provider_event
+from core.domain.errors import CallagentError
 from tests.conftest import make_settings, new_customer
 from tests.fakes.telephony import FakeTelephony
 

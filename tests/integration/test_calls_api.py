@@ -11,8 +11,8 @@ import httpx
 import pytest
 from callagent.v1 import telephony_pb2, telephony_pb2_grpc
 
-from core import api_keys
-from core.server import Core
+from core.app import api_keys
+from core.main import Core
 from tests.conftest import INTERNAL_TOKEN, new_customer
 from tests.fakes.telephony import FakeTelephony
 

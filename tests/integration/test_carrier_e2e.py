@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from core import server
+from core import main as server
 from gateway.app import create_app as create_gateway
 from media.server import create_app as create_media
 from sim.carrier import SimCarrier

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import asyncpg
 import pytest
 
-from core import api_keys
-from core.db import database, migrations
+from core.app import api_keys
+from core.store import database, migrations
 
 CLI = str(pathlib.Path(sys.executable).parent / "callagent")
 

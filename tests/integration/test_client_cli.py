@@ -18,9 +18,10 @@ import httpx
 import pytest
 from callagent.v1 import media_pb2
 
-from core import api_keys, events, server
-from core.calls import Change
-from gateway import client_cli
+from cli import client as client_cli
+from core import main as server
+from core.app import api_keys, events
+from core.app.calls import Change
 from gateway.app import create_app
 from tests.conftest import eventually, make_settings, new_customer, serve_asgi
 from tests.fakes.telephony import FakeTelephony

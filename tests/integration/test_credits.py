@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from core import credits
-from core.errors import CallagentError
+from core.app import credits
+from core.domain.errors import CallagentError
 from tests.conftest import new_customer
 
 

@@ -13,8 +13,8 @@ import pytest
 from deepgram.listen.v1.types.listen_v1results import ListenV1Results
 from pydantic import SecretStr
 
-from media import deepgram_ear
-from media.deepgram_ear import (
+from media.providers import deepgram_ear
+from media.providers.deepgram_ear import (
     CalleeTranscript,
     DeepgramConfig,
     DeepgramEar,

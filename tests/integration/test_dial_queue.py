@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from core import api_keys, dial_queue, server
+from core import main as server
+from core.app import api_keys, dial_queue
 from gateway.app import create_app
 from tests.conftest import eventually, make_settings, new_customer, serve_asgi
 from tests.fakes.telephony import FakeTelephony
@@ -169,7 +170,7 @@ async def test_drainer_failover_dials_each_call_once(db_dsn: str, queue_settings
         leader = next(i for i, c in enumerate(cores) if c.drainer and c.drainer.is_leader)
         customers = [await new_customer(cores[0].pool) for _ in range(6)]
         await cores[0].pool.execute("UPDATE customers SET max_concurrent_calls = 100")
-        from core.calls import StartRequest
+        from core.app.calls import StartRequest
 
         for c in customers[:3]:
             await cores[1].calls.start(c.customer_id, StartRequest("+15550100", "first wave"))

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from core import api_keys, server
+from core import main as server
+from core.app import api_keys
 from gateway.app import create_app as create_gateway
 from media.server import create_app as create_media
 from media.settings import MediaSettings
@@ -55,7 +56,7 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
 
     import asyncpg
 
-    from core.db import database
+    from core.store import database
 
     name = f"e2e_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(admin_dsn)

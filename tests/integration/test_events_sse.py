@@ -10,8 +10,9 @@ import httpx
 import orjson
 import pytest
 
-from core import api_keys, events, server
-from core.calls import Change, StartRequest
+from core import main as server
+from core.app import api_keys, events
+from core.app.calls import Change, StartRequest
 from gateway.app import create_app
 from tests.conftest import eventually, make_settings, new_customer, serve_asgi
 from tests.fakes.telephony import FakeTelephony

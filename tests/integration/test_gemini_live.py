@@ -12,8 +12,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from media.agent_prompt import ANSWER_PREFIX, build_system_instruction, customer_answer_text
-from media.gemini_live import (
+from media.providers.agent_prompt import (
+    ANSWER_PREFIX,
+    build_system_instruction,
+    customer_answer_text,
+)
+from media.providers.gemini_live import (
     AudioOut,
     GeminiLiveError,
     GeminiLiveSession,

@@ -18,8 +18,8 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from core import api_keys
-from core.server import SERVICE_NAMES
+from core.app import api_keys
+from core.main import SERVICE_NAMES
 from tests.conftest import BOOTSTRAP_KEY
 
 ADMIN = (("x-api-key", BOOTSTRAP_KEY),)

@@ -7,7 +7,7 @@ import uuid
 
 import asyncpg
 
-from core.db import database, migrations
+from core.store import database, migrations
 
 
 async def test_concurrent_migration_applies_each_version_once(admin_dsn: str) -> None:

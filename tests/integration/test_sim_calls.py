@@ -1,7 +1,7 @@
 """Whole simulated calls through the production adapters: the twilio SDK dials the sim's
 carrier, which streams to a minimal in-test bridge; the bridge talks to the sim's Gemini
 through `GeminiLiveSession` (google-genai) and to the sim's Deepgram through `DeepgramEar`
-(deepgram-sdk). Signed callbacks land at `media.twilio_webhooks`. Only core and media's own
+(deepgram-sdk). Signed callbacks land at `media.twilio.webhooks`. Only core and media's own
 bridge are left out (the lead's end-to-end tests cover them)."""
 
 from __future__ import annotations
@@ -18,24 +18,28 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from core.twilio_telephony import TwilioTelephony
-from media import twilio_codec as codec
-from media.agent_prompt import (
-    DEFAULT_DISCLOSURES,
-    build_system_instruction,
-    customer_answer_text,
-    greeting_cue,
-    voicemail_cue,
-)
-from media.audio import (
+from media.codec import twilio_codec as codec
+from media.codec.audio import (
     Downsampler24to8,
     OutboundFramer,
     Upsampler8to16,
     pcm16_to_ulaw,
     ulaw_to_pcm16,
 )
-from media.deepgram_ear import CalleeTranscript, DeepgramConfig, DeepgramEar, transcribe_recording
-from media.gemini_live import (
+from media.providers.agent_prompt import (
+    DEFAULT_DISCLOSURES,
+    build_system_instruction,
+    customer_answer_text,
+    greeting_cue,
+    voicemail_cue,
+)
+from media.providers.deepgram_ear import (
+    CalleeTranscript,
+    DeepgramConfig,
+    DeepgramEar,
+    transcribe_recording,
+)
+from media.providers.gemini_live import (
     AudioOut,
     GeminiLiveSession,
     GenerationComplete,
@@ -45,7 +49,7 @@ from media.gemini_live import (
     ToolCall,
     TurnComplete,
 )
-from media.twilio_webhooks import (
+from media.twilio.webhooks import (
     TelephonyEvent,
     signature_valid_for_websocket,
     twilio_webhook_routes,
@@ -56,6 +60,7 @@ from sim.deepgram_server import FakeDeepgram
 from sim.gemini_live_server import FakeGeminiLive
 from sim.twilio_rest import FakeTwilioRest, LoopbackServer
 from sim.world import World, WorldTranscripts
+from telephony.twilio_rest import TwilioTelephony
 
 VOICEMAIL_MESSAGE = "Hello, this is an AI assistant calling about a booking. We will call back."
 ACCOUNT = "AC" + "5151" * 8
@@ -213,7 +218,7 @@ class MiniBridge:
         self, ws: WebSocket, sid: str, session: GeminiLiveSession, call: ToolCall, log: CallLog
     ) -> None:
         log.tools.append((call.name, call.args))
-        if call.name == "ask_user":  # answered at once, the way media.call_tools delivers it
+        if call.name == "ask_user":  # answered at once, the way media.call.tools delivers it
             result = {"result": "answered; the answer follows as a message", "mode": "voice"}
             await session.send_tool_response(call.id, call.name, result)
             await session.send_text(customer_answer_text(log.answer, "voice"))

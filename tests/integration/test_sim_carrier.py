@@ -1,6 +1,6 @@
 """The simulated carrier at the wire: a tiny in-test `/twilio/stream` server checks what the
-carrier sends (signature, message shapes through `media.twilio_codec.parse`, pacing by frame
-count, marks and clear), and signed callbacks land at `media.twilio_webhooks` through the
+carrier sends (signature, message shapes through `media.codec.twilio_codec.parse`, pacing by frame
+count, marks and clear), and signed callbacks land at `media.twilio.webhooks` through the
 production twilio SDK adapter that dials, hangs up and sends DTMF."""
 
 from __future__ import annotations
@@ -18,10 +18,9 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from core.twilio_telephony import TwilioTelephony
-from media import twilio_codec as codec
-from media.audio import pcm16_to_ulaw, ulaw_to_pcm16
-from media.twilio_webhooks import (
+from media.codec import twilio_codec as codec
+from media.codec.audio import pcm16_to_ulaw, ulaw_to_pcm16
+from media.twilio.webhooks import (
     TelephonyEvent,
     signature_valid_for_websocket,
     twilio_webhook_routes,
@@ -30,6 +29,7 @@ from sim import voice
 from sim.carrier import SimCarrier
 from sim.twilio_rest import FakeTwilioRest, LoopbackServer
 from sim.world import World
+from telephony.twilio_rest import TwilioTelephony
 
 ACCOUNT = "AC" + "ca77" * 8
 TOKEN = "sim-carrier-twilio-token"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from media.deepgram_ear import (
+from media.providers.deepgram_ear import (
     CalleeTranscript,
     DeepgramConfig,
     DeepgramEar,

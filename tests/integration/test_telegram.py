@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 from pydantic import SecretStr
 
-from core.telegram import TelegramAnswer, TelegramBot, TelegramError
+from core.adapters.telegram import TelegramAnswer, TelegramBot, TelegramError
 from tests.fakes.telegram import BOT_TOKEN, FakeTelegram
 
 CHAT = 1001

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 from starlette.applications import Starlette
 
-from core import telephony
-from core.twilio_telephony import TwilioTelephony
-from media import twilio_webhooks
+from media.twilio import webhooks as twilio_webhooks
+from telephony import port as telephony
+from telephony.twilio_rest import TwilioTelephony
 from tests.fakes.telephony import FakeTelephony
 from tests.fakes.twilio_rest import SILENT_MP3_FRAME, FakeTwilioRest, LoopbackServer
 

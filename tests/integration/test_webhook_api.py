@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from core import api_keys
-from core.server import Core
+from core.app import api_keys
+from core.main import Core
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ async def test_clear_removes_url_and_secret(
 
 
 async def test_allow_list_setting_admits_loopback() -> None:
-    from core import webhook_urls
+    from core.adapters import webhook_urls
 
     assert await webhook_urls.check("https://127.0.0.1:9443/h", ["127.0.0.0/8"]) == (
         "https://127.0.0.1:9443/h"

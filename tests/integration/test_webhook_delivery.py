@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from core import webhook_delivery, webhook_urls
-from core.webhook_delivery import WebhookDelivery
+from core.adapters import webhook_delivery, webhook_urls
+from core.adapters.webhook_delivery import WebhookDelivery
 from tests.fakes.webhook_receiver import SECRET, FakeWebhookReceiver, Step
 
 LOOPBACK = ["127.0.0.1"]
@@ -240,7 +240,7 @@ async def test_secret_body_and_url_path_stay_out_of_logs(
 
     assert result.delivered and result.attempts == 2
     loggers = {r.name for r in caplog.records}
-    assert {"core.webhook_delivery", "httpx"} <= loggers  # the logs we check do exist
+    assert {"core.adapters.webhook_delivery", "httpx"} <= loggers  # the logs we check do exist
     for record in caplog.records:
         rendered = record.getMessage() + repr(record.__dict__)
         for forbidden in (SECRET, "Privateperson", "url-credential-xyz", "/hook"):

@@ -1,4 +1,4 @@
-"""media.audio: G.711 against the spec, resampler quality and chunk independence, framing."""
+"""media.codec.audio: G.711 against the spec, resampler quality and chunk independence, framing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from media import audio
+from media.codec import audio
 
 # --- G.711 μ-law -------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ import pytest
 import typer
 from rich.console import Console
 
-from gateway import client_cli
-from gateway.client_view import CallView, LogLine, Question, SseParser
+from cli import client as client_cli
+from cli.view import CallView, LogLine, Question, SseParser
 
 
 def feed(parser: SseParser, text: str) -> list[dict[str, Any]]:

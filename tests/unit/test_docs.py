@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-from core.errors import REASONS
+from core.domain.errors import REASONS
 
 DOCS = pathlib.Path(__file__).resolve().parents[2] / "docs"
 

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from media.agent_prompt import (
+from media.providers.agent_prompt import (
     DEFAULT_DISCLOSURES,
     build_system_instruction,
     customer_answer_text,

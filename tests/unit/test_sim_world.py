@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from media.audio import Upsampler8to16, pcm16_to_ulaw, ulaw_to_pcm16
+from media.codec.audio import Upsampler8to16, pcm16_to_ulaw, ulaw_to_pcm16
 from sim import voice
 from sim.carrier import parse_twiml, recording_words
 from sim.deepgram_server import ListenSession

@@ -17,8 +17,9 @@ import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from core import calls, errors, skill_catalog, skills
-from core.errors import CallagentError
+from core.app import calls
+from core.domain import errors, skill_catalog, skills
+from core.domain.errors import CallagentError
 
 SKILL_IDS = [
     "restaurant_booking",
@@ -325,7 +326,7 @@ def test_manifest_bytes_are_canonical_and_identical_across_registries() -> None:
 
 def test_manifest_bytes_are_identical_in_another_process() -> None:
     script = (
-        "import hashlib; from core import skills; r = skills.Registry(); "
+        "import hashlib; from core.domain import skills; r = skills.Registry(); "
         "print(' '.join(hashlib.sha256(r.manifest_json(s.skill_id)).hexdigest() "
         "for s in r.list()))"
     )

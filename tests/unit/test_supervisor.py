@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.supervisor import (
+from media.call.supervisor import (
     Action,
     Decision,
     Kind,

@@ -1,4 +1,4 @@
-"""media.twilio_codec: Twilio's documented messages in, ready-to-send messages out, both sides."""
+"""The Twilio codec: documented messages in, ready-to-send messages out, both sides."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import dataclasses
 import orjson
 import pytest
 
-from media import twilio_codec as tc
+from media.codec import twilio_codec as tc
 
 SID = "MZ18ad3ab5a668481ce02b83e7395059f0"
 CALL = "CA0123456789abcdef0123456789abcdef"

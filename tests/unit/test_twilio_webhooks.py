@@ -14,8 +14,8 @@ import pytest
 from starlette.datastructures import MultiDict
 from twilio.request_validator import RequestValidator
 
-from media import twilio_webhooks
-from media.twilio_webhooks import TelephonyEvent
+from media.twilio import webhooks as twilio_webhooks
+from media.twilio.webhooks import TelephonyEvent
 
 TOKEN = "unit-test-auth-token"
 PUBLIC = "https://media.example.test"

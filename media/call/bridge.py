@@ -1,0 +1,531 @@
+"""One live call: the Twilio Media Stream ⇄ Gemini Live, Deepgram listening in, core informed.
+
+A `CallBridge` is created when a call's first media stream starts and lives until the call is
+over, across stream replacements (DTMF re-opens the stream). Its stages run in one
+`asyncio.TaskGroup`, so any stage failing tears the whole call down cleanly:
+
+    Twilio media ─► InboundAudio (8k -> 16k, bounded) ─► GeminiLiveSession.send_audio
+                └─► DeepgramEar.push (μ-law as is) ─► transcripts, Supervisor rules
+    GeminiLiveSession.events() ─► Playout (24k -> 8k μ-law, paced, marks, clear) ─► Twilio
+                               └─► ToolRelay (ask_user, end_call, send_dtmf, report_signal)
+    CoreLink.commands() ─► answers to ask_user, hang-up
+
+Ending is one path whatever the cause (`media.call.ending`): outcome to core first, then the
+goodbye heard (bounded), then the hang-up. A DTMF press replaces the stream: the registry hands
+the new stream of the same call id to `attach_stream()`, and the conversation, the core session
+and the queued audio carry on; if no stream returns within `reattach_timeout_sec`, the call
+fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import logging
+import time
+import warnings
+from collections.abc import Coroutine
+from typing import Any, Literal
+
+from google import genai
+
+from media.call import core_link
+from media.call.ending import CallEnding
+from media.call.playout import Playout, StreamLeg
+from media.call.supervisor import Action, Decision, Supervisor, SupervisorSettings
+from media.call.tools import ToolRelay
+from media.codec import audio
+from media.providers import agent_prompt
+from media.providers.deepgram_ear import CalleeTranscript, DeepgramEar, EarLost
+from media.providers.gemini_live import (
+    AudioOut,
+    GeminiLiveError,
+    GeminiLiveSession,
+    InputTranscript,
+    Interrupted,
+    OutputTranscript,
+    Resumed,
+    SessionLost,
+    ToolCall,
+    ToolCallCancelled,
+    TurnComplete,
+)
+from media.settings import MediaSettings
+from telephony import port as telephony
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import audioop
+
+logger = logging.getLogger(__name__)
+
+_DEEPGRAM_LANGUAGES = {"ru": "ru", "en": "en-US"}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BridgeDeps:
+    """What every call of a media process shares."""
+
+    settings: MediaSettings
+    core_links: core_link.CoreLinkFactory
+    phone: telephony.Telephony
+    gemini_client: genai.Client | None
+    pod: str
+
+
+class _CallOver(Exception):
+    """Raised in the call's task group once the call is over, to stop every stage."""
+
+
+class InboundAudio:
+    """Caller audio for Gemini: PCM16 8 kHz -> 16 kHz, sent from the Twilio reader's task.
+
+    Sending inline saves a task switch per 20 ms frame, the largest scheduling cost of a call.
+    Until the model session is up (`start()`), only the newest `max_frames` are kept, and
+    that backlog goes out as one chunk with the first live frame.
+    """
+
+    def __init__(self, max_frames: int = 50) -> None:
+        self._up = audio.Upsampler8to16()
+        self._backlog: collections.deque[bytes] = collections.deque()
+        self._max = max_frames
+        self._live: GeminiLiveSession | None = None
+        self.dropped_frames = 0
+
+    def start(self, live: GeminiLiveSession) -> None:
+        self._live = live
+
+    async def push(self, pcm8k: bytes) -> None:
+        chunk = self._up.process(pcm8k)
+        if self._live is None:
+            self._backlog.append(chunk)
+            if len(self._backlog) > self._max:
+                self._backlog.popleft()
+                self.dropped_frames += 1
+            return
+        if self._backlog:
+            self._backlog.append(chunk)
+            chunk = b"".join(self._backlog)
+            self._backlog.clear()
+        await self._live.send_audio(chunk)
+
+
+class CallBridge:
+    """The pipeline of one call; `run()` until the call is over (see the module docstring)."""
+
+    CLOCK_TICK_S = 0.25
+    VOICE_RMS = 300  # PCM16 level above which a caller frame counts as someone talking
+
+    def __init__(self, deps: BridgeDeps, call_id: str, call_sid: str, leg: StreamLeg) -> None:
+        self.call_id = call_id
+        self.call_sid = call_sid
+        self._deps = deps
+        self._s = deps.settings
+        self._stream_sid = leg.stream_sid
+        self._leg: StreamLeg | None = leg
+        self._log = {"call_id": call_id, "call_sid": call_sid}
+        self._t0 = time.monotonic()
+        self._last_voice = self._t0  # someone audible (caller energy or model audio)
+        self._last_words = self._t0  # someone said words (for the supervisor's hold rule)
+        self._playout = Playout(self._s.outbound_lead_ms)
+        self._playout.attach(leg)
+        self._inbound = InboundAudio()
+        self._supervisor = Supervisor(
+            SupervisorSettings(
+                voicemail_action=Action(self._s.voicemail_action),
+                hold_give_up_s=self._s.hold_give_up_sec,
+            )
+        )
+        self._link: core_link.CoreLink | None = None
+        self._live: GeminiLiveSession | None = None
+        self._ear: DeepgramEar | None = None
+        self._tools: ToolRelay | None = None
+        self._tg: asyncio.TaskGroup | None = None
+        self._model_quiet = asyncio.Event()
+        self._model_quiet.set()
+        self._turn_started = 0.0  # monotonic time of the current model turn's first audio
+        self._ending = CallEnding(
+            deps.phone,
+            call_sid,
+            self._playout,
+            self._model_quiet,
+            goodbye_timeout_s=self._s.goodbye_timeout_sec,
+            log_extra=self._log,
+        )
+        self._wrap_up: core_link.Outcome | None = None
+        self._wrap_up_at = 0.0
+        self._expect_stream = False
+        self._degraded = False
+        self._pending_amd: list[str] = []
+        self._agent_text: list[str] = []
+        self._agent_at = 0
+        self._callee_text: list[str] = []
+        self._callee_at = 0
+        self.resumes = 0
+        self.done = False
+
+    @property
+    def playout(self) -> Playout:
+        return self._playout
+
+    @property
+    def inbound(self) -> InboundAudio:
+        return self._inbound
+
+    # ---- the Twilio side (called by the stream endpoint) --------------------------------------
+
+    def attach_stream(self, leg: StreamLeg) -> None:
+        """A new stream of this call started (after DTMF): continue on it."""
+        logger.info("media stream re-attached", extra={**self._log, "stream_sid": leg.stream_sid})
+        self._leg = leg
+        self._expect_stream = False
+        self._playout.attach(leg)
+
+    async def on_media(self, mulaw: bytes) -> None:
+        if self._ear is not None:
+            self._ear.push(mulaw)
+        pcm8k = audio.ulaw_to_pcm16(mulaw)
+        if audioop.rms(pcm8k, 2) >= self.VOICE_RMS:
+            self._last_voice = time.monotonic()
+        await self._inbound.push(pcm8k)
+
+    def on_mark(self, name: str) -> None:
+        self._playout.on_mark_echo(name)
+
+    def stream_ended(self, leg: StreamLeg) -> None:
+        """The stream `leg` stopped or its socket closed."""
+        if leg is not self._leg or self.done:
+            return
+        self._leg = None
+        self._playout.detach(leg)
+        if self._expect_stream:
+            self._spawn(self._await_stream())
+            return
+        gone = core_link.Outcome("failed", "The other side hung up before the task was resolved.")
+        self._end(gone, goodbye=False, hang_up=False, reason="stream stopped")
+
+    def on_amd(self, answered_by: str) -> None:
+        """Twilio's async answering-machine detection result for this call."""
+        if self._tg is None:
+            self._pending_amd.append(answered_by)
+        else:
+            self._apply(self._supervisor.on_amd(answered_by, self._clock()))
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._run()
+        except Exception:
+            logger.exception("call bridge failed", extra=self._log)
+            self._ending.report(core_link.Outcome("failed", "The call's media pipeline failed."))
+            await self._ending.hang_up()
+        finally:
+            self.done = True
+            leg, self._leg = self._leg, None
+            if leg is not None:
+                await leg.close()
+            if self._link is not None:
+                await self._link.aclose()
+
+    async def _run(self) -> None:
+        self._link = link = self._deps.core_links()
+        self._ending.link = link
+        pod = self._deps.pod
+        try:
+            task = await link.attach(self.call_id, self.call_sid, self._stream_sid, pod)
+        except core_link.CoreLinkError as exc:
+            logger.warning("core refused the call: %s", exc, extra=self._log)
+            await self._ending.hang_up()
+            return
+        self._live = live = self._new_live(task)
+        try:
+            await live.start()
+        except GeminiLiveError as exc:
+            logger.error("gemini live unavailable: %s", exc, extra=self._log)
+            self._ending.report(
+                core_link.Outcome("failed", "The voice model could not be reached.")
+            )
+            await self._ending.hang_up()
+            return
+        self._ear = self._new_ear(task)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                self._tg = tg
+                self._ending.spawn = self._spawn
+                self._tools = ToolRelay(
+                    live,
+                    link,
+                    self._deps.phone,
+                    self._spawn,
+                    call_id=self.call_id,
+                    call_sid=self.call_sid,
+                    ask_timeout_s=self._s.ask_user_timeout_sec,
+                    on_end_call=lambda outcome: self._end(outcome, goodbye=True, reason="end_call"),
+                    on_dtmf=self._dtmf_sent,
+                )
+                tg.create_task(self._playout.run(), name="playout")
+                self._inbound.start(live)
+                tg.create_task(self._model_events(live), name="model-events")
+                tg.create_task(self._core_commands(link), name="core-commands")
+                tg.create_task(self._tick(), name="call-clock")
+                if self._ear is not None:
+                    self._ear.start()
+                    tg.create_task(self._ear_events(self._ear), name="ear-events")
+                else:
+                    self._apply(self._supervisor.on_ear_lost("not configured", self._clock()))
+                for answered_by in self._pending_amd:
+                    self._apply(self._supervisor.on_amd(answered_by, self._clock()))
+                if self._leg is None and not self._expect_stream:
+                    self._end(None, goodbye=False, hang_up=False, reason="stream stopped")
+                elif self._wrap_up is None and not self._ending.started:
+                    await self._say(agent_prompt.greeting_cue())
+                await self._ending.over.wait()
+                raise _CallOver
+        except* _CallOver:
+            pass
+        finally:
+            self._tg = None
+            self._ending.spawn = None
+            await live.aclose()
+            if self._ear is not None:
+                await self._ear.aclose()
+
+    def _new_live(self, task: core_link.CallTask) -> GeminiLiveSession:
+        s = self._s
+        key = s.gemini_api_key.get_secret_value() if s.gemini_api_key else ""
+        instruction = agent_prompt.build_system_instruction(
+            task.brief, task.language, task.kind, task.parsed_slots, s.disclosure(task.language)
+        )
+        return GeminiLiveSession(
+            key,
+            model=s.gemini_model,
+            base_url=s.gemini_base_url,
+            ssl_context=s.gemini_ssl_context(),
+            client=self._deps.gemini_client,
+            system_instruction=instruction,
+            voice=s.gemini_voice,
+            language_code=agent_prompt.speech_language_code(task.language),
+            resume_gap_budget_ms=s.resume_gap_budget_ms,
+            call_id=self.call_id,
+        )
+
+    def _new_ear(self, task: core_link.CallTask) -> DeepgramEar | None:
+        config = self._s.deepgram_config()
+        if config is None:
+            return None
+        language = _DEEPGRAM_LANGUAGES.get(task.language, "multi")
+        return DeepgramEar(config, language=language, call_id=self.call_id)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+        if self._tg is None:
+            coro.close()
+            return None
+        return self._tg.create_task(coro)
+
+    def _clock(self) -> float:
+        return time.monotonic() - self._t0
+
+    # ---- stages ----------------------------------------------------------------------------
+
+    async def _model_events(self, live: GeminiLiveSession) -> None:
+        playout = self._playout
+        async for event in live.events():
+            if type(event) is AudioOut:  # the hot path: ~25 chunks a second
+                if self._model_quiet.is_set():
+                    self._model_quiet.clear()
+                    self._turn_started = time.monotonic()
+                    self._flush_callee()
+                await playout.push_audio(event.pcm24k)
+                self._last_voice = self._last_words = time.monotonic()
+            elif isinstance(event, Interrupted):
+                dropped = await playout.barge_in()
+                self._model_quiet.set()
+                self._flush_agent()
+                logger.debug("barge-in", extra={**self._log, "frames_dropped": dropped})
+            elif isinstance(event, TurnComplete):
+                await playout.end_utterance()
+                self._flush_agent()
+                if not self._model_quiet.is_set():
+                    self._model_quiet.set()
+                    if self._wrap_up is not None and self._turn_started > self._wrap_up_at:
+                        self._end(self._wrap_up, goodbye=True, reason="wrap-up said")
+            elif isinstance(event, OutputTranscript):
+                self._collect(self._agent_text, event.text, "agent")
+                if event.finished:
+                    self._flush_agent()
+            elif isinstance(event, InputTranscript):
+                self._collect(self._callee_text, event.text, "callee")
+                if event.finished:
+                    self._flush_callee()
+            elif isinstance(event, ToolCall):
+                assert self._tools is not None
+                self._tools.handle(event)
+            elif isinstance(event, ToolCallCancelled):
+                assert self._tools is not None
+                self._tools.cancel(event.ids)
+            elif isinstance(event, Resumed):
+                self.resumes += 1
+                logger.info("gemini live resumed", extra={**self._log, "gap_ms": event.gap_ms})
+            elif isinstance(event, SessionLost):
+                lost = core_link.Outcome("failed", "The connection to the voice model was lost.")
+                self._end(lost, goodbye=False, reason="model session lost")
+                return
+
+    async def _ear_events(self, ear: DeepgramEar) -> None:
+        assert self._link is not None
+        async for event in ear.events():
+            if isinstance(event, CalleeTranscript) and event.is_final and event.text:
+                offset = round(event.start_s * 1000)
+                line = core_link.Transcript("callee", event.text, True, offset, "supervisor_stt")
+                self._link.send_transcript(line)
+                self._last_words = time.monotonic()
+                if not self._degraded:
+                    self._apply(self._supervisor.on_callee_final(event.text, self._clock()))
+            elif isinstance(event, EarLost):
+                self._apply(self._supervisor.on_ear_lost(event.reason, self._clock()))
+
+    async def _core_commands(self, link: core_link.CoreLink) -> None:
+        async for command in link.commands():
+            if isinstance(command, core_link.Answer):
+                assert self._tools is not None
+                self._tools.on_answer(command)
+            else:
+                self._end(None, goodbye=False, reason=f"core: {command.reason}")
+
+    async def _tick(self) -> None:
+        s = self._s
+        while True:
+            await asyncio.sleep(self.CLOCK_TICK_S)
+            now = time.monotonic()
+            if not self._playout.drained:
+                self._last_voice = now
+            self._apply(self._supervisor.on_silence(now - self._last_words, now - self._t0))
+            if self._ending.started:
+                continue
+            if self._wrap_up is not None:
+                waited = now - self._wrap_up_at
+                quiet = self._model_quiet.is_set()
+                if waited >= s.goodbye_timeout_sec and (
+                    quiet or waited >= 3 * s.goodbye_timeout_sec
+                ):
+                    self._end(self._wrap_up, goodbye=True, reason="wrap-up timed out")
+            elif now - self._t0 >= s.max_call_duration_sec:
+                self._start_wrap_up(
+                    agent_prompt.wrap_up_cue("max_duration"),
+                    core_link.Outcome("needs_follow_up", "The call reached its time limit."),
+                )
+            elif not self._supervisor.holding and now - self._last_voice >= s.silence_timeout_sec:
+                self._start_wrap_up(
+                    agent_prompt.wrap_up_cue("silence"),
+                    core_link.Outcome("failed", "Nobody spoke on the line."),
+                )
+
+    # ---- supervisor ------------------------------------------------------------------------
+
+    def _apply(self, decisions: list[Decision]) -> None:
+        for d in decisions:
+            logger.info(
+                "supervisor decision",
+                extra={**self._log, "kind": d.kind.value, "action": d.action.value},
+            )
+            if self._link is not None:
+                self._link.send_decision(
+                    core_link.DecisionReport(d.kind.value, d.reason, d.action.value)
+                )
+            self._act(d)
+
+    def _act(self, d: Decision) -> None:
+        if d.action is Action.LEAVE_MESSAGE:
+            self._spawn(self._barge_in())
+            self._start_wrap_up(
+                agent_prompt.voicemail_cue(self._s.voicemail_message),
+                core_link.Outcome("needs_follow_up", "Reached voicemail and left a message."),
+            )
+        elif d.action is Action.HANG_UP:
+            machine = core_link.Outcome("failed", "An answering machine answered; no message.")
+            self._end(machine, goodbye=False, reason="voicemail")
+        elif d.action is Action.IDENTIFY:
+            self._spawn(self._say(agent_prompt.screening_cue()))
+        elif d.action is Action.ALLOW_DTMF:
+            if self._tools is not None:
+                self._tools.dtmf_allowed = True
+            self._spawn(self._say(agent_prompt.ivr_cue(), turn_complete=False))
+        elif d.action is Action.WAIT:
+            self._spawn(self._say(agent_prompt.hold_cue(), turn_complete=False))
+        elif d.action is Action.GIVE_UP:
+            held = core_link.Outcome("needs_follow_up", "Gave up after waiting on hold.")
+            self._end(held, goodbye=False, reason="hold too long")
+        elif d.action is Action.END_NEEDS_FOLLOW_UP:
+            stuck = core_link.Outcome("needs_follow_up", "The agent kept repeating itself.")
+            self._end(stuck, goodbye=True, reason="agent repeating")
+        elif d.action is Action.DEGRADE:
+            self._degraded = True
+
+    # ---- ending ----------------------------------------------------------------------------
+
+    def _start_wrap_up(self, cue: str, fallback: core_link.Outcome) -> None:
+        """Ask the model to close the call; `fallback` is the outcome if it does not."""
+        if self._wrap_up is not None or self._ending.started:
+            return
+        self._wrap_up, self._wrap_up_at = fallback, time.monotonic()
+        self._spawn(self._say(cue))
+
+    def _end(
+        self,
+        outcome: core_link.Outcome | None,
+        *,
+        goodbye: bool,
+        reason: str,
+        hang_up: bool = True,
+    ) -> None:
+        self._ending.end(outcome, goodbye=goodbye, reason=reason, hang_up=hang_up)
+
+    def _dtmf_sent(self, sent: bool) -> None:
+        self._expect_stream = sent
+
+    async def _await_stream(self) -> None:
+        await asyncio.sleep(self._s.reattach_timeout_sec)
+        if self._leg is None:
+            lost = core_link.Outcome("failed", "The media stream did not resume after DTMF.")
+            self._end(lost, goodbye=False, reason="stream not resumed")
+
+    # ---- helpers ---------------------------------------------------------------------------
+
+    async def _barge_in(self) -> None:
+        await self._playout.barge_in()
+
+    async def _say(self, text: str, *, turn_complete: bool = True) -> None:
+        if self._live is not None:
+            with contextlib.suppress(GeminiLiveError):
+                await self._live.send_text(text, turn_complete=turn_complete)
+
+    def _collect(self, into: list[str], text: str, who: Literal["agent", "callee"]) -> None:
+        if not into:
+            offset = round(self._clock() * 1000)
+            if who == "agent":
+                self._agent_at = offset
+            else:
+                self._callee_at = offset
+        into.append(text)
+
+    def _flush_agent(self) -> None:
+        text = "".join(self._agent_text).strip()
+        self._agent_text.clear()
+        if text and self._link is not None:
+            line = core_link.Transcript("agent", text, True, self._agent_at, "gemini")
+            self._link.send_transcript(line)
+            self._apply(self._supervisor.on_agent_utterance(text, self._clock()))
+
+    def _flush_callee(self) -> None:
+        text = "".join(self._callee_text).strip()
+        self._callee_text.clear()
+        if text and self._link is not None:
+            self._link.send_transcript(
+                core_link.Transcript("callee", text, True, self._callee_at, "gemini")
+            )
+            self._last_words = time.monotonic()
+            if self._degraded:
+                self._apply(self._supervisor.on_callee_final(text, self._clock()))

@@ -1,0 +1,232 @@
+"""The `/twilio/stream` websocket: Twilio's Media Streams in, per-call bridges out.
+
+The upgrade request must carry an `X-Twilio-Signature` that Twilio computed over the exact
+`wss://` URL it connected to (rebuilt from `public_base_url`, because a proxy changes the Host
+and scheme we see); anything else is refused with 403 before the socket opens. Then Twilio
+sends `connected` and `start`, whose `customParameters.call_id` names our call.
+
+A call can have several streams in a row: pressing keys (DTMF) replaces the call's TwiML with
+`<Play digits/>` followed by a fresh `<Connect><Stream>` carrying the same `call_id`, so the
+old stream sends `stop` and a new one starts seconds later. The per-process `BridgeRegistry`
+therefore keys bridges by call id and re-attaches a new stream to the live bridge instead of
+starting a second conversation; the bridge itself is owned by the registry, not by the socket
+handler, so it survives the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import urllib.parse
+
+from starlette.types import Message, Receive, Scope, Send
+
+from media.call.bridge import BridgeDeps, CallBridge
+from media.codec import twilio_codec
+from media.twilio.webhooks import SIGNATURE_HEADER, signature_valid_for_websocket
+
+logger = logging.getLogger(__name__)
+
+STREAM_PATH = "/twilio/stream"
+_START_TIMEOUT_S = 10.0
+_AMD_KEEP_S = 120.0  # an AMD result may beat the stream's start; keep it this long
+
+
+def stream_url(public_base_url: str) -> str:
+    """The websocket URL Twilio connects to (and signs): http -> ws, https -> wss."""
+    parts = urllib.parse.urlsplit(public_base_url.rstrip("/"))
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path + STREAM_PATH, "", ""))
+
+
+class WebSocketLeg:
+    """One Twilio stream socket as the bridge's `StreamLeg`; send failures mark it closed."""
+
+    def __init__(self, send: Send, stream_sid: str) -> None:
+        self._send = send
+        self._stream_sid = stream_sid
+        self.closed = False
+
+    @property
+    def stream_sid(self) -> str:
+        return self._stream_sid
+
+    async def send(self, text: str) -> bool:
+        if self.closed:
+            return False
+        try:
+            await self._send({"type": "websocket.send", "text": text})
+        except (OSError, RuntimeError):  # uvicorn's ClientDisconnected is an OSError
+            self.closed = True
+            return False
+        return True
+
+    async def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            with contextlib.suppress(OSError, RuntimeError):
+                await self._send({"type": "websocket.close", "code": 1000})
+
+
+class BridgeRegistry:
+    """The live calls of this media process, by call id; owns every bridge's task."""
+
+    def __init__(self, deps: BridgeDeps | None = None) -> None:
+        self._deps = deps
+        self._bridges: dict[str, CallBridge] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._amd: dict[str, tuple[str, float]] = {}
+        self._closed = False
+
+    @property
+    def bridges(self) -> dict[str, CallBridge]:
+        return self._bridges
+
+    def bind(self, deps: BridgeDeps) -> None:
+        """Provide the shared dependencies (built in the app's lifespan, after routing)."""
+        self._deps = deps
+
+    def open_stream(self, start: twilio_codec.Start, leg: WebSocketLeg) -> CallBridge | None:
+        """Attach a started stream to its call's bridge, creating the bridge if needed."""
+        call_id = start.custom_parameters.get("call_id", "")
+        if not call_id or self._closed or self._deps is None:
+            return None
+        bridge = self._bridges.get(call_id)
+        if bridge is not None and not bridge.done:
+            bridge.attach_stream(leg)
+            return bridge
+        bridge = CallBridge(self._deps, call_id, start.call_sid, leg)
+        self._bridges[call_id] = bridge
+        amd = self._amd.pop(start.call_sid, None)
+        if amd is not None:
+            bridge.on_amd(amd[0])
+        task = asyncio.create_task(self._run(bridge), name=f"call-{call_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return bridge
+
+    def on_amd(self, call_sid: str, answered_by: str) -> None:
+        """Twilio's async AMD result: to the local bridge now, or kept for its stream."""
+        for bridge in self._bridges.values():
+            if bridge.call_sid == call_sid and not bridge.done:
+                bridge.on_amd(answered_by)
+                return
+        now = time.monotonic()
+        self._amd = {sid: v for sid, v in self._amd.items() if now - v[1] < _AMD_KEEP_S}
+        self._amd[call_sid] = (answered_by, now)
+
+    async def _run(self, bridge: CallBridge) -> None:
+        try:
+            await bridge.run()
+        finally:
+            if self._bridges.get(bridge.call_id) is bridge:
+                del self._bridges[bridge.call_id]
+
+    async def aclose(self) -> None:
+        """Stop every call (process shutdown): their sockets close, Twilio ends the calls."""
+        self._closed = True
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class StreamEndpoint:
+    """The `/twilio/stream` ASGI app.
+
+    A raw ASGI handler rather than a Starlette `WebSocketRoute`: it is the hottest path of
+    the process (~100 messages a second per call) and Starlette's per-message wrappers
+    (middleware `send` wrappers, the `WebSocket` state machine) measurably cost CPU there.
+    `media.server` dispatches to it ahead of the Starlette app.
+    """
+
+    def __init__(self, auth_token: str, public_base_url: str, registry: BridgeRegistry) -> None:
+        self._auth_token = auth_token
+        self._signed_url = stream_url(public_base_url)
+        self._registry = registry
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket" or (await receive())["type"] != "websocket.connect":
+            return
+        raw_query = scope.get("query_string", b"").decode("latin-1")
+        url = self._signed_url + (f"?{raw_query}" if raw_query else "")
+        if not signature_valid_for_websocket(self._auth_token, url, _header(scope)):
+            logger.warning("media stream upgrade with invalid signature")
+            await send({"type": "websocket.close", "code": 1008})  # HTTP 403 before accept
+            return
+        await send({"type": "websocket.accept"})
+        leg: WebSocketLeg | None = None
+        bridge: CallBridge | None = None
+        try:
+            start = await _read_start(receive)
+            if start is None:
+                return
+            leg = WebSocketLeg(send, start.stream_sid)
+            bridge = self._registry.open_stream(start, leg)
+            if bridge is None:
+                logger.warning("media stream for no known call", extra={"call_sid": start.call_sid})
+                return
+            await _pump(receive, bridge)
+        finally:
+            if bridge is not None and leg is not None:
+                bridge.stream_ended(leg)
+            await (leg or WebSocketLeg(send, "")).close()
+
+
+def _header(scope: Scope) -> str | None:
+    wanted = SIGNATURE_HEADER.lower().encode("latin-1")
+    for name, value in scope.get("headers", ()):
+        if name == wanted:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _payload(message: Message) -> str | bytes:
+    text = message.get("text")
+    return text if text is not None else message.get("bytes") or b""
+
+
+async def _read_start(receive: Receive) -> twilio_codec.Start | None:
+    """Skip `connected`; return the `start` (None if the stream never starts properly)."""
+    try:
+        async with asyncio.timeout(_START_TIMEOUT_S):
+            while True:
+                message = await receive()
+                if message["type"] != "websocket.receive":
+                    return None
+                event = twilio_codec.parse(_payload(message))
+                if isinstance(event, twilio_codec.Start):
+                    return event
+                if not isinstance(event, twilio_codec.Connected):
+                    logger.warning("media stream sent %s before start", type(event).__name__)
+                    return None
+    except (TimeoutError, twilio_codec.CodecError):
+        logger.warning("media stream did not start")
+        return None
+
+
+async def _pump(receive: Receive, bridge: CallBridge) -> None:
+    """Feed Twilio's events to the bridge until `stop` or the socket closes."""
+    parse = twilio_codec.parse
+    media_type = twilio_codec.Media  # local aliases on the per-frame path
+    while True:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return
+        try:
+            event = parse(_payload(message))
+        except twilio_codec.CodecError:
+            logger.warning("malformed media stream message", extra={"call_id": bridge.call_id})
+            continue
+        if type(event) is media_type:
+            await bridge.on_media(event.payload)
+        elif isinstance(event, twilio_codec.Mark):
+            bridge.on_mark(event.name)
+        elif isinstance(event, twilio_codec.Stop):
+            return
+        elif isinstance(event, twilio_codec.Dtmf):
+            logger.info("callee pressed a key", extra={"call_id": bridge.call_id})
