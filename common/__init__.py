@@ -1,0 +1,1 @@
+"""What every callagent process shares and nothing else: no project imports, stdlib only."""

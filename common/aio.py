@@ -1,0 +1,35 @@
+"""Async helpers every process needs: cancelling a task we own without eating our own cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[object] | asyncio.Future[object] | None) -> None:
+    """Cancel the tasks we own and wait until they have finished.
+
+    The `CancelledError` a cancelled task ends with is swallowed, but only while the task
+    running this helper has not itself been cancelled meanwhile (`Task.cancelling()` did not
+    rise): a fresh cancellation of the caller always propagates (pipecat's `cancel_task`).
+    Any other exception a task ended with is not raised here: its owner reports it.
+    """
+    await cancel_all_and_wait(tasks)
+
+
+async def cancel_all_and_wait(
+    tasks: Iterable[asyncio.Task[object] | asyncio.Future[object] | None],
+) -> None:
+    """`cancel_and_wait` for a collection (the owner's set of background tasks)."""
+    pending = [task for task in tasks if task is not None and not task.done()]
+    for task in pending:
+        task.cancel()
+    if not pending:
+        return
+    current = asyncio.current_task()
+    before = current.cancelling() if current is not None else 0
+    try:
+        await asyncio.wait(pending)
+    except asyncio.CancelledError:
+        if current is not None and current.cancelling() > before:
+            raise
