@@ -7,7 +7,7 @@ PROTOS := $(wildcard proto/callagent/v1/*.proto)
 BUF := .tools/node_modules/.bin/buf
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install gen lint test run bench clean
+.PHONY: help install gen lint test test-unit run bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -26,14 +26,18 @@ gen: $(STAMP)  ## regenerate gen/ from proto/ (commit the result)
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .tools @bufbuild/buf@1
 
-lint: $(STAMP) $(BUF)  ## buf lint, ruff, mypy
+lint: $(STAMP) $(BUF)  ## buf lint, ruff, mypy, import contracts
 	$(BUF) lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: $(STAMP)  ## run the whole test suite (embedded PostgreSQL unless DATABASE_URL is set)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP)  ## only the pure unit tests: no database, no sockets (seconds)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 run: $(STAMP)  ## run the whole stack: embedded PostgreSQL, core, gateway
 	$(BIN)/python -m dev.stack
