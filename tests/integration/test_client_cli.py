@@ -23,7 +23,13 @@ from core import main as server
 from core.app import api_keys, events
 from core.app.calls import Change
 from gateway.app import create_app
-from tests.conftest import eventually, make_settings, new_customer, serve_asgi
+from tests.conftest import (
+    eventually,
+    make_gateway_settings,
+    make_settings,
+    new_customer,
+    serve_asgi,
+)
 from tests.fakes.telephony import FakeTelephony
 from tests.integration.test_ask_user import ask, session
 
@@ -35,6 +41,11 @@ BRIEF = "Table for 2 tomorrow at 19:00 under Anna"
 @pytest.fixture
 def settings() -> Any:
     return make_settings(**FAST)
+
+
+@pytest.fixture
+def gateway_overrides() -> dict[str, Any]:
+    return {"sse_heartbeat_sec": FAST["sse_heartbeat_sec"]}
 
 
 class Cli:
@@ -276,7 +287,7 @@ async def test_api_errors_exit_non_zero_with_the_message(
 async def test_queued_call_is_followed_from_its_position(db_dsn: str) -> None:
     settings = make_settings(call_queue_enabled=True, drainer_poll_sec=0.05, **FAST)
     core = await server.start(settings, dsn=db_dsn, port=0, telephony=FakeTelephony())
-    gw = settings.model_copy(update={"core_grpc_target": f"127.0.0.1:{core.port}"})
+    gw = make_gateway_settings(core.port, sse_heartbeat_sec=FAST["sse_heartbeat_sec"])
     try:
         async with serve_asgi(create_app(gw)) as url:
             customer = await new_customer(core.pool)
