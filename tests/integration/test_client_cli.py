@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 import os
-import pathlib
-import sys
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +16,7 @@ import httpx
 import pytest
 from callagent.v1 import media_pb2
 
-from cli import client as client_cli
+from cli.api import Api
 from core import main as server
 from core.app import api_keys, events
 from core.app.calls import Change
@@ -32,8 +30,8 @@ from tests.conftest import (
 )
 from tests.fakes.telephony import FakeTelephony
 from tests.integration.test_ask_user import ask, session
+from tests.integration.test_cli import CLI, tree_env
 
-CLI = str(pathlib.Path(sys.executable).parent / "callagent")
 FAST = {"events_close_after_outcome_sec": 0.3, "sse_heartbeat_sec": 0.2}
 BRIEF = "Table for 2 tomorrow at 19:00 under Anna"
 
@@ -62,9 +60,9 @@ class Cli:
         if key is not None:
             env["CALLAGENT_API_KEY"] = key
         proc = await asyncio.create_subprocess_exec(
-            CLI,
+            *CLI,
             *args,
-            env=env,
+            env=tree_env(env),
             stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -373,7 +371,7 @@ async def test_event_stream_resumes_after_a_drop_without_loss_or_repeats(
         CuttableProxy(gateway_url) as proxy,
         httpx.AsyncClient(base_url=proxy.url, headers={"X-API-Key": customer.api_key}) as http,
     ):
-        api = client_cli.Api(http)
+        api = Api(http)
 
         async def follow() -> None:
             async for event in api.events(call_id):
