@@ -1,4 +1,5 @@
-"""The `callagent` command: operator tasks against the same database `make run` uses.
+"""The operator commands of `callagent` (keys, maintenance, telegram-link): tasks run
+against the same database `make run` uses. `cli.main` adds them to the console script.
 
 Admin commands talk to PostgreSQL directly through core's own modules (so they work
 whether or not core is running); with no DATABASE_URL they reuse the embedded server
@@ -16,20 +17,18 @@ from typing import Annotated, Any, TypeVar
 import asyncpg
 import typer
 
-from cli import client as client_cli
 from core.app import api_keys, maintenance
 from core.domain.errors import CallagentError
 from core.settings import Settings, get_settings
 from core.store import database, migrations
 
-app = typer.Typer(help="callagent operator and client commands.", no_args_is_help=True)
+app = typer.Typer(help="callagent operator commands.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 maintenance_app = typer.Typer(
     help="The maintenance window that gates new calls.", no_args_is_help=True
 )
 app.add_typer(keys_app, name="keys")
 app.add_typer(maintenance_app, name="maintenance")
-client_cli.register(app)  # the API client commands: call, calls, bookings
 
 T = TypeVar("T")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Header
+from fastapi import Depends, Header
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -21,3 +21,6 @@ def credentials(
     if x_api_key is not None:
         out.append(("x-api-key", x_api_key))
     return tuple(out)
+
+
+Creds = Annotated[Metadata, Depends(credentials)]

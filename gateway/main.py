@@ -6,8 +6,8 @@ import logging
 
 import uvicorn
 
-from core.settings import get_settings
 from gateway.app import create_app
+from gateway.settings import get_settings
 
 
 def main() -> None:

@@ -1,11 +1,14 @@
 """Regenerate the Python stubs in gen/ from proto/ with grpcio-tools and mypy-protobuf.
 
-`make gen` runs this; tests/integration/test_stubs.py runs `generate()` into a temp
-directory and fails when the committed stubs differ (stale).
+`make gen` runs this; tests/unit/test_stubs.py runs `generate()` into a temp
+directory and fails when the committed stubs differ (stale). Only callagent/v1 is
+generated: proto/google/api/ (vendored for the `google.api.http` REST mappings) is an
+import path only, its Python comes from the googleapis-common-protos package.
 """
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import sys
@@ -35,8 +38,6 @@ def generate(out_dir: pathlib.Path) -> None:
         f"--mypy_grpc_out={out_dir}",
         *protos,
     ]
-    import os
-
     cwd = os.getcwd()
     os.chdir(PROTO_DIR)
     try:

@@ -29,6 +29,8 @@ from core import main as server
 from core.app import api_keys
 from core.settings import Settings
 from core.store import database, migrations
+from gateway.app import create_app as create_gateway
+from gateway.settings import GatewaySettings
 from tests.fakes.telephony import FakeTelephony
 
 TEMPLATE = f"callagent_tpl_{os.getpid()}"
@@ -151,12 +153,22 @@ async def serve_asgi(app: Any, port: int | None = None) -> AsyncIterator[str]:
         await task
 
 
-@pytest.fixture
-async def gateway_url(core: server.Core, settings: Settings) -> AsyncIterator[str]:
-    from gateway.app import create_app
+def make_gateway_settings(core_port: int, **overrides: Any) -> GatewaySettings:
+    """The gateway's own settings, pointed at a core on this loopback port."""
+    return GatewaySettings(core_grpc_target=f"127.0.0.1:{core_port}", **overrides)
 
-    gw_settings = settings.model_copy(update={"core_grpc_target": f"127.0.0.1:{core.port}"})
-    async with serve_asgi(create_app(gw_settings)) as url:
+
+@pytest.fixture
+def gateway_overrides() -> dict[str, Any]:
+    """GatewaySettings fields for the `gateway_url` gateway; modules override it (e.g. a
+    faster SSE heartbeat)."""
+    return {}
+
+
+@pytest.fixture
+async def gateway_url(core: server.Core, gateway_overrides: dict[str, Any]) -> AsyncIterator[str]:
+    gw_settings = make_gateway_settings(core.port, **gateway_overrides)
+    async with serve_asgi(create_gateway(gw_settings)) as url:
         yield url
 
 
@@ -191,10 +203,8 @@ async def fronted_core(db_dsn: str) -> AsyncIterator[server.Core]:
 
 @pytest.fixture
 async def fronted_http(fronted_core: server.Core) -> AsyncIterator[httpx.AsyncClient]:
-    from gateway.app import create_app
-
-    gw = make_settings(core_grpc_target=f"127.0.0.1:{fronted_core.port}")
-    async with serve_asgi(create_app(gw)) as url, httpx.AsyncClient(base_url=url) as client:
+    gw = make_gateway_settings(fronted_core.port)
+    async with serve_asgi(create_gateway(gw)) as url, httpx.AsyncClient(base_url=url) as client:
         yield client
 
 

@@ -17,7 +17,14 @@ from core import main as server
 from core.app import api_keys
 from core.app.calls import StartRequest
 from gateway.app import create_app
-from tests.conftest import INTERNAL_TOKEN, eventually, make_settings, new_customer, serve_asgi
+from tests.conftest import (
+    INTERNAL_TOKEN,
+    eventually,
+    make_gateway_settings,
+    make_settings,
+    new_customer,
+    serve_asgi,
+)
 from tests.fakes.telegram import BOT_TOKEN, FakeTelegram
 from tests.fakes.telephony import FakeTelephony
 from tests.fakes.webhook_receiver import FakeWebhookReceiver
@@ -196,7 +203,7 @@ async def test_answer_crosses_replicas(db_dsn: str) -> None:
     try:
         customer = await new_customer(a.pool)
         call_id = await start(a, customer, ask_user_mode="stream")
-        gw = make_settings(core_grpc_target=f"127.0.0.1:{b.port}")
+        gw = make_gateway_settings(b.port)
         async with (
             session(a, call_id) as media,
             serve_asgi(create_app(gw)) as url,
@@ -233,7 +240,7 @@ async def test_webhook_gets_signed_question_and_sync_answer(
             webhook_allowed_hosts=["127.0.0.1"], webhook_ca_file=ca, webhook_backoff_base_sec=0.01
         )
         core = await server.start(settings, dsn=db_dsn, port=0, telephony=FakeTelephony())
-        gw = settings.model_copy(update={"core_grpc_target": f"127.0.0.1:{core.port}"})
+        gw = make_gateway_settings(core.port)
         try:
             async with serve_asgi(create_app(gw)) as url, httpx.AsyncClient(base_url=url) as http:
                 customer = await new_customer(core.pool)

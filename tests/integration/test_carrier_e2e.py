@@ -15,7 +15,14 @@ from gateway.app import create_app as create_gateway
 from media.server import create_app as create_media
 from sim.carrier import SimCarrier
 from sim.twilio_rest import FakeTwilioRest
-from tests.conftest import eventually, free_port, make_settings, new_customer, serve_asgi
+from tests.conftest import (
+    eventually,
+    free_port,
+    make_gateway_settings,
+    make_settings,
+    new_customer,
+    serve_asgi,
+)
 
 BODY = {"target_phone": "+15550100", "brief": "Table for 2 tomorrow at 19:00 under Anna"}
 TOKEN = "e2e-twilio-auth-token"
@@ -38,7 +45,7 @@ async def world(db_dsn: str) -> AsyncIterator[dict[str, Any]]:
         try:
             async with (
                 serve_asgi(create_media(linked), port=media_port) as media_url,
-                serve_asgi(create_gateway(linked)) as gateway_url,
+                serve_asgi(create_gateway(make_gateway_settings(core.port))) as gateway_url,
                 httpx.AsyncClient(base_url=gateway_url) as http,
             ):
                 yield {"rest": rest, "core": core, "http": http, "media_url": media_url}

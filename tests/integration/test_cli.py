@@ -16,14 +16,26 @@ import pytest
 from core.app import api_keys
 from core.store import database, migrations
 
-CLI = str(pathlib.Path(sys.executable).parent / "callagent")
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+# `callagent` is cli.main:app; run as a module of this tree (not whichever one is installed)
+CLI = (sys.executable, "-m", "cli.main")
+
+
+def tree_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this tree (and its gen/ stubs) first on the subprocess's import path."""
+    paths = [str(ROOT), str(ROOT / "gen"), *filter(None, [env.get("PYTHONPATH")])]
+    return {**env, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 async def _cli(data_dir: pathlib.Path, *args: str) -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["CALLAGENT_DATA_DIR"] = str(data_dir)
     proc = await asyncio.create_subprocess_exec(
-        CLI, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *CLI,
+        *args,
+        env=tree_env(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()

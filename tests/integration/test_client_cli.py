@@ -8,8 +8,6 @@ import asyncio
 import contextlib
 import json
 import os
-import pathlib
-import sys
 import urllib.parse
 from collections.abc import Callable
 from typing import Any
@@ -18,16 +16,22 @@ import httpx
 import pytest
 from callagent.v1 import media_pb2
 
-from cli import client as client_cli
+from cli.api import Api
 from core import main as server
 from core.app import api_keys, events
 from core.app.calls import Change
 from gateway.app import create_app
-from tests.conftest import eventually, make_settings, new_customer, serve_asgi
+from tests.conftest import (
+    eventually,
+    make_gateway_settings,
+    make_settings,
+    new_customer,
+    serve_asgi,
+)
 from tests.fakes.telephony import FakeTelephony
 from tests.integration.test_ask_user import ask, session
+from tests.integration.test_cli import CLI, tree_env
 
-CLI = str(pathlib.Path(sys.executable).parent / "callagent")
 FAST = {"events_close_after_outcome_sec": 0.3, "sse_heartbeat_sec": 0.2}
 BRIEF = "Table for 2 tomorrow at 19:00 under Anna"
 
@@ -35,6 +39,11 @@ BRIEF = "Table for 2 tomorrow at 19:00 under Anna"
 @pytest.fixture
 def settings() -> Any:
     return make_settings(**FAST)
+
+
+@pytest.fixture
+def gateway_overrides() -> dict[str, Any]:
+    return {"sse_heartbeat_sec": FAST["sse_heartbeat_sec"]}
 
 
 class Cli:
@@ -51,9 +60,9 @@ class Cli:
         if key is not None:
             env["CALLAGENT_API_KEY"] = key
         proc = await asyncio.create_subprocess_exec(
-            CLI,
+            *CLI,
             *args,
-            env=env,
+            env=tree_env(env),
             stdin=asyncio.subprocess.DEVNULL if stdin is None else stdin,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -276,7 +285,7 @@ async def test_api_errors_exit_non_zero_with_the_message(
 async def test_queued_call_is_followed_from_its_position(db_dsn: str) -> None:
     settings = make_settings(call_queue_enabled=True, drainer_poll_sec=0.05, **FAST)
     core = await server.start(settings, dsn=db_dsn, port=0, telephony=FakeTelephony())
-    gw = settings.model_copy(update={"core_grpc_target": f"127.0.0.1:{core.port}"})
+    gw = make_gateway_settings(core.port, sse_heartbeat_sec=FAST["sse_heartbeat_sec"])
     try:
         async with serve_asgi(create_app(gw)) as url:
             customer = await new_customer(core.pool)
@@ -362,7 +371,7 @@ async def test_event_stream_resumes_after_a_drop_without_loss_or_repeats(
         CuttableProxy(gateway_url) as proxy,
         httpx.AsyncClient(base_url=proxy.url, headers={"X-API-Key": customer.api_key}) as http,
     ):
-        api = client_cli.Api(http)
+        api = Api(http)
 
         async def follow() -> None:
             async for event in api.events(call_id):

@@ -12,7 +12,13 @@ import pytest
 from core import main as server
 from core.app import api_keys, dial_queue
 from gateway.app import create_app
-from tests.conftest import eventually, make_settings, new_customer, serve_asgi
+from tests.conftest import (
+    eventually,
+    make_gateway_settings,
+    make_settings,
+    new_customer,
+    serve_asgi,
+)
 from tests.fakes.telephony import FakeTelephony
 
 BODY = {"target_phone": "+15550100", "brief": "Table for 2 tomorrow at 19:00 under Anna"}
@@ -34,7 +40,7 @@ async def qcore(
 
 @pytest.fixture
 async def qhttp(qcore: server.Core) -> AsyncIterator[httpx.AsyncClient]:
-    gw = make_settings(core_grpc_target=f"127.0.0.1:{qcore.port}")
+    gw = make_gateway_settings(qcore.port)
     async with serve_asgi(create_app(gw)) as url, httpx.AsyncClient(base_url=url) as client:
         yield client
 

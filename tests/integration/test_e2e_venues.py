@@ -30,7 +30,7 @@ from sim.gemini_live_server import FakeGeminiLive
 from sim.settings import ensure_tls_files
 from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
-from tests.conftest import free_port, make_settings, new_customer, serve_asgi
+from tests.conftest import free_port, make_gateway_settings, make_settings, new_customer, serve_asgi
 
 ACCOUNT = "AC" + "e2e1" * 8
 TOKEN = "e2e-venues-twilio-token"
@@ -99,7 +99,7 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
         try:
             async with (
                 serve_asgi(create_media(linked, media), port=media_port),
-                serve_asgi(create_gateway(linked)) as gateway_url,
+                serve_asgi(create_gateway(make_gateway_settings(core.port))) as gateway_url,
                 httpx.AsyncClient(base_url=gateway_url, timeout=30) as http,
             ):
                 customer = await new_customer(core.pool, quota=1_000_000)

@@ -14,7 +14,13 @@ from core import main as server
 from core.app import api_keys, events
 from core.app.calls import Change, StartRequest
 from gateway.app import create_app
-from tests.conftest import eventually, make_settings, new_customer, serve_asgi
+from tests.conftest import (
+    eventually,
+    make_gateway_settings,
+    make_settings,
+    new_customer,
+    serve_asgi,
+)
 from tests.fakes.telephony import FakeTelephony
 
 FAST = {
@@ -50,6 +56,11 @@ async def read_sse(
 @pytest.fixture
 def settings() -> Any:
     return make_settings(**FAST)
+
+
+@pytest.fixture
+def gateway_overrides() -> dict[str, Any]:
+    return {"sse_heartbeat_sec": FAST["sse_heartbeat_sec"]}
 
 
 async def _start(core: server.Core, customer: api_keys.CreatedKey) -> str:
@@ -179,7 +190,9 @@ async def test_foreign_and_missing_calls_are_identical_404(
 async def test_stream_cap_is_a_clear_503(core: server.Core) -> None:
     customer = await new_customer(core.pool)
     call_id = await _start(core, customer)
-    gw = make_settings(core_grpc_target=f"127.0.0.1:{core.port}", sse_max_streams=1, **FAST)
+    gw = make_gateway_settings(
+        core.port, sse_max_streams=1, sse_heartbeat_sec=FAST["sse_heartbeat_sec"]
+    )
     headers = {"X-API-Key": customer.api_key}
     async with serve_asgi(create_app(gw)) as url, httpx.AsyncClient(base_url=url) as client:
         async with client.stream("GET", f"/calls/{call_id}/events", headers=headers) as first:
@@ -203,7 +216,7 @@ async def test_events_cross_replicas(db_dsn: str) -> None:
     try:
         customer = await new_customer(a.pool)
         call_id = await _start(a, customer)
-        gw = make_settings(core_grpc_target=f"127.0.0.1:{a.port}", **FAST)
+        gw = make_gateway_settings(a.port, sse_heartbeat_sec=FAST["sse_heartbeat_sec"])
         async with (
             serve_asgi(create_app(gw)) as url,
             httpx.AsyncClient(base_url=url) as client,

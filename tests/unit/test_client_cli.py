@@ -10,8 +10,17 @@ import pytest
 import typer
 from rich.console import Console
 
-from cli import client as client_cli
-from cli.view import CallView, LogLine, Question, SseParser
+from cli import client, live_call
+from cli.view import (
+    CallView,
+    LogLine,
+    Question,
+    SseParser,
+    api_error,
+    card_rows,
+    parse_answer,
+    when_text,
+)
 
 
 def feed(parser: SseParser, text: str) -> list[dict[str, Any]]:
@@ -53,13 +62,13 @@ def test_sse_parser_keeps_the_resume_point_and_ignores_unknown_fields() -> None:
 
 
 def test_api_error_reads_both_error_shapes() -> None:
-    contract = client_cli.api_error(
+    contract = api_error(
         503,
         {"detail": {"code": "MAINTENANCE", "message": "DB upgrade", "resume_at": "2030-01-01"}},
     )
     assert (contract.status, contract.code) == (503, "MAINTENANCE")
     assert contract.message == "DB upgrade resume_at=2030-01-01"
-    invalid = client_cli.api_error(
+    invalid = api_error(
         422,
         {
             "detail": [
@@ -70,10 +79,8 @@ def test_api_error_reads_both_error_shapes() -> None:
     )
     assert invalid.code == "VALIDATION_ERROR"
     assert invalid.message == "kind: Input should be 'other'; brief: Field required"
-    assert str(client_cli.api_error(404, {"detail": "Not Found"})) == "404 HTTP_404: Not Found"
-    assert (
-        client_cli.api_error(502, "<html>bad gateway</html>").message == "<html>bad gateway</html>"
-    )
+    assert str(api_error(404, {"detail": "Not Found"})) == "404 HTTP_404: Not Found"
+    assert api_error(502, "<html>bad gateway</html>").message == "<html>bad gateway</html>"
 
 
 def view() -> CallView:
@@ -162,16 +169,16 @@ def test_ask_user_prompt_state_until_answered_or_timed_out() -> None:
 
 def test_parse_answer_picks_options_and_whispers_context() -> None:
     q = Question("r1", "Take 20:30?", ["yes", "no"], 30)
-    assert client_cli.parse_answer(" 2 ", q) == ("no", "voice")
-    assert client_cli.parse_answer("3", q) == ("3", "voice")  # not an option: said as typed
-    assert client_cli.parse_answer("yes, and a high chair", q) == ("yes, and a high chair", "voice")
-    assert client_cli.parse_answer("/context she is vegetarian", q) == (
+    assert parse_answer(" 2 ", q) == ("no", "voice")
+    assert parse_answer("3", q) == ("3", "voice")  # not an option: said as typed
+    assert parse_answer("yes, and a high chair", q) == ("yes, and a high chair", "voice")
+    assert parse_answer("/context she is vegetarian", q) == (
         "she is vegetarian",
         "context",
     )
-    assert client_cli.parse_answer("/context", q) is None
-    assert client_cli.parse_answer("   ", q) is None
-    assert client_cli.parse_answer("1", Question("r2", "How many?", [], 30)) == ("1", "voice")
+    assert parse_answer("/context", q) is None
+    assert parse_answer("   ", q) is None
+    assert parse_answer("1", Question("r2", "How many?", [], 30)) == ("1", "voice")
 
 
 def test_status_outcome_and_the_rest_of_the_events() -> None:
@@ -223,7 +230,7 @@ def test_final_card_has_outcome_charge_and_booking() -> None:
         "venue_name": "Luigi's",
         "refusal_reason": None,
     }
-    assert client_cli.card_rows(CALL, booking) == [
+    assert card_rows(CALL, booking) == [
         ("status", "completed"),
         ("outcome", "booked — Table for 2 at 19:00 under Anna"),
         ("duration", "1m 15s"),
@@ -236,12 +243,10 @@ def test_final_card_has_outcome_charge_and_booking() -> None:
         ("venue", "Luigi's"),
     ]
     refused = {**booking, "status": "cancelled", "guests": None, "refusal_reason": "fully booked"}
-    rows = dict(client_cli.card_rows({**CALL, "outcome_type": "refused"}, refused))
+    rows = dict(card_rows({**CALL, "outcome_type": "refused"}, refused))
     assert rows["refusal"] == "fully booked" and "guests" not in rows
     failed = {**CALL, "status": "no_answer", "outcome_type": None, "outcome_summary": None}
-    rows = dict(
-        client_cli.card_rows({**failed, "duration_sec": None, "outcome_charge_cents": 0}, None)
-    )
+    rows = dict(card_rows({**failed, "duration_sec": None, "outcome_charge_cents": 0}, None))
     assert rows == {
         "status": "no_answer",
         "outcome": "—",
@@ -251,13 +256,13 @@ def test_final_card_has_outcome_charge_and_booking() -> None:
         "booking": "none",
     }
     card = Console(file=io.StringIO(), record=True, width=100)
-    card.print(client_cli.render_card("call_1", client_cli.card_rows(CALL, booking)))
+    card.print(live_call.render_card("call_1", card_rows(CALL, booking)))
     text = card.export_text()
     assert "call_1" in text and "venue     Luigi's" in text
 
 
 def test_slots_keep_ints_as_ints() -> None:
-    assert client_cli._slots(["guests=2", "time=19:00", "name=Anna Lee", "floor=-1", "n= 3"]) == {
+    assert client._slots(["guests=2", "time=19:00", "name=Anna Lee", "floor=-1", "n= 3"]) == {
         "guests": 2,
         "time": "19:00",
         "name": "Anna Lee",
@@ -265,9 +270,9 @@ def test_slots_keep_ints_as_ints() -> None:
         "n": 3,
     }
     with pytest.raises(typer.BadParameter):
-        client_cli._slots(["guests"])
+        client._slots(["guests"])
     with pytest.raises(typer.BadParameter):
-        client_cli._slots(["=2"])
+        client._slots(["=2"])
 
 
 def render(v: CallView) -> str:
@@ -277,8 +282,8 @@ def render(v: CallView) -> str:
 
 
 def test_times_are_shown_to_the_minute() -> None:
-    assert client_cli.when_text(None) == ""
-    assert client_cli.when_text("2026-12-01T19:00:00") == "2026-12-01 19:00"  # venue-local, as is
+    assert when_text(None) == ""
+    assert when_text("2026-12-01T19:00:00") == "2026-12-01 19:00"  # venue-local, as is
     instant = "2026-12-01T19:00:00+00:00"
     local = dt.datetime.fromisoformat(instant).astimezone().strftime("%Y-%m-%d %H:%M")
-    assert client_cli.when_text(instant) == local
+    assert when_text(instant) == local

@@ -15,9 +15,17 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from tests.conftest import make_settings
+from gateway.settings import GatewaySettings
 
-CONTRACT = pathlib.Path(__file__).resolve().parents[2].parent / "shared/contract/openapi.json"
+# shared/ sits beside the checkout (or beside the folder of worktrees holding it)
+CONTRACT = next(
+    (
+        folder / "shared/contract/openapi.json"
+        for folder in pathlib.Path(__file__).resolve().parents[3:]
+        if (folder / "shared/contract/openapi.json").exists()
+    ),
+    pathlib.Path(__file__).resolve().parents[3] / "shared/contract/openapi.json",
+)
 METHODS = {"get", "put", "post", "delete", "patch"}
 
 
@@ -57,7 +65,7 @@ def _operations(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
 @pytest.fixture(scope="module")
 def specs() -> tuple[dict[str, Any], dict[str, Any]]:
     contract = json.loads(CONTRACT.read_text())
-    ours = create_app(make_settings()).openapi()
+    ours = create_app(GatewaySettings()).openapi()
     return contract, ours
 
 

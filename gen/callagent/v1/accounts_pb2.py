@@ -22,34 +22,43 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x61llagent/v1/accounts.proto\x12\x0c\x63\x61llagent.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x85\x03\n\x02Me\x12\x12\n\napi_key_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x15\n\rcustomer_name\x18\x03 \x01(\t\x12\x1b\n\x0e\x61pi_key_last_4\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x13\n\x0bquota_limit\x18\x06 \x01(\x03\x12\x15\n\rcurrent_usage\x18\x07 \x01(\x03\x12\x14\n\x0cquota_period\x18\x08 \x01(\t\x12!\n\x14\x61sk_user_webhook_url\x18\t \x01(\tH\x01\x88\x01\x01\x12#\n\x1b\x61sk_user_webhook_configured\x18\n \x01(\x08\x12\x1c\n\x14max_concurrent_calls\x18\x0b \x01(\x05\x12\x10\n\x08is_admin\x18\x0c \x01(\x08\x12,\n\x0bmaintenance\x18\r \x01(\x0b\x32\x17.google.protobuf.StructB\x11\n\x0f_api_key_last_4B\x17\n\x15_ask_user_webhook_url\"\x0e\n\x0cGetMeRequest\"-\n\rGetMeResponse\x12\x1c\n\x02me\x18\x01 \x01(\x0b\x32\x10.callagent.v1.Me\";\n\x11SetWebhookRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x19\n\x11regenerate_secret\x18\x02 \x01(\x08\"A\n\x12SetWebhookResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x06secret\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_secret\"\x15\n\x13\x43learWebhookRequest\"\'\n\x14\x43learWebhookResponse\x12\x0f\n\x07\x63leared\x18\x01 \x01(\x08\"0\n\x10SetLimitsRequest\x12\x1c\n\x14max_concurrent_calls\x18\x01 \x01(\x05\"1\n\x11SetLimitsResponse\x12\x1c\n\x14max_concurrent_calls\x18\x01 \x01(\x05\x32\xc8\x02\n\x0e\x41\x63\x63ountService\x12@\n\x05GetMe\x12\x1a.callagent.v1.GetMeRequest\x1a\x1b.callagent.v1.GetMeResponse\x12O\n\nSetWebhook\x12\x1f.callagent.v1.SetWebhookRequest\x1a .callagent.v1.SetWebhookResponse\x12U\n\x0c\x43learWebhook\x12!.callagent.v1.ClearWebhookRequest\x1a\".callagent.v1.ClearWebhookResponse\x12L\n\tSetLimits\x12\x1e.callagent.v1.SetLimitsRequest\x1a\x1f.callagent.v1.SetLimitsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x61llagent/v1/accounts.proto\x12\x0c\x63\x61llagent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x85\x03\n\x02Me\x12\x12\n\napi_key_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x15\n\rcustomer_name\x18\x03 \x01(\t\x12\x1b\n\x0e\x61pi_key_last_4\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x13\n\x0bquota_limit\x18\x06 \x01(\x03\x12\x15\n\rcurrent_usage\x18\x07 \x01(\x03\x12\x14\n\x0cquota_period\x18\x08 \x01(\t\x12!\n\x14\x61sk_user_webhook_url\x18\t \x01(\tH\x01\x88\x01\x01\x12#\n\x1b\x61sk_user_webhook_configured\x18\n \x01(\x08\x12\x1c\n\x14max_concurrent_calls\x18\x0b \x01(\x05\x12\x10\n\x08is_admin\x18\x0c \x01(\x08\x12,\n\x0bmaintenance\x18\r \x01(\x0b\x32\x17.google.protobuf.StructB\x11\n\x0f_api_key_last_4B\x17\n\x15_ask_user_webhook_url\"\x0e\n\x0cGetMeRequest\"-\n\rGetMeResponse\x12\x1c\n\x02me\x18\x01 \x01(\x0b\x32\x10.callagent.v1.Me\";\n\x11SetWebhookRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x19\n\x11regenerate_secret\x18\x02 \x01(\x08\"A\n\x12SetWebhookResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x13\n\x06secret\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\t\n\x07_secret\"\x15\n\x13\x43learWebhookRequest\"\'\n\x14\x43learWebhookResponse\x12\x0f\n\x07\x63leared\x18\x01 \x01(\x08\"0\n\x10SetLimitsRequest\x12\x1c\n\x14max_concurrent_calls\x18\x01 \x01(\x05\"1\n\x11SetLimitsResponse\x12\x1c\n\x14max_concurrent_calls\x18\x01 \x01(\x05\x32\xb1\x03\n\x0e\x41\x63\x63ountService\x12S\n\x05GetMe\x12\x1a.callagent.v1.GetMeRequest\x1a\x1b.callagent.v1.GetMeResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/users/me\x12m\n\nSetWebhook\x12\x1f.callagent.v1.SetWebhookRequest\x1a .callagent.v1.SetWebhookResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x1a\x11/users/me/webhook:\x01*\x12p\n\x0c\x43learWebhook\x12!.callagent.v1.ClearWebhookRequest\x1a\".callagent.v1.ClearWebhookResponse\"\x19\x82\xd3\xe4\x93\x02\x13*\x11/users/me/webhook\x12i\n\tSetLimits\x12\x1e.callagent.v1.SetLimitsRequest\x1a\x1f.callagent.v1.SetLimitsResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x1a\x10/users/me/limits:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'callagent.v1.accounts_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ME']._serialized_start=76
-  _globals['_ME']._serialized_end=465
-  _globals['_GETMEREQUEST']._serialized_start=467
-  _globals['_GETMEREQUEST']._serialized_end=481
-  _globals['_GETMERESPONSE']._serialized_start=483
-  _globals['_GETMERESPONSE']._serialized_end=528
-  _globals['_SETWEBHOOKREQUEST']._serialized_start=530
-  _globals['_SETWEBHOOKREQUEST']._serialized_end=589
-  _globals['_SETWEBHOOKRESPONSE']._serialized_start=591
-  _globals['_SETWEBHOOKRESPONSE']._serialized_end=656
-  _globals['_CLEARWEBHOOKREQUEST']._serialized_start=658
-  _globals['_CLEARWEBHOOKREQUEST']._serialized_end=679
-  _globals['_CLEARWEBHOOKRESPONSE']._serialized_start=681
-  _globals['_CLEARWEBHOOKRESPONSE']._serialized_end=720
-  _globals['_SETLIMITSREQUEST']._serialized_start=722
-  _globals['_SETLIMITSREQUEST']._serialized_end=770
-  _globals['_SETLIMITSRESPONSE']._serialized_start=772
-  _globals['_SETLIMITSRESPONSE']._serialized_end=821
-  _globals['_ACCOUNTSERVICE']._serialized_start=824
-  _globals['_ACCOUNTSERVICE']._serialized_end=1152
+  _globals['_ACCOUNTSERVICE'].methods_by_name['GetMe']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['GetMe']._serialized_options = b'\202\323\344\223\002\013\022\t/users/me'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['SetWebhook']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['SetWebhook']._serialized_options = b'\202\323\344\223\002\026\032\021/users/me/webhook:\001*'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['ClearWebhook']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['ClearWebhook']._serialized_options = b'\202\323\344\223\002\023*\021/users/me/webhook'
+  _globals['_ACCOUNTSERVICE'].methods_by_name['SetLimits']._loaded_options = None
+  _globals['_ACCOUNTSERVICE'].methods_by_name['SetLimits']._serialized_options = b'\202\323\344\223\002\025\032\020/users/me/limits:\001*'
+  _globals['_ME']._serialized_start=106
+  _globals['_ME']._serialized_end=495
+  _globals['_GETMEREQUEST']._serialized_start=497
+  _globals['_GETMEREQUEST']._serialized_end=511
+  _globals['_GETMERESPONSE']._serialized_start=513
+  _globals['_GETMERESPONSE']._serialized_end=558
+  _globals['_SETWEBHOOKREQUEST']._serialized_start=560
+  _globals['_SETWEBHOOKREQUEST']._serialized_end=619
+  _globals['_SETWEBHOOKRESPONSE']._serialized_start=621
+  _globals['_SETWEBHOOKRESPONSE']._serialized_end=686
+  _globals['_CLEARWEBHOOKREQUEST']._serialized_start=688
+  _globals['_CLEARWEBHOOKREQUEST']._serialized_end=709
+  _globals['_CLEARWEBHOOKRESPONSE']._serialized_start=711
+  _globals['_CLEARWEBHOOKRESPONSE']._serialized_end=750
+  _globals['_SETLIMITSREQUEST']._serialized_start=752
+  _globals['_SETLIMITSREQUEST']._serialized_end=800
+  _globals['_SETLIMITSRESPONSE']._serialized_start=802
+  _globals['_SETLIMITSRESPONSE']._serialized_end=851
+  _globals['_ACCOUNTSERVICE']._serialized_start=854
+  _globals['_ACCOUNTSERVICE']._serialized_end=1287
 # @@protoc_insertion_point(module_scope)

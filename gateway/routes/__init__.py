@@ -1,0 +1,1 @@
+"""The contract's routes, one module per resource; each exports an APIRouter."""
