@@ -21,7 +21,7 @@ from callagent.v1 import media_pb2
 from cli import client as client_cli
 from core import main as server
 from core.app import api_keys, events
-from core.app.calls import Change
+from core.app.call_status import Change
 from gateway.app import create_app
 from tests.conftest import eventually, make_settings, new_customer, serve_asgi
 from tests.fakes.telephony import FakeTelephony
