@@ -9,7 +9,6 @@ close the pool.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import signal
@@ -37,9 +36,14 @@ from callagent.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from core.app import api_keys, ask_user, calls, dial_queue, events, reconciler, sessions
+from common.aio import cancel_all_and_wait
+from core.adapters.telegram import TelegramBot
+from core.adapters.webhook_delivery import WebhookDelivery
+from core.app import api_keys, ask_user, calls, events, reconciler, sessions
 from core.app.auth import Authenticator
-from core.domain import skills
+from core.app.drainer import Drainer
+from core.app.telegram_answers import TelegramAnswerPoller
+from core.domain import skill_catalog, skills
 from core.rpc.accounts import AccountServicer
 from core.rpc.admin import AdminServicer
 from core.rpc.bookings import BookingServicer
@@ -47,9 +51,10 @@ from core.rpc.calls import CallServicer, TelephonyEventServicer
 from core.rpc.interceptor import AuthErrorInterceptor
 from core.rpc.media import MediaSessionServicer
 from core.rpc.skills import SkillServicer
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from core.store import database, migrations
 from telephony.port import Telephony
+from telephony.twilio_rest import TwilioTelephony
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +96,7 @@ class Core:
     health: health.aio.HealthServicer
     calls: calls.CallService
     telephony: Telephony
-    drainer: dial_queue.Drainer | None
+    drainer: Drainer | None
     background: list[asyncio.Task[None]]
     owns_telephony: bool
     broker: events.EventBroker
@@ -101,11 +106,7 @@ class Core:
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
-        for task in self.background:
-            task.cancel()
-        for task in self.background:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_all_and_wait(self.background)
         await self.broker.aclose()
         await self.hub.aclose()
         if self.channels.webhook is not None:
@@ -119,8 +120,6 @@ class Core:
 
 def build_telephony(settings: Settings) -> Telephony:
     """The carrier adapter: Twilio (real, or the simulated carrier behind TWILIO_API_BASE_URL)."""
-    from telephony.twilio_rest import TwilioTelephony
-
     if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
         raise RuntimeError(
             "no carrier configured: set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
@@ -137,9 +136,6 @@ def build_telephony(settings: Settings) -> Telephony:
 
 def build_channels(settings: Settings) -> ask_user.Channels:
     """Outbound ask_user channels: the customer webhook always, Telegram when configured."""
-    from core.adapters.telegram import TelegramBot
-    from core.adapters.webhook_delivery import WebhookDelivery
-
     bot = None
     if settings.telegram_bot_token is not None:
         bot = TelegramBot(settings.telegram_bot_token, base_url=settings.telegram_api_base_url)
@@ -223,7 +219,7 @@ async def start(
         TelephonyEventServicer(call_service), server
     )
     skills_pb2_grpc.add_SkillServiceServicer_to_server(
-        SkillServicer(skills.Registry(), call_service, pool), server
+        SkillServicer(skills.Registry(skill_catalog.SKILLS), call_service, pool), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -251,8 +247,6 @@ async def start(
         )
     ]
     if channels.telegram is not None:
-        from core.app.telegram_answers import TelegramAnswerPoller
-
         poller = TelegramAnswerPoller(
             dsn,
             pool,
@@ -261,9 +255,9 @@ async def start(
             poll_timeout_sec=settings.telegram_poll_timeout_sec,
         )
         background.append(asyncio.create_task(poller.run(), name="telegram-answers"))
-    drainer = None
+    queue_drainer = None
     if settings.call_queue_enabled:
-        drainer = dial_queue.Drainer(
+        queue_drainer = Drainer(
             dsn,
             pool,
             call_service,
@@ -272,7 +266,7 @@ async def start(
             pod_name=settings.pod_name,
             idle_poll_sec=settings.drainer_poll_sec,
         )
-        background.append(asyncio.create_task(drainer.run(), name="drainer"))
+        background.append(asyncio.create_task(queue_drainer.run(), name="drainer"))
     log.info("core serving", extra={"port": bound})
     return Core(
         server=server,
@@ -281,7 +275,7 @@ async def start(
         health=health_servicer,
         calls=call_service,
         telephony=telephony,
-        drainer=drainer,
+        drainer=queue_drainer,
         background=background,
         owns_telephony=owns_telephony,
         broker=broker,
@@ -303,8 +297,6 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    from core.settings import get_settings
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         import uvloop

@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 from pydantic import SecretStr
 
+from common.errors import ProviderError
+
 logger = logging.getLogger(__name__)
 
 TELEGRAM_API_BASE = "https://api.telegram.org"
@@ -36,8 +38,8 @@ MAX_CALLBACK_DATA_BYTES = 64
 _TOKEN_IN_PATH = re.compile(r"/bot[^/]*:[^/]*")
 
 
-class TelegramError(Exception):
-    """The Bot API refused a request, or it could not be made.
+class TelegramError(ProviderError):
+    """The Bot API refused a request, or it could not be made (a `ProviderError`).
 
     Attributes:
         message: a human-readable reason (never contains the token).
@@ -56,9 +58,7 @@ class TelegramError(Exception):
         retry_after_sec: int | None = None,
         migrate_to_chat_id: int | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
+        super().__init__(message, retryable=retryable)
         self.error_code = error_code
         self.retry_after_sec = retry_after_sec
         self.migrate_to_chat_id = migrate_to_chat_id

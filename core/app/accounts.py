@@ -13,17 +13,9 @@ from core.adapters import webhook_urls
 from core.app import credits, maintenance
 from core.app.auth import Principal
 from core.domain.errors import CallagentError
+from core.store.sql import accounts as sql
 
 MAX_CONCURRENT_CALLS_CEILING = 100
-
-_ME = """
-SELECT k.api_key_id, k.last_4, k.is_admin, c.customer_id, c.name, c.status, c.quota_limit,
-       c.current_usage, c.period_start < date_trunc('month', now()) AS period_stale,
-       c.quota_period, c.ask_user_webhook_url, c.max_concurrent_calls,
-       m.active AS m_active, m.message AS m_message, m.resume_at AS m_resume_at
-FROM api_keys k JOIN customers c USING (customer_id), maintenance m
-WHERE k.api_key_id = $2 AND c.customer_id = $1 AND m.id = 1
-"""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,11 +35,11 @@ class Me:
 
 
 async def me(pool: asyncpg.Pool[Any], principal: Principal) -> Me:
-    row = await pool.fetchrow(_ME, principal.customer_id, principal.api_key_id)
+    row = await pool.fetchrow(sql.ME, principal.customer_id, principal.api_key_id)
     if row is not None and row["period_stale"]:
         # First read in a new month: roll the quota window, then read again (rare path).
-        await pool.execute(credits.ROLL_PERIOD, principal.customer_id)
-        row = await pool.fetchrow(_ME, principal.customer_id, principal.api_key_id)
+        await credits.roll_period(pool, principal.customer_id)
+        row = await pool.fetchrow(sql.ME, principal.customer_id, principal.api_key_id)
     if row is None:
         raise CallagentError("UNAUTHENTICATED_KEY", "this API key no longer exists")
     return Me(
@@ -81,12 +73,7 @@ async def set_webhook(
     url = await webhook_urls.check(url.strip(), allowed_hosts)
     new_secret = "whsec_" + secrets.token_urlsafe(32)
     row = await pool.fetchrow(
-        """UPDATE customers SET ask_user_webhook_url = $2,
-               ask_user_webhook_secret = CASE
-                   WHEN $3 OR ask_user_webhook_secret IS NULL THEN $4
-                   ELSE ask_user_webhook_secret END
-           WHERE customer_id = $1
-           RETURNING ask_user_webhook_secret = $4 AS rotated""",
+        sql.SET_WEBHOOK,
         principal.customer_id,
         url,
         regenerate_secret,
@@ -98,10 +85,15 @@ async def set_webhook(
 
 async def clear_webhook(pool: asyncpg.Pool[Any], principal: Principal) -> None:
     await pool.execute(
-        """UPDATE customers SET ask_user_webhook_url = NULL, ask_user_webhook_secret = NULL
-           WHERE customer_id = $1""",
+        sql.CLEAR_WEBHOOK,
         principal.customer_id,
     )
+
+
+async def ask_user_channels(pool: asyncpg.Pool[Any], customer_id: str) -> bool:
+    """Whether the customer has somewhere besides the event stream to send questions."""
+    row = await pool.fetchrow(sql.ASK_USER_CHANNELS, customer_id)
+    return row is not None and bool(row["ask_user_webhook_url"] or row["telegram_chat_id"])
 
 
 async def set_limits(pool: asyncpg.Pool[Any], principal: Principal, max_concurrent: int) -> int:
@@ -111,7 +103,7 @@ async def set_limits(pool: asyncpg.Pool[Any], principal: Principal, max_concurre
             f"max_concurrent_calls must be between 1 and {MAX_CONCURRENT_CALLS_CEILING}",
         )
     await pool.execute(
-        "UPDATE customers SET max_concurrent_calls = $2 WHERE customer_id = $1",
+        sql.SET_LIMITS,
         principal.customer_id,
         max_concurrent,
     )

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 
 from core.store.database import Conn
+from core.store.sql import accounts as sql
 
 KEY_PREFIX = "ck_"
 BOOTSTRAP_CUSTOMER = "bootstrap-admin"
@@ -45,18 +46,14 @@ async def create_key(
     plain = plain_key or KEY_PREFIX + secrets.token_urlsafe(32)
     async with conn.transaction():
         customer_id = await conn.fetchval(
-            """INSERT INTO customers (customer_id, name, quota_limit) VALUES ($1, $2, $3)
-               ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
-               RETURNING customer_id""",
+            sql.UPSERT_CUSTOMER,
             new_id("cus"),
             customer_name,
             quota_limit,
         )
         key_id = new_id("key")
         await conn.execute(
-            """INSERT INTO api_keys
-                   (api_key_id, customer_id, key_hash, last_4, is_admin, is_bootstrap)
-               VALUES ($1, $2, $3, $4, $5, $6)""",
+            sql.INSERT_KEY,
             key_id,
             customer_id,
             hash_key(plain),
@@ -70,20 +67,17 @@ async def create_key(
 async def sync_bootstrap_key(conn: Conn, plain: str | None, quota_limit: int) -> None:
     """Make BOOTSTRAP_ADMIN_API_KEY the one live bootstrap key (revoke any earlier one)."""
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('bootstrap-admin-key'))")
+        await conn.execute(sql.LOCK_BOOTSTRAP)
         digest = hash_key(plain) if plain else None
         await conn.execute(
-            """UPDATE api_keys SET revoked_at = now()
-               WHERE is_bootstrap AND revoked_at IS NULL AND key_hash IS DISTINCT FROM $1""",
+            sql.REVOKE_OTHER_BOOTSTRAP_KEYS,
             digest,
         )
         if plain is None:
             return
-        exists = await conn.fetchval(
-            "SELECT 1 FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL", digest
-        )
+        exists = await conn.fetchval(sql.LIVE_KEY_EXISTS, digest)
         if not exists:
-            await conn.execute("DELETE FROM api_keys WHERE key_hash = $1", digest)
+            await conn.execute(sql.DELETE_KEY, digest)
             await create_key(
                 conn,
                 BOOTSTRAP_CUSTOMER,

@@ -26,6 +26,7 @@ from core.adapters.webhook_delivery import WebhookDelivery
 from core.app import events, sessions
 from core.domain import call_states as st
 from core.domain.errors import CallagentError, not_found
+from core.store.sql import ask_user as sql
 
 log = logging.getLogger(__name__)
 
@@ -73,21 +74,11 @@ class AskUser:
         if not question or not request_id:
             raise CallagentError("INVALID_ARGUMENT_FIELD", "ask_user needs a question and an id")
         async with self._pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                """SELECT c.status, t.ask_user_mode, cu.ask_user_webhook_url,
-                          cu.ask_user_webhook_secret, cu.telegram_chat_id
-                   FROM calls c JOIN tasks t USING (task_id)
-                   JOIN customers cu ON cu.customer_id = c.customer_id
-                   WHERE c.call_id = $1 FOR UPDATE OF c""",
-                call_id,
-            )
+            row = await conn.fetchrow(sql.LOCK_CALL_AND_ROUTING, call_id)
             if row is None:
                 raise not_found("call")
             await conn.execute(
-                """INSERT INTO ask_user_requests (request_id, call_id, question, options,
-                                                  expires_at)
-                   VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-                   ON CONFLICT (request_id) DO NOTHING""",
+                sql.INSERT,
                 request_id,
                 call_id,
                 question,
@@ -159,9 +150,7 @@ class AskUser:
                 self._channels.telegram_fallback_chat, request_id, question, options
             ):
                 channel = "telegram_fallback"
-        await self._pool.execute(
-            "UPDATE ask_user_requests SET channel = $2 WHERE request_id = $1", request_id, channel
-        )
+        await self._pool.execute(sql.SET_CHANNEL, request_id, channel)
 
     async def _telegram(
         self, chat_id: int, request_id: str, question: str, options: list[str]
@@ -175,8 +164,7 @@ class AskUser:
             log.warning("telegram delivery failed", extra={"retryable": err.retryable})
             return False
         await self._pool.execute(
-            """UPDATE ask_user_requests SET telegram_chat_id = $2, telegram_message_id = $3
-               WHERE request_id = $1""",
+            sql.SET_TELEGRAM_MESSAGE,
             request_id,
             chat_id,
             message_id,
@@ -203,22 +191,13 @@ class AskUser:
         if mode not in MODES:
             raise CallagentError("INVALID_ARGUMENT_FIELD", "mode must be voice or context")
         async with self._pool.acquire() as conn, conn.transaction():
-            call = await conn.fetchrow(
-                "SELECT customer_id, status FROM calls WHERE call_id = $1 FOR UPDATE", call_id
-            )
+            call = await conn.fetchrow(sql.LOCK_CALL, call_id)
             if call is None or (customer_id is not None and call["customer_id"] != customer_id):
                 raise not_found("call")
             taken = None
             if call["status"] not in st.TERMINAL:
                 taken = await conn.fetchval(
-                    """UPDATE ask_user_requests SET status = 'answered', answer = $3, mode = $4,
-                           answered_via = $5, answered_at = now()
-                       WHERE request_id = (
-                           SELECT request_id FROM ask_user_requests
-                           WHERE call_id = $1 AND status = 'pending' AND expires_at > now()
-                             AND ($2::text IS NULL OR request_id = $2)
-                           ORDER BY created_at LIMIT 1)
-                       RETURNING request_id""",
+                    sql.ANSWER,
                     call_id,
                     request_id or None,
                     answer,
@@ -246,11 +225,7 @@ class AskUser:
     async def expire(self, request_id: str) -> bool:
         """Time a question out if still pending; True if this call did it."""
         async with self._pool.acquire() as conn, conn.transaction():
-            call_id = await conn.fetchval(
-                """UPDATE ask_user_requests SET status = 'timed_out'
-                   WHERE request_id = $1 AND status = 'pending' RETURNING call_id""",
-                request_id,
-            )
+            call_id = await conn.fetchval(sql.EXPIRE, request_id)
             if call_id is None:
                 return False
             await events.append(
@@ -262,8 +237,5 @@ class AskUser:
         return True
 
     async def answer_of(self, request_id: str) -> asyncpg.Record | None:
-        row: asyncpg.Record | None = await self._pool.fetchrow(
-            "SELECT request_id, answer, mode, status FROM ask_user_requests WHERE request_id = $1",
-            request_id,
-        )
+        row: asyncpg.Record | None = await self._pool.fetchrow(sql.ANSWER_OF, request_id)
         return row

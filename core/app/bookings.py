@@ -1,4 +1,8 @@
-"""Bookings made by calls; read-only through the API, written when a call's outcome lands."""
+"""Bookings made by calls; read-only through the API, written when a call's outcome lands.
+
+Which outcome makes which booking is a domain rule (`core.domain.bookings`); this module
+reads and writes the rows.
+"""
 
 from __future__ import annotations
 
@@ -8,28 +12,13 @@ from typing import Any
 
 import asyncpg
 
+from core.domain import bookings as rules
 from core.domain.errors import CallagentError, not_found
 from core.store.database import Conn
+from core.store.sql import bookings as sql
 
-STATUSES = ("active", "pending_user_confirm", "past", "cancelled")
-TYPES = ("restaurant", "doctor", "hotel", "other")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
-
-_COLUMNS = """booking_id, customer_id, call_id, type, target_phone, venue_name, booking_date,
-    guests, booking_holder_name, contact_phone, details, status, language, refusal_reason,
-    created_at, updated_at"""
-
-
-def check_status(status: str | None) -> str | None:
-    if status in (None, ""):
-        return None
-    if status not in STATUSES:
-        raise CallagentError(
-            "INVALID_ARGUMENT_STATUS",
-            f"unknown booking status {status!r}; allowed values: {', '.join(STATUSES)}",
-        )
-    return status
 
 
 async def list_for(
@@ -38,28 +27,17 @@ async def list_for(
     status: str | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    status = check_status(status)
+    status = rules.check_status(status)
     limit = limit or DEFAULT_LIMIT
     if not 1 <= limit <= MAX_LIMIT:
         raise CallagentError("INVALID_ARGUMENT_LIMIT", f"limit must be between 1 and {MAX_LIMIT}")
-    return await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM bookings
-            WHERE customer_id = $1 AND ($2::text IS NULL OR status = $2)
-            ORDER BY created_at DESC, booking_id DESC LIMIT $3""",
-        customer_id,
-        status,
-        limit,
-    )
+    return await conn.fetch(sql.LIST_FOR_CUSTOMER, customer_id, status, limit)
 
 
 async def get_for(
     conn: asyncpg.Pool[Any] | Conn, customer_id: str, booking_id: str
 ) -> asyncpg.Record:
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM bookings WHERE booking_id = $1 AND customer_id = $2",
-        booking_id,
-        customer_id,
-    )
+    row: asyncpg.Record | None = await conn.fetchrow(sql.GET_FOR_CUSTOMER, booking_id, customer_id)
     if row is None:
         raise not_found("booking")
     return row
@@ -83,24 +61,19 @@ async def create(
     refusal_reason: str | None = None,
 ) -> str:
     """Insert a booking row; booking_date is stored as naive UTC."""
-    if type not in TYPES:
+    if type not in rules.TYPES:
         raise ValueError(f"unknown booking type {type!r}")
-    check_status(status)
-    if booking_date is not None and booking_date.tzinfo is not None:
-        booking_date = booking_date.astimezone(dt.UTC).replace(tzinfo=None)
+    rules.check_status(status)
     booking_id = str(uuid.uuid4())
     await conn.execute(
-        """INSERT INTO bookings (booking_id, customer_id, call_id, type, target_phone, venue_name,
-               booking_date, guests, booking_holder_name, contact_phone, details, status, language,
-               refusal_reason)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+        sql.INSERT,
         booking_id,
         customer_id,
         call_id,
         type,
         target_phone,
         venue_name,
-        booking_date,
+        rules.stored_date(booking_date),
         guests,
         booking_holder_name,
         contact_phone,

@@ -11,59 +11,14 @@ The quota window is monthly: the first operation in a new month rolls it over.
 
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
+
 from core.app.api_keys import new_id
 from core.domain.errors import CallagentError
 from core.store.database import Conn
-
-ROLL_PERIOD = """
-UPDATE customers SET
-    current_usage = (SELECT coalesce(sum(amount), 0) FROM credit_reservations
-                     WHERE customer_id = $1 AND status = 'open'),
-    period_start = date_trunc('month', now())
-WHERE customer_id = $1 AND period_start < date_trunc('month', now())
-"""
-
-# One statement: roll a stale monthly window (usage := open holds) and add the hold,
-# only if the result stays within quota. Usage is read from the locked row itself
-# (never from a CTE snapshot), so concurrent settlements are not lost.
-_BASE = """(CASE WHEN c.period_start < date_trunc('month', now())
-          THEN (SELECT coalesce(sum(amount), 0) FROM credit_reservations
-                WHERE customer_id = $1 AND status = 'open')
-          ELSE c.current_usage END)"""
-_RESERVE = f"""
-WITH charged AS (
-    UPDATE customers c SET current_usage = {_BASE} + $2,
-                           period_start = greatest(c.period_start, date_trunc('month', now()))
-    WHERE c.customer_id = $1 AND {_BASE} + $2 <= c.quota_limit
-    RETURNING c.customer_id
-)
-INSERT INTO credit_reservations (reservation_id, customer_id, call_id, amount)
-SELECT $3, customer_id, $4, $2 FROM charged
-RETURNING reservation_id
-"""
-
-_CAPTURE = """
-WITH settled AS (
-    UPDATE credit_reservations
-    SET status = 'captured', captured_amount = LEAST($2::bigint, amount), settled_at = now()
-    WHERE reservation_id = $1 AND status = 'open'
-    RETURNING customer_id, amount, captured_amount
-)
-UPDATE customers c SET current_usage = c.current_usage - (s.amount - s.captured_amount)
-FROM settled s WHERE c.customer_id = s.customer_id
-RETURNING s.captured_amount
-"""
-
-_RELEASE = """
-WITH settled AS (
-    UPDATE credit_reservations SET status = 'released', settled_at = now()
-    WHERE reservation_id = $1 AND status = 'open'
-    RETURNING customer_id, amount
-)
-UPDATE customers c SET current_usage = c.current_usage - s.amount
-FROM settled s WHERE c.customer_id = s.customer_id
-RETURNING s.amount
-"""
+from core.store.sql import credits as sql
 
 
 async def reserve(conn: Conn, customer_id: str, amount: int, call_id: str | None = None) -> str:
@@ -74,7 +29,7 @@ async def reserve(conn: Conn, customer_id: str, amount: int, call_id: str | None
     """
     if amount <= 0:
         raise ValueError("a reservation must be positive")
-    reservation_id = await conn.fetchval(_RESERVE, customer_id, amount, new_id("res"), call_id)
+    reservation_id = await conn.fetchval(sql.RESERVE, customer_id, amount, new_id("res"), call_id)
     if reservation_id is None:
         raise CallagentError(
             "QUOTA_EXCEEDED",
@@ -88,17 +43,20 @@ async def capture(conn: Conn, reservation_id: str, charge: int) -> int | None:
     if charge < 0:
         raise ValueError("a charge cannot be negative")
     async with conn.transaction():
-        customer_id = await conn.fetchval(
-            "SELECT customer_id FROM credit_reservations WHERE reservation_id = $1", reservation_id
-        )
+        customer_id = await conn.fetchval(sql.RESERVATION_OWNER, reservation_id)
         if customer_id is None:
             return None
-        await conn.execute(ROLL_PERIOD, customer_id)
-        captured = await conn.fetchval(_CAPTURE, reservation_id, charge)
+        await conn.execute(sql.ROLL_PERIOD, customer_id)
+        captured = await conn.fetchval(sql.CAPTURE, reservation_id, charge)
     return None if captured is None else int(captured)
+
+
+async def roll_period(conn: Conn | asyncpg.Pool[Any], customer_id: str) -> None:
+    """Start a new monthly window if the customer's is stale (usage := open holds)."""
+    await conn.execute(sql.ROLL_PERIOD, customer_id)
 
 
 async def release(conn: Conn, reservation_id: str) -> bool:
     """Give the whole hold back; False if it was already settled."""
-    amount = await conn.fetchval(_RELEASE, reservation_id)
+    amount = await conn.fetchval(sql.RELEASE, reservation_id)
     return amount is not None

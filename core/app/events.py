@@ -25,8 +25,10 @@ from typing import Any
 import asyncpg
 import orjson
 
+from common.aio import cancel_and_wait
 from core.store import database
 from core.store.database import Conn
+from core.store.sql import events as sql
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +78,9 @@ async def append(
     if type not in TYPES:
         raise ValueError(f"unknown event type {type!r}")
     if not locked:
-        await conn.execute("SELECT 1 FROM calls WHERE call_id = $1 FOR UPDATE", call_id)
+        await conn.execute(sql.LOCK_CALL, call_id)
     event_id = await conn.fetchval(
-        """WITH e AS (INSERT INTO call_events (call_id, type, payload) VALUES ($1, $2, $3)
-                      RETURNING event_id)
-           SELECT e.event_id FROM e, pg_notify($4, $1 || ':' || e.event_id)""",
+        sql.APPEND,
         call_id,
         type,
         payload,
@@ -93,8 +93,7 @@ async def read_after(
     conn: Conn | asyncpg.Pool[Any], call_id: str, after: int, limit: int = 1000
 ) -> list[Event]:
     rows = await conn.fetch(
-        """SELECT event_id, call_id, type, payload, created_at FROM call_events
-           WHERE call_id = $1 AND event_id > $2 ORDER BY event_id LIMIT $3""",
+        sql.READ_AFTER,
         call_id,
         after,
         limit,
@@ -126,10 +125,7 @@ class EventBroker:
             await self._connected.wait()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     @property
     def subscriber_count(self) -> int:
@@ -187,9 +183,7 @@ class EventBroker:
         topic = self._topics.get(call_id)
         pump: asyncio.Task[None] | None = None
         if topic is None:
-            last = await self._pool.fetchval(
-                "SELECT coalesce(max(event_id), 0) FROM call_events WHERE call_id = $1", call_id
-            )
+            last = await self._pool.fetchval(sql.LAST_ID, call_id)
             topic = self._topics.setdefault(call_id, _Topic(int(last)))
         topic.queues.add(queue)
         if len(topic.queues) == 1:
@@ -202,10 +196,8 @@ class EventBroker:
             if not topic.queues:
                 self._topics.pop(call_id, None)
                 topic.dirty.set()  # lets the pump see it has no subscribers and exit
-            if pump is not None and pump.done() is False and not topic.queues:
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pump
+            if pump is not None and not topic.queues:
+                await cancel_and_wait(pump)
 
 
 async def follow(

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from core.domain.errors import CallagentError
+from core.store.sql import maintenance as sql
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,7 +33,7 @@ class Window:
 
 
 async def get(conn: asyncpg.Connection[Any] | asyncpg.Pool[Any]) -> Window:
-    row = await conn.fetchrow("SELECT active, message, resume_at FROM maintenance WHERE id = 1")
+    row = await conn.fetchrow(sql.GET)
     assert row is not None, "migration 0001 inserts the maintenance row"
     return Window(row["active"], row["message"], row["resume_at"])
 
@@ -45,8 +46,7 @@ async def set_window(
     if resume_at is not None and resume_at.tzinfo is None:
         raise CallagentError("INVALID_ARGUMENT_FIELD", "resume_at must carry a timezone")
     await conn.execute(
-        """UPDATE maintenance SET active = true, message = $1, resume_at = $2, updated_at = now()
-           WHERE id = 1""",
+        sql.SET,
         message.strip(),
         resume_at,
     )
@@ -54,10 +54,7 @@ async def set_window(
 
 
 async def clear(conn: asyncpg.Connection[Any] | asyncpg.Pool[Any]) -> Window:
-    await conn.execute(
-        """UPDATE maintenance SET active = false, message = '', resume_at = NULL, updated_at = now()
-           WHERE id = 1"""
-    )
+    await conn.execute(sql.CLEAR)
     return await get(conn)
 
 

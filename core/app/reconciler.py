@@ -14,9 +14,12 @@ import asyncio
 import logging
 
 from core.app import credits, idempotency
-from core.app.calls import CallService, Change
+from core.app.call_status import Change
+from core.app.calls import CallService
 from core.domain import call_states as st
 from core.domain.errors import CallagentError
+from core.store.sql import calls as calls_sql
+from core.store.sql import credits as credits_sql
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +30,7 @@ async def reconcile_once(
     """Fix what can be fixed now; return the number of calls touched."""
     pool = service.pool
     stuck = await pool.fetch(
-        """SELECT call_id, status FROM calls
-           WHERE (status = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $2))
-              OR (status = 'in_progress' AND updated_at < now() - make_interval(secs => $3))""",
+        calls_sql.STUCK,
         [st.SCHEDULED, st.DIALING, st.RINGING],
         stuck_dial_sec,
         stuck_call_sec,
@@ -49,12 +50,7 @@ async def reconcile_once(
                 log.warning("reconciled a stuck call", extra={"call_id": row["call_id"]})
         except CallagentError:
             continue  # it moved on meanwhile
-    orphans = await pool.fetch(
-        """SELECT r.reservation_id, r.call_id FROM credit_reservations r
-           JOIN calls c USING (call_id)
-           WHERE r.status = 'open' AND c.status = ANY($1::text[])""",
-        list(st.TERMINAL),
-    )
+    orphans = await pool.fetch(credits_sql.ORPHANED_RESERVATIONS, list(st.TERMINAL))
     for row in orphans:
         async with pool.acquire() as conn:
             if await credits.release(conn, row["reservation_id"]):

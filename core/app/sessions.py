@@ -10,7 +10,6 @@ reaches the call, and PostgreSQL stays the only shared thing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from typing import Any
@@ -18,8 +17,10 @@ from typing import Any
 import asyncpg
 import orjson
 
+from common.aio import cancel_and_wait
 from core.store import database
 from core.store.database import Conn
+from core.store.sql import signals as sql
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,7 @@ class Command:
 
 async def publish(conn: Conn | asyncpg.Pool[Any], command: Command) -> None:
     """Send a command to whichever replica holds the call's session (after commit)."""
-    await conn.execute(
-        "SELECT pg_notify($1, $2)", CHANNEL, orjson.dumps(dataclasses.asdict(command)).decode()
-    )
+    await conn.execute(sql.NOTIFY, CHANNEL, orjson.dumps(dataclasses.asdict(command)).decode())
 
 
 class SessionHub:
@@ -56,10 +55,7 @@ class SessionHub:
             await self._ready.wait()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     def attach(self, call_id: str) -> asyncio.Queue[Command]:
         queue: asyncio.Queue[Command] = asyncio.Queue()

@@ -19,6 +19,8 @@ from core.adapters.telegram import TelegramAnswer, TelegramBot, TelegramError
 from core.app.ask_user import AskUser
 from core.domain.errors import CallagentError
 from core.store import database
+from core.store.sql import ask_user as sql
+from core.store.sql import signals
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +50,8 @@ class TelegramAnswerPoller:
             conn: asyncpg.Connection[Any] | None = None
             try:
                 conn = await database.connect(self._dsn)
-                while not await conn.fetchval(  # noqa: ASYNC110  # the lock frees when its holder dies
-                    "SELECT pg_try_advisory_lock($1)", POLLER_LOCK_KEY
-                ):
+                # Polling is the point: the lock frees when its holder's session ends.
+                while not await conn.fetchval(signals.TRY_LEADER_LOCK, POLLER_LOCK_KEY):  # noqa: ASYNC110
                     await asyncio.sleep(self._retry)
                 await self._poll(conn)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
@@ -64,7 +65,7 @@ class TelegramAnswerPoller:
     async def _poll(self, lock_conn: asyncpg.Connection[Any]) -> None:
         offset: int | None = None
         while True:
-            await lock_conn.execute("SELECT 1")  # still the poller?
+            await lock_conn.execute(signals.PING)  # still the poller?
             try:
                 batch = await self._bot.poll_answers(offset, timeout_sec=self._timeout)
             except TelegramError as err:
@@ -78,9 +79,7 @@ class TelegramAnswerPoller:
     async def apply(self, answer: TelegramAnswer) -> bool:
         """Submit one Telegram answer; False if it matches no question we asked there."""
         row = await self._pool.fetchrow(
-            """SELECT request_id, call_id, options FROM ask_user_requests
-               WHERE telegram_chat_id = $1
-                 AND (request_id = $2 OR ($2::text IS NULL AND telegram_message_id = $3))""",
+            sql.BY_TELEGRAM_MESSAGE,
             answer.chat_id,
             answer.request_id,
             answer.question_message_id,

@@ -6,6 +6,10 @@ anything not listed here is illegal and is rejected, never silently applied.
 
 from __future__ import annotations
 
+from typing import Literal
+
+from core.domain.errors import CallagentError
+
 QUEUED = "queued"
 SCHEDULED = "scheduled"
 DIALING = "dialing"
@@ -17,7 +21,9 @@ NO_ANSWER = "no_answer"
 FAILED = "failed"
 CANCELLED = "cancelled"
 
-TERMINAL = frozenset({COMPLETED, BUSY, NO_ANSWER, FAILED, CANCELLED})
+# In the order the docs and the skill manifests list them.
+TERMINAL_IN_ORDER = (COMPLETED, BUSY, NO_ANSWER, FAILED, CANCELLED)
+TERMINAL = frozenset(TERMINAL_IN_ORDER)
 # Counted against max_concurrent_calls.
 IN_FLIGHT = frozenset({SCHEDULED, DIALING, RINGING, IN_PROGRESS})
 ALL = frozenset({QUEUED, SCHEDULED, DIALING, RINGING, IN_PROGRESS}) | TERMINAL
@@ -49,3 +55,28 @@ def sources_of(target: str) -> list[str]:
 
 def is_allowed(source: str, target: str) -> bool:
     return target in ALLOWED.get(source, frozenset())
+
+
+def should_apply(current: str, target: str) -> bool:
+    """True to apply `current → target`, False for a repeat (same status, a no-op).
+
+    Raises:
+        CallagentError: ILLEGAL_TRANSITION when the machine forbids the change.
+    """
+    if current == target:
+        return False
+    if not is_allowed(current, target):
+        raise CallagentError(
+            "ILLEGAL_TRANSITION", f"a {current} call cannot become {target}", status=current
+        )
+    return True
+
+
+def settlement(target: str) -> Literal["capture", "release"] | None:
+    """What entering `target` does to the call's credit reservation: a completed call pays
+    for what it used, any other end gives the whole hold back, a live status keeps it."""
+    if target == COMPLETED:
+        return "capture"
+    if target in TERMINAL:
+        return "release"
+    return None

@@ -9,8 +9,23 @@ gateway can answer without a table of its own. docs/errors.md lists every reason
 from __future__ import annotations
 
 import dataclasses
+import enum
 
-import grpc
+
+class GrpcCode(enum.Enum):
+    """The canonical gRPC status codes our reasons use, by name; the RPC layer maps each to
+    `grpc.StatusCode` of the same name, so this module stays free of the grpc package."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    ABORTED = "ABORTED"
+    INTERNAL = "INTERNAL"
+    UNAVAILABLE = "UNAVAILABLE"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -22,7 +37,7 @@ class Reason:
     """
 
     name: str
-    code: grpc.StatusCode
+    code: GrpcCode
     http_status: int
     meaning: str
     public_code: str | None = None
@@ -31,136 +46,136 @@ class Reason:
 _TABLE: list[Reason] = [
     Reason(
         "UNAUTHENTICATED_KEY",
-        grpc.StatusCode.UNAUTHENTICATED,
+        GrpcCode.UNAUTHENTICATED,
         401,
         "The X-API-Key header is missing, unknown or revoked.",
     ),
     Reason(
         "UNAUTHENTICATED_CONTEXT",
-        grpc.StatusCode.UNAUTHENTICATED,
+        GrpcCode.UNAUTHENTICATED,
         401,
         "The X-Gateway-Context header is malformed, unsigned, tampered or expired.",
     ),
     Reason(
         "PERMISSION_DENIED_ADMIN",
-        grpc.StatusCode.PERMISSION_DENIED,
+        GrpcCode.PERMISSION_DENIED,
         403,
         "The operation needs an admin key.",
     ),
     Reason(
         "NOT_FOUND",
-        grpc.StatusCode.NOT_FOUND,
+        GrpcCode.NOT_FOUND,
         404,
         "No such resource for this customer (another customer's looks the same).",
     ),
     Reason(
         "QUOTA_EXCEEDED",
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        GrpcCode.RESOURCE_EXHAUSTED,
         402,
         "Reserving credits for this call would exceed the monthly quota.",
     ),
     Reason(
         "CONCURRENCY_LIMIT",
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        GrpcCode.RESOURCE_EXHAUSTED,
         409,
         "The customer already has max_concurrent_calls calls in flight.",
     ),
     Reason(
         "MAINTENANCE",
-        grpc.StatusCode.UNAVAILABLE,
+        GrpcCode.UNAVAILABLE,
         503,
         "An admin-set maintenance window gates new calls; see message and resume_at.",
     ),
     Reason(
         "DIAL_FAILED",
-        grpc.StatusCode.UNAVAILABLE,
+        GrpcCode.UNAVAILABLE,
         502,
         "The telephony provider refused the call; the reservation was released.",
     ),
     Reason(
         "CARRIER_ERROR",
-        grpc.StatusCode.UNAVAILABLE,
+        GrpcCode.UNAVAILABLE,
         502,
         "The telephony provider failed the request (e.g. serving a recording); retry later.",
     ),
     Reason(
         "STREAM_LIMIT",
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        GrpcCode.RESOURCE_EXHAUSTED,
         503,
         "This gateway process serves its maximum number of event streams.",
     ),
     Reason(
         "INVALID_ARGUMENT_PHONE",
-        grpc.StatusCode.INVALID_ARGUMENT,
+        GrpcCode.INVALID_ARGUMENT,
         400,
         "target_phone is not a valid E.164 number.",
     ),
     Reason(
         "INVALID_ARGUMENT_BRIEF",
-        grpc.StatusCode.INVALID_ARGUMENT,
+        GrpcCode.INVALID_ARGUMENT,
         400,
         "brief is empty or too long.",
     ),
     Reason(
         "INVALID_ARGUMENT_FIELD",
-        grpc.StatusCode.INVALID_ARGUMENT,
+        GrpcCode.INVALID_ARGUMENT,
         400,
         "A request field has a value outside its allowed set or range; see message.",
     ),
     Reason(
         "INVALID_ARGUMENT_WEBHOOK_URL",
-        grpc.StatusCode.INVALID_ARGUMENT,
+        GrpcCode.INVALID_ARGUMENT,
         400,
         "The webhook URL is not HTTPS, or its host is or resolves to a private address.",
     ),
     Reason(
         "INVALID_ARGUMENT_STATUS",
-        grpc.StatusCode.INVALID_ARGUMENT,
+        GrpcCode.INVALID_ARGUMENT,
         400,
         "The status filter is not one of the allowed values listed in the message.",
     ),
     Reason(
         "INVALID_ARGUMENT_LIMIT",
-        grpc.StatusCode.INVALID_ARGUMENT,
+        GrpcCode.INVALID_ARGUMENT,
         400,
         "A limit is outside its allowed range.",
     ),
     Reason(
         "INVALID_ARGUMENT_INPUT",
-        grpc.StatusCode.INVALID_ARGUMENT,
+        GrpcCode.INVALID_ARGUMENT,
         400,
         "A skill's input does not match its input_schema; metadata.field names the field.",
     ),
     Reason(
         "ASK_USER_CHANNEL_MISSING",
-        grpc.StatusCode.INVALID_ARGUMENT,
+        GrpcCode.INVALID_ARGUMENT,
         400,
         "ask_user_mode 'any' needs a webhook or a linked Telegram chat; or use 'stream'.",
     ),
     Reason(
         "IDEMPOTENCY_KEY_TOO_LONG",
-        grpc.StatusCode.INVALID_ARGUMENT,
+        GrpcCode.INVALID_ARGUMENT,
         400,
         "The Idempotency-Key is longer than 255 characters.",
         "idempotency_key_too_long",
     ),
     Reason(
         "IDEMPOTENCY_CONFLICT",
-        grpc.StatusCode.ALREADY_EXISTS,
+        GrpcCode.ALREADY_EXISTS,
         409,
         "The Idempotency-Key was used with a different request body.",
         "idempotency_conflict",
     ),
     Reason(
         "IDEMPOTENCY_IN_PROGRESS",
-        grpc.StatusCode.ABORTED,
+        GrpcCode.ABORTED,
         409,
         "The first request with this Idempotency-Key is still running; retry the same key.",
         "idempotency_in_progress",
     ),
     Reason(
         "IDEMPOTENCY_STATE_UNKNOWN",
-        grpc.StatusCode.ABORTED,
+        GrpcCode.ABORTED,
         409,
         "The first request with this key stalled and may have dialed: check GET /calls?since= "
         "before retrying with a new key.",
@@ -168,13 +183,13 @@ _TABLE: list[Reason] = [
     ),
     Reason(
         "ILLEGAL_TRANSITION",
-        grpc.StatusCode.FAILED_PRECONDITION,
+        GrpcCode.FAILED_PRECONDITION,
         409,
         "The call's current status does not allow that change (see docs/calls.md).",
     ),
     Reason(
         "INTERNAL",
-        grpc.StatusCode.INTERNAL,
+        GrpcCode.INTERNAL,
         500,
         "An unexpected server error; it is logged with the request's method.",
     ),

@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from core.domain import skills
+from core.domain import skills, tasks
 from core.domain.skills import Skill, SkillTask
 
 _SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -84,7 +84,7 @@ _TIME = {
 }
 _COMMON = {
     "language": {
-        "enum": list(skills.LANGUAGES),
+        "enum": list(tasks.LANGUAGES),
         "default": "auto",
         "description": "language of the call: ru, en, or auto (the agent follows the callee)",
     },

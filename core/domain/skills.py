@@ -6,7 +6,7 @@ task a call runs on: brief, language, kind, parsed slots and ask_user routing. T
 serves the list and each skill's manifest as canonical bytes (sorted keys, no whitespace), so
 every core process answers a manifest with the same bytes and the same strong ETag, and an
 agent's HTTP cache stays valid across replicas and restarts. Nothing here does I/O: the RPC
-layer runs the task through `calls.validate` and the normal start path.
+layer runs the task through `tasks.validate` and the normal start path.
 """
 
 from __future__ import annotations
@@ -21,55 +21,54 @@ import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
-from core.domain import errors
+from core.domain import call_states, errors, idempotency, tasks
 from core.domain.errors import CallagentError
 
-LANGUAGES = ("ru", "en", "auto")
-ASK_USER_MODES = ("stream", "any")
 ANSWER_MODES = ("voice", "context")
-IDEMPOTENCY_KEY_MAX = 255
-# The dedicated reason once core/errors.py has it; the generic field reason until then.
-INPUT_ERROR_REASON = (
-    "INVALID_ARGUMENT_INPUT"
-    if "INVALID_ARGUMENT_INPUT" in errors.REASONS
-    else "INVALID_ARGUMENT_FIELD"
-)
+INPUT_ERROR_REASON = "INVALID_ARGUMENT_INPUT"
 CALL_ID_PLACEHOLDER = "{call_id}"
-TERMINAL_STATUSES = ("completed", "busy", "no_answer", "failed", "cancelled")
 
-# What POST /skills/{id}/run can answer besides 201/202: (HTTP status, reason, meaning).
-RUN_ERRORS: tuple[tuple[int, str, str], ...] = (
-    (400, INPUT_ERROR_REASON, "The input does not match input_schema; metadata.field names it."),
-    (400, "INVALID_ARGUMENT_PHONE", "The phone number is not a dialable E.164 number."),
-    (400, "IDEMPOTENCY_KEY_TOO_LONG", "idempotency_key_too_long: the key exceeds 255 chars."),
-    (401, "UNAUTHENTICATED_KEY", "The X-API-Key header is missing, unknown or revoked."),
+# What each ask_user channel means, in the order the manifest lists them.
+ASK_USER_CHANNEL_NOTES = {
+    "stream": "questions arrive only as ask_user events on GET /calls/{call_id}/events",
+    "any": "questions go to every configured channel (webhook, Telegram) and the stream",
+}
+if set(ASK_USER_CHANNEL_NOTES) != set(tasks.ASK_USER_MODES):
+    raise AssertionError("every ask_user mode needs a channel note")
+
+# What POST /skills/{id}/run can answer besides 201/202, in words for a skill's caller:
+# (reason, meaning). The HTTP status of each comes from the reason table.
+_RUN_ERRORS: tuple[tuple[str, str], ...] = (
+    (INPUT_ERROR_REASON, "The input does not match input_schema; metadata.field names it."),
+    ("INVALID_ARGUMENT_PHONE", "The phone number is not a dialable E.164 number."),
+    ("IDEMPOTENCY_KEY_TOO_LONG", "idempotency_key_too_long: the key exceeds 255 chars."),
+    ("UNAUTHENTICATED_KEY", "The X-API-Key header is missing, unknown or revoked."),
     (
-        400,
         "ASK_USER_CHANNEL_MISSING",
         "ask_user_mode 'any' needs a webhook (PUT /users/me/webhook); or pass 'stream'.",
     ),
-    (402, "QUOTA_EXCEEDED", "Reserving credits for the call would exceed the monthly quota."),
-    (404, "NOT_FOUND", "No skill with this skill_id."),
+    ("QUOTA_EXCEEDED", "Reserving credits for the call would exceed the monthly quota."),
+    ("NOT_FOUND", "No skill with this skill_id."),
     (
-        409,
         "CONCURRENCY_LIMIT",
         "Too many calls in flight (only when dialed directly; a queued run never gets it).",
     ),
-    (409, "IDEMPOTENCY_CONFLICT", "idempotency_conflict: the same key came with another body."),
+    ("IDEMPOTENCY_CONFLICT", "idempotency_conflict: the same key came with another body."),
     (
-        409,
         "IDEMPOTENCY_IN_PROGRESS",
         "idempotency_in_progress: the first request with this key is still running; "
         "retry later with the same key.",
     ),
     (
-        409,
         "IDEMPOTENCY_STATE_UNKNOWN",
         "idempotency_state_unknown: the first request stalled and may have dialed; check "
         "GET /calls?since=... before retrying with a NEW key.",
     ),
-    (502, "DIAL_FAILED", "The carrier refused the call; no credits were kept."),
-    (503, "MAINTENANCE", "New calls are paused for maintenance; see message and resume_at."),
+    ("DIAL_FAILED", "The carrier refused the call; no credits were kept."),
+    ("MAINTENANCE", "New calls are paused for maintenance; see message and resume_at."),
+)
+RUN_ERRORS: tuple[tuple[int, str, str], ...] = tuple(
+    (errors.REASONS[reason].http_status, reason, meaning) for reason, meaning in _RUN_ERRORS
 )
 
 
@@ -116,16 +115,13 @@ class Skill:
         return self.build(data)
 
 
-def capabilities(languages: Sequence[str] = LANGUAGES) -> dict[str, Any]:
+def capabilities(languages: Sequence[str] = tasks.LANGUAGES) -> dict[str, Any]:
     """The capability block every shipped skill shares."""
     return {
         "languages": list(languages),
         "brief_language": "English when language is en or auto, Russian when ru",
-        "ask_user_channels": list(ASK_USER_MODES),
-        "ask_user_channel_notes": {
-            "stream": "questions arrive only as ask_user events on GET /calls/{call_id}/events",
-            "any": "questions go to every configured channel (webhook, Telegram) and the stream",
-        },
+        "ask_user_channels": list(ASK_USER_CHANNEL_NOTES),
+        "ask_user_channel_notes": dict(ASK_USER_CHANNEL_NOTES),
         "answer_modes": list(ANSWER_MODES),
         "answer_mode_notes": {
             "voice": "the agent says the answer to the person on the line",
@@ -171,7 +167,7 @@ def expected_next_steps(call_id: str, queued: bool, ask_user_mode: str) -> list[
         f'{{"answer": "...", "request_id": "<request_id from the ask_user event>", '
         f'"mode": "voice"}}. Use mode "context" for silent guidance the agent should act on '
         f"without saying it.",
-        f"The call is over when its status is one of {', '.join(TERMINAL_STATUSES)}; "
+        f"The call is over when its status is one of {', '.join(call_states.TERMINAL_IN_ORDER)}; "
         f"GET {call} then carries the outcome, summary and transcript, GET {call}/recording "
         f"the recording, and GET /v1/booking/bookings any booking it made.",
         f"To stop the call, POST {call}/cancel; it is safe to retry.",
@@ -204,7 +200,8 @@ def _manifest(skill: Skill) -> dict[str, Any]:
     path = f"/skills/{skill.skill_id}/run"
     steps = {
         status: {
-            mode: expected_next_steps(CALL_ID_PLACEHOLDER, queued, mode) for mode in ASK_USER_MODES
+            mode: expected_next_steps(CALL_ID_PLACEHOLDER, queued, mode)
+            for mode in tasks.ASK_USER_MODES
         }
         for status, queued in (("201", False), ("202", True))
     }
@@ -223,7 +220,7 @@ def _manifest(skill: Skill) -> dict[str, Any]:
                 "X-API-Key": {"required": True, "description": "your API key"},
                 "Idempotency-Key": {
                     "required": False,
-                    "max_length": IDEMPOTENCY_KEY_MAX,
+                    "max_length": idempotency.MAX_KEY_LENGTH,
                     "retention_hours": 24,
                     "description": "any unique string; a retry with the same key and body "
                     "replays the first response instead of dialing again",
@@ -256,17 +253,13 @@ class _Entry:
 class Registry:
     """The skills a core serves, with their manifests rendered once at construction.
 
-    Order is the order given (the catalog lists the most common skill first). Manifests are
+    The skills are passed in (core.main passes `skill_catalog.SKILLS`, which imports this
+    module). Order is the order given (the catalog lists the most common skill first). Manifests are
     frozen as bytes up front, so later mutation of a schema dict cannot make two answers for
     the same ETag.
     """
 
-    def __init__(self, skills: Iterable[Skill] | None = None) -> None:
-        if skills is None:
-            # Imported here: the catalog imports this module for Skill and SkillTask.
-            from core.domain import skill_catalog
-
-            skills = skill_catalog.SKILLS
+    def __init__(self, skills: Iterable[Skill]) -> None:
         self._entries: dict[str, _Entry] = {}
         for skill in skills:
             if skill.skill_id in self._entries:

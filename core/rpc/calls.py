@@ -13,8 +13,10 @@ import orjson
 from callagent.v1 import calls_pb2, calls_pb2_grpc, telephony_pb2, telephony_pb2_grpc
 from google.protobuf import json_format
 
-from core.app import calls, events, idempotency
+from core.app import calls, events, provider_events
 from core.app.ask_user import AskUser
+from core.domain import idempotency as idempotency_rules
+from core.domain import tasks
 from core.domain.errors import not_found
 from core.rpc.convert import from_ts, ts
 from core.rpc.interceptor import current_principal
@@ -93,7 +95,7 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
 
     async def StartCall(self, request: calls_pb2.StartCallRequest, context: Ctx) -> Any:
         customer_id = current_principal().customer_id
-        start = calls.StartRequest(
+        start = tasks.StartRequest(
             target_phone=request.target_phone,
             brief=request.brief,
             language=request.language or "auto",
@@ -103,7 +105,7 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
             else None,
             ask_user_mode=request.ask_user_mode or "any",
         )
-        key = idempotency.make_key(
+        key = idempotency_rules.make_key(
             customer_id, request.request_id, "start_call", dataclasses.asdict(start)
         )
         idem = None
@@ -199,9 +201,9 @@ class TelephonyEventServicer(telephony_pb2_grpc.TelephonyEventServiceServicer):
     async def ReportTelephonyEvent(
         self, request: telephony_pb2.ReportTelephonyEventRequest, context: Ctx
     ) -> Any:
-        applied = await calls.apply_provider_event(
+        applied = await provider_events.apply_provider_event(
             self._calls,
-            calls.ProviderEvent(
+            provider_events.ProviderEvent(
                 kind=request.kind,
                 call_sid=request.call_sid,
                 call_id=request.call_id,

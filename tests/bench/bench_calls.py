@@ -17,7 +17,7 @@ import time
 
 from core import main as server
 from core.app import api_keys
-from core.app.calls import StartRequest
+from core.domain.tasks import StartRequest
 from core.settings import Settings
 from core.store import database
 from tests.bench.load import Result, closed_loop, http_get_worker

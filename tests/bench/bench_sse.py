@@ -16,7 +16,8 @@ import orjson
 import psutil
 
 from core.app import api_keys, events
-from core.app.calls import CallPolicy, CallService, StartRequest
+from core.app.calls import CallPolicy, CallService
+from core.domain.tasks import StartRequest
 from core.store import database
 from tests.bench.stack import running_stack
 from tests.fakes.telephony import FakeTelephony

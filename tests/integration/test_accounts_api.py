@@ -7,7 +7,7 @@ import time
 import httpx
 
 from core.app import api_keys
-from core.app.auth import sign_gateway_context
+from core.domain import gateway_context
 from core.main import Core
 from tests.conftest import BOOTSTRAP_KEY, CONTEXT_SECRET, new_customer
 
@@ -112,7 +112,7 @@ class TestSignedGatewayContext:
     async def test_valid_context_is_accepted_when_fronted(
         self, fronted_http: httpx.AsyncClient, fronted_customer: api_keys.CreatedKey
     ) -> None:
-        ctx = sign_gateway_context(
+        ctx = gateway_context.sign(
             CONTEXT_SECRET,
             fronted_customer.customer_id,
             fronted_customer.api_key_id,
@@ -126,24 +126,24 @@ class TestSignedGatewayContext:
         self, fronted_http: httpx.AsyncClient, fronted_customer: api_keys.CreatedKey
     ) -> None:
         c = fronted_customer
-        good = sign_gateway_context(CONTEXT_SECRET, c.customer_id, c.api_key_id, time.time() + 60)
+        good = gateway_context.sign(CONTEXT_SECRET, c.customer_id, c.api_key_id, time.time() + 60)
         payload, _, signature = good.partition(".")
-        tampered_payload = sign_gateway_context(
+        tampered_payload = gateway_context.sign(
             CONTEXT_SECRET, "cus_other", c.api_key_id, time.time() + 60
         ).partition(".")[0]
         cases = {
             "unsigned": payload,
             "empty signature": payload + ".",
-            "wrong secret": sign_gateway_context(
+            "wrong secret": gateway_context.sign(
                 "other-secret", c.customer_id, c.api_key_id, time.time() + 60
             ),
             "tampered payload": f"{tampered_payload}.{signature}",
             "tampered signature": f"{payload}.{signature[:-2]}AA",
-            "expired": sign_gateway_context(
+            "expired": gateway_context.sign(
                 CONTEXT_SECRET, c.customer_id, c.api_key_id, time.time() - 1
             ),
             "garbage": "%%%.###",
-            "unknown key": sign_gateway_context(
+            "unknown key": gateway_context.sign(
                 CONTEXT_SECRET, c.customer_id, "key_missing", time.time() + 60
             ),
         }
@@ -157,7 +157,7 @@ class TestSignedGatewayContext:
     async def test_context_ignored_when_not_fronted(
         self, http: httpx.AsyncClient, customer: api_keys.CreatedKey
     ) -> None:
-        forged = sign_gateway_context(
+        forged = gateway_context.sign(
             CONTEXT_SECRET, customer.customer_id, customer.api_key_id, time.time() + 60
         )
         alone = await http.get("/users/me", headers={"X-Gateway-Context": forged})

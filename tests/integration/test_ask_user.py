@@ -15,7 +15,7 @@ from callagent.v1 import media_pb2, media_pb2_grpc
 
 from core import main as server
 from core.app import api_keys
-from core.app.calls import StartRequest
+from core.domain.tasks import StartRequest
 from gateway.app import create_app
 from tests.conftest import (
     INTERNAL_TOKEN,

@@ -7,6 +7,7 @@ import datetime as dt
 import httpx
 
 from core.app import api_keys, bookings
+from core.domain import bookings as booking_rules
 from core.main import Core
 from tests.conftest import new_customer
 
@@ -56,7 +57,7 @@ async def test_unknown_status_is_400_listing_allowed_values(
     assert response.status_code == 400
     detail = response.json()["detail"]
     assert detail["code"] == "INVALID_ARGUMENT_STATUS"
-    for allowed in bookings.STATUSES:
+    for allowed in booking_rules.STATUSES:
         assert allowed in detail["message"]
 
 

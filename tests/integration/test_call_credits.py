@@ -10,8 +10,9 @@ from typing import Any
 import asyncpg
 
 from core import main as server
-from core.app.calls import ProviderEvent, StartRequest, apply_provider_event
+from core.app.provider_events import ProviderEvent, apply_provider_event
 from core.domain.errors import CallagentError
+from core.domain.tasks import StartRequest
 from tests.conftest import make_settings, new_customer
 from tests.fakes.telephony import FakeTelephony
 

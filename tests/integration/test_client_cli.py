@@ -19,7 +19,7 @@ from callagent.v1 import media_pb2
 from cli.api import Api
 from core import main as server
 from core.app import api_keys, events
-from core.app.calls import Change
+from core.app.call_status import Change
 from gateway.app import create_app
 from tests.conftest import (
     eventually,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,7 +9,8 @@ import httpx
 import pytest
 
 from core import main as server
-from core.app import api_keys, dial_queue
+from core.app import api_keys, drainer
+from core.domain.tasks import StartRequest
 from gateway.app import create_app
 from tests.conftest import (
     eventually,
@@ -118,7 +118,9 @@ async def test_cancel_queued_call_leaves_queue_and_releases(
     )
     assert usage == 100  # only the first call's hold remains
     await qcore.calls.transition(telephony.dials[0].call_id, "completed")
-    await asyncio.sleep(0.3)
+    # A freed slot makes nothing dialable: the cancelled entry left the queue.
+    assert qcore.drainer is not None
+    assert await qcore.drainer.drain_once() is None
     assert waiting not in [d.call_id for d in telephony.dials]
 
 
@@ -160,7 +162,7 @@ async def test_expired_lease_recovery_never_dials_twice(
     assert rows[maybe]["status"] == "failed" and rows[maybe]["state"] == "done"
     await qcore.calls.transition(telephony.dials[0].call_id, "completed")
     await eventually(lambda: _dialed(telephony, 2))
-    await asyncio.sleep(0.2)
+    assert await qcore.drainer.drain_once() is None  # `maybe` is never offered again
     assert [d.call_id for d in telephony.dials][1:] == [never]
 
 
@@ -176,8 +178,6 @@ async def test_drainer_failover_dials_each_call_once(db_dsn: str, queue_settings
         leader = next(i for i, c in enumerate(cores) if c.drainer and c.drainer.is_leader)
         customers = [await new_customer(cores[0].pool) for _ in range(6)]
         await cores[0].pool.execute("UPDATE customers SET max_concurrent_calls = 100")
-        from core.app.calls import StartRequest
-
         for c in customers[:3]:
             await cores[1].calls.start(c.customer_id, StartRequest("+15550100", "first wave"))
         await eventually(lambda: _total(phones, 3))
@@ -185,7 +185,7 @@ async def test_drainer_failover_dials_each_call_once(db_dsn: str, queue_settings
         killed = await cores[0].pool.fetchval(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
             "WHERE locktype = 'advisory' AND objid = $1 AND granted",
-            dial_queue.LEADER_LOCK_KEY,
+            drainer.LEADER_LOCK_KEY,
         )
         assert killed == 1
         follower = 1 - leader
@@ -193,7 +193,8 @@ async def test_drainer_failover_dials_each_call_once(db_dsn: str, queue_settings
         for c in customers[3:]:
             await cores[0].calls.start(c.customer_id, StartRequest("+15550100", "second wave"))
         await eventually(lambda: _total(phones, 6))
-        await asyncio.sleep(0.3)
+        for c in cores:  # nothing is left to dial on either replica
+            assert c.drainer is not None and await c.drainer.drain_once() is None
         dialed = [d.call_id for t in phones for d in t.dials]
         assert len(dialed) == len(set(dialed)) == 6
         assert len(phones[follower].dials) >= 3

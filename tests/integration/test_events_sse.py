@@ -12,7 +12,8 @@ import pytest
 
 from core import main as server
 from core.app import api_keys, events
-from core.app.calls import Change, StartRequest
+from core.app.call_status import Change
+from core.domain.tasks import StartRequest
 from gateway.app import create_app
 from tests.conftest import (
     eventually,

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from core import main as server
-from core.app import api_keys
+from core.app import api_keys, idempotency
 from tests.conftest import new_customer
 from tests.fakes.telephony import FakeTelephony
 
@@ -180,8 +180,6 @@ async def test_conflict_too_long_stale_and_expiry(
     expired = await http.post(url, json=RUN, headers=key(customer, "k1"))
     assert expired.status_code == 201 and expired.json()["replayed"] is False
     assert len(telephony.dials) == dials + 1
-    from core.app import idempotency
-
     assert await idempotency.sweep(core.pool) >= 2
 
 

@@ -17,8 +17,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from core.app import calls
-from core.domain import errors, skill_catalog, skills
+from core.domain import errors, skill_catalog, skills, tasks
 from core.domain.errors import CallagentError
 
 SKILL_IDS = [
@@ -28,13 +27,6 @@ SKILL_IDS = [
     "hotel_booking",
     "concierge",
 ]
-POLICY = calls.CallPolicy(
-    reserve_cents=100,
-    rate_cents_per_minute=10,
-    queue_enabled=False,
-    allow_fictional_numbers=True,
-    pod_name="test",
-)
 BOOKING = {
     "venue_phone": "+15550101",
     "date": "2030-06-14",
@@ -60,7 +52,7 @@ HOTEL = {
 
 @pytest.fixture(scope="module")
 def registry() -> skills.Registry:
-    return skills.Registry()
+    return skills.Registry(skill_catalog.SKILLS)
 
 
 def _input_error(registry: skills.Registry, skill_id: str, data: Any) -> CallagentError:
@@ -84,9 +76,11 @@ def test_every_schema_example_becomes_a_task_the_call_service_accepts(
     for example in skill.input_schema["examples"]:
         task = registry.validate(skill.skill_id, example)
         assert task.kind == skill.kind == skill.skill_id
-        assert task.kind in calls.KINDS
+        assert task.kind in tasks.KINDS
         assert (task.language, task.ask_user_mode) == ("auto", "any")
-        request = calls.validate(calls.StartRequest(**dataclasses.asdict(task)), POLICY)
+        request = tasks.validate(
+            tasks.StartRequest(**dataclasses.asdict(task)), allow_fictional_numbers=True
+        )
         assert request.brief == task.brief
         assert request.target_phone == example[next(k for k in example if k.endswith("phone"))]
 
@@ -100,7 +94,7 @@ def test_longest_allowed_input_still_fits_in_a_brief(
         if "maxLength" in spec:
             data[field] = "ж" * spec["maxLength"]
     task = registry.validate(skill.skill_id, {**data, "language": "ru"})
-    assert len(task.brief) <= calls.MAX_BRIEF
+    assert len(task.brief) <= tasks.MAX_BRIEF
 
 
 def test_restaurant_booking_in_english(registry: skills.Registry) -> None:
@@ -306,7 +300,10 @@ def test_unknown_skill_is_not_found(registry: skills.Registry, operation: str) -
 
 
 def test_list_is_in_catalog_order_with_urls() -> None:
-    first, second = skills.Registry().list(), skills.Registry().list()
+    first, second = (
+        skills.Registry(skill_catalog.SKILLS).list(),
+        skills.Registry(skill_catalog.SKILLS).list(),
+    )
     assert first == second
     assert [summary.skill_id for summary in first] == SKILL_IDS
     for summary in first:
@@ -316,7 +313,7 @@ def test_list_is_in_catalog_order_with_urls() -> None:
 
 
 def test_manifest_bytes_are_canonical_and_identical_across_registries() -> None:
-    one, two = skills.Registry(), skills.Registry()
+    one, two = skills.Registry(skill_catalog.SKILLS), skills.Registry(skill_catalog.SKILLS)
     for skill_id in SKILL_IDS:
         body = one.manifest_json(skill_id)
         assert body == one.manifest_json(skill_id) == two.manifest_json(skill_id)
@@ -326,7 +323,8 @@ def test_manifest_bytes_are_canonical_and_identical_across_registries() -> None:
 
 def test_manifest_bytes_are_identical_in_another_process() -> None:
     script = (
-        "import hashlib; from core.domain import skills; r = skills.Registry(); "
+        "import hashlib; from core.domain import skill_catalog, skills; "
+        "r = skills.Registry(skill_catalog.SKILLS); "
         "print(' '.join(hashlib.sha256(r.manifest_json(s.skill_id)).hexdigest() "
         "for s in r.list()))"
     )
@@ -339,7 +337,7 @@ def test_manifest_bytes_are_identical_in_another_process() -> None:
         text=True,
         check=True,
     ).stdout.split()
-    here = skills.Registry()
+    here = skills.Registry(skill_catalog.SKILLS)
     assert other == [hashlib.sha256(here.manifest_json(s)).hexdigest() for s in SKILL_IDS]
 
 
@@ -364,7 +362,7 @@ def test_manifest_content(registry: skills.Registry) -> None:
 
 
 def test_etag_is_a_quoted_sha256_prefix_that_follows_the_content() -> None:
-    registry = skills.Registry()
+    registry = skills.Registry(skill_catalog.SKILLS)
     etag = registry.etag("concierge")
     assert re.fullmatch(r'"[0-9a-f]{32}"', etag)
     assert etag == f'"{hashlib.sha256(registry.manifest_json("concierge")).hexdigest()[:32]}"'
@@ -375,7 +373,7 @@ def test_etag_is_a_quoted_sha256_prefix_that_follows_the_content() -> None:
 
 
 def test_registry_rejects_duplicates_and_broken_schemas() -> None:
-    concierge = skills.Registry().get("concierge")
+    concierge = skills.Registry(skill_catalog.SKILLS).get("concierge")
     with pytest.raises(ValueError, match="duplicate"):
         skills.Registry([concierge, concierge])
     with pytest.raises(SchemaError):

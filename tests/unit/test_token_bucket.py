@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 
-from core.app.dial_queue import TokenBucket
+from core.app.drainer import TokenBucket
 
 
 class FakeClock:

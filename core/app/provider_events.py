@@ -1,0 +1,89 @@
+"""Carrier callbacks (status, answering-machine detection, recording) applied to calls.
+
+Providers repeat and reorder callbacks, so a stale status (one the state machine no
+longer allows) is logged and ignored rather than failing the callback; everything else
+goes through the same status change as any other (`CallService.transition`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from core.app import events
+from core.app.call_status import Change
+from core.app.calls import CallService
+from core.domain import call_states as st
+from core.domain.errors import CallagentError, not_found
+from core.store.sql import calls as sql
+
+log = logging.getLogger(__name__)
+
+# Carrier statuses that end a call without an agent outcome: the status is the outcome.
+_SELF_DESCRIBING = (st.BUSY, st.NO_ANSWER, st.FAILED, st.CANCELLED)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """A carrier callback, already authenticated by the media process."""
+
+    kind: str  # status | amd | recording
+    call_sid: str
+    call_id: str = ""
+    status: str = ""
+    duration_sec: float | None = None
+    answered_by: str | None = None
+    recording_sid: str | None = None
+    recording_url: str | None = None
+    recording_duration_sec: float | None = None
+    recording_status: str | None = None
+
+
+async def apply_provider_event(service: CallService, event: ProviderEvent) -> bool:
+    """Apply a carrier callback; False when it is stale (repeated or out of order)."""
+    pool = service.pool
+    call_id = event.call_id or await pool.fetchval(sql.ID_BY_SID, event.call_sid)
+    if not call_id:
+        raise not_found("call")
+    if event.kind == "status":
+        if event.status not in st.ALL:
+            raise CallagentError("INVALID_ARGUMENT_FIELD", f"unknown status {event.status!r}")
+        change = Change(call_sid=event.call_sid or None, duration_sec=event.duration_sec)
+        if event.status in _SELF_DESCRIBING:
+            change = dataclasses.replace(
+                change,
+                outcome_type=event.status,
+                outcome_summary=f"carrier reported {event.status}",
+            )
+        try:
+            return await service.transition(call_id, event.status, change)
+        except CallagentError as err:
+            if err.reason != "ILLEGAL_TRANSITION":
+                raise
+            log.info("stale carrier status ignored", extra={"call_id": call_id, "to": event.status})
+            return False
+    if event.kind == "amd":
+        await pool.execute(sql.SET_ANSWERED_BY, call_id, event.answered_by)
+        return True
+    if event.kind == "recording":
+        if event.recording_status not in (None, "completed"):
+            return False
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                sql.SET_RECORDING,
+                call_id,
+                event.recording_sid,
+                event.recording_url,
+                event.recording_duration_sec,
+            )
+            await events.append(
+                conn,
+                call_id,
+                "recording_ready",
+                {
+                    "recording_url": f"/calls/{call_id}/recording",
+                    "duration_sec": event.recording_duration_sec,
+                },
+            )
+        return True
+    raise CallagentError("INVALID_ARGUMENT_FIELD", f"unknown event kind {event.kind!r}")

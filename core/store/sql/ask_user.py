@@ -1,0 +1,52 @@
+"""ask_user questions: stored per call, routed, answered once, timed out, matched to Telegram."""
+
+LOCK_CALL_AND_ROUTING = """
+SELECT c.status, t.ask_user_mode, cu.ask_user_webhook_url, cu.ask_user_webhook_secret,
+       cu.telegram_chat_id
+FROM calls c JOIN tasks t USING (task_id)
+JOIN customers cu ON cu.customer_id = c.customer_id
+WHERE c.call_id = $1 FOR UPDATE OF c
+"""
+
+INSERT = """
+INSERT INTO ask_user_requests (request_id, call_id, question, options, expires_at)
+VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+ON CONFLICT (request_id) DO NOTHING
+"""
+
+SET_CHANNEL = "UPDATE ask_user_requests SET channel = $2 WHERE request_id = $1"
+
+SET_TELEGRAM_MESSAGE = """
+UPDATE ask_user_requests SET telegram_chat_id = $2, telegram_message_id = $3
+WHERE request_id = $1
+"""
+
+LOCK_CALL = "SELECT customer_id, status FROM calls WHERE call_id = $1 FOR UPDATE"
+
+# The first answer wins: the oldest live pending question (or the one named by $2).
+ANSWER = """
+UPDATE ask_user_requests SET status = 'answered', answer = $3, mode = $4, answered_via = $5,
+    answered_at = now()
+WHERE request_id = (
+    SELECT request_id FROM ask_user_requests
+    WHERE call_id = $1 AND status = 'pending' AND expires_at > now()
+      AND ($2::text IS NULL OR request_id = $2)
+    ORDER BY created_at LIMIT 1)
+RETURNING request_id
+"""
+
+EXPIRE = """
+UPDATE ask_user_requests SET status = 'timed_out'
+WHERE request_id = $1 AND status = 'pending' RETURNING call_id
+"""
+
+ANSWER_OF = """
+SELECT request_id, answer, mode, status FROM ask_user_requests WHERE request_id = $1
+"""
+
+# A Telegram reply: by request id (a button), else by the replied-to message.
+BY_TELEGRAM_MESSAGE = """
+SELECT request_id, call_id, options FROM ask_user_requests
+WHERE telegram_chat_id = $1
+  AND (request_id = $2 OR ($2::text IS NULL AND telegram_message_id = $3))
+"""
