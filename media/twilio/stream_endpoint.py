@@ -23,7 +23,7 @@ import urllib.parse
 
 from starlette.types import Message, Receive, Scope, Send
 
-from common.aio import cancel_all_and_wait
+from common.aio import cancel_and_wait
 from media.call.bridge import BridgeDeps, CallBridge
 from media.codec import twilio_codec
 from media.twilio.webhooks import SIGNATURE_HEADER, signature_valid_for_websocket
@@ -128,7 +128,7 @@ class BridgeRegistry:
     async def aclose(self) -> None:
         """Stop every call (process shutdown): their sockets close, Twilio ends the calls."""
         self._closed = True
-        await cancel_all_and_wait(list(self._tasks))
+        await cancel_and_wait(*self._tasks)
 
 
 class StreamEndpoint:
