@@ -3,8 +3,10 @@
 Composition root of the telephony edge: the webhook routes hand callbacks to core (and feed
 async AMD results to the local call bridge), and `/twilio/stream` runs one `CallBridge` per
 live call with a `CoreLink` session to core, a shared Gemini client, the telephony port for
-hang-ups and DTMF, and Deepgram when configured. Tests and benchmarks inject in-memory core
-links, a fake telephony port or another sink through `create_app`'s keyword arguments.
+hang-ups and DTMF, and Deepgram when configured. Settings are media's own (`media.settings`)
+and the carrier's (`telephony.settings`): media imports no core module. Tests and benchmarks
+inject in-memory core links, a fake telephony port or another sink through `create_app`'s
+keyword arguments; without them the app uses the real gRPC link and Twilio.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from core.settings import Settings, get_settings
 from media.call import core_link
 from media.call.bridge import BridgeDeps
 from media.providers import gemini_live
@@ -31,6 +32,7 @@ from media.twilio.core_sink import CoreTelephonySink
 from media.twilio.stream_endpoint import STREAM_PATH, BridgeRegistry, StreamEndpoint
 from media.twilio.webhooks import TelephonyEvent, TelephonySink, twilio_webhook_routes
 from telephony import port as telephony
+from telephony.settings import TwilioSettings, get_twilio_settings
 from telephony.twilio_rest import TwilioTelephony
 
 # Reconnect to core quickly after it (re)starts instead of gRPC's default 1 s → 120 s backoff.
@@ -66,20 +68,19 @@ class _AmdTap:
 
 
 def create_app(
-    settings: Settings,
-    media_settings: MediaSettings | None = None,
+    media: MediaSettings,
+    twilio: TwilioSettings,
     *,
     core_links: core_link.CoreLinkFactory | None = None,
     phone: telephony.Telephony | None = None,
     sink: TelephonySink | None = None,
 ) -> MediaApp:
-    if settings.twilio_auth_token is None or settings.internal_token is None:
+    if twilio.twilio_auth_token is None or media.internal_token is None:
         raise RuntimeError("media needs TWILIO_AUTH_TOKEN and INTERNAL_TOKEN")
-    if phone is None and settings.twilio_account_sid is None:
+    if phone is None and twilio.twilio_account_sid is None:
         raise RuntimeError("media needs TWILIO_ACCOUNT_SID to hang up and send DTMF")
-    media = media_settings or get_media_settings()
-    auth_token = settings.twilio_auth_token.get_secret_value()
-    internal_token = settings.internal_token.get_secret_value()
+    auth_token = twilio.twilio_auth_token.get_secret_value()
+    internal_token = media.internal_token.get_secret_value()
     lazy = _LazySink()
     registry = BridgeRegistry()
 
@@ -87,26 +88,26 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             channel = await stack.enter_async_context(
-                grpc.aio.insecure_channel(settings.grpc_target, options=CHANNEL_OPTIONS)
+                grpc.aio.insecure_channel(media.grpc_target, options=CHANNEL_OPTIONS)
             )
             lazy.target = sink or CoreTelephonySink(channel, internal_token)
             links = core_links or (lambda: core_link.GrpcCoreLink(channel, internal_token))
             port = phone
             if port is None:
-                assert settings.twilio_account_sid is not None
-                twilio = TwilioTelephony(
-                    settings.twilio_account_sid,
+                assert twilio.twilio_account_sid is not None
+                rest = TwilioTelephony(
+                    twilio.twilio_account_sid,
                     auth_token,
-                    settings.twilio_from_number,
-                    settings.public_base_url,
-                    settings.twilio_api_base_url,
+                    twilio.twilio_from_number,
+                    twilio.public_base_url,
+                    twilio.twilio_api_base_url,
                 )
-                stack.push_async_callback(twilio.aclose)
-                port = twilio
+                stack.push_async_callback(rest.aclose)
+                port = rest
             client = _gemini_client(media)
             if client is not None:
                 stack.push_async_callback(_close_client, client)
-            registry.bind(BridgeDeps(media, links, port, client, settings.pod_name))
+            registry.bind(BridgeDeps(media, links, port, client, media.pod_name))
             stack.push_async_callback(registry.aclose)
             yield
 
@@ -114,12 +115,12 @@ def create_app(
         return JSONResponse({"status": "ok", "calls": len(registry.bridges)})
 
     routes = [
-        *twilio_webhook_routes(auth_token, settings.public_base_url, _AmdTap(registry, lazy)),
+        *twilio_webhook_routes(auth_token, twilio.public_base_url, _AmdTap(registry, lazy)),
         Route("/healthz", healthz),
     ]
     web = Starlette(routes=routes, lifespan=lifespan)
     web.state.registry = registry
-    return MediaApp(web, StreamEndpoint(auth_token, settings.public_base_url, registry))
+    return MediaApp(web, StreamEndpoint(auth_token, twilio.public_base_url, registry))
 
 
 class MediaApp:
@@ -153,13 +154,13 @@ async def _close_client(client: genai.Client) -> None:
 
 
 def main() -> None:
-    settings = get_settings()
+    media = get_media_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("twilio").setLevel(logging.WARNING)
     uvicorn.run(
-        create_app(settings),
-        host=settings.callagent_bind_host,
-        port=settings.callagent_media_port,
+        create_app(media, get_twilio_settings()),
+        host=media.callagent_bind_host,
+        port=media.callagent_media_port,
         log_level="warning",
         access_log=False,
     )

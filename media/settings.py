@@ -1,14 +1,17 @@
-"""Settings only the media process reads: model and STT credentials, call pacing and bounds.
+"""Settings only the media process reads: where it listens and finds core, model and STT
+credentials, call pacing and bounds.
 
-Core's settings (Twilio credentials, `public_base_url`, `internal_token`, the gRPC target, the
-pod name) stay in `core.settings.Settings`; the media process reads both. Base URLs and the CA
-file exist so the same production adapters can be pointed at loopback fakes (`sim/`, tests):
-switching between the simulated world and the real one is configuration only.
+The carrier's settings (Twilio credentials, `public_base_url`) are `telephony.settings`; media
+reads no core module, so the few names it shares with core (bind host, ports, gRPC target, pod
+name, internal token) are declared here again under the same environment variables. Base URLs
+and the CA file exist so the same production adapters can be pointed at loopback fakes (`sim/`,
+tests): switching between the simulated world and the real one is configuration only.
 """
 
 from __future__ import annotations
 
 import functools
+import socket
 import ssl
 from typing import Literal
 
@@ -22,6 +25,17 @@ class MediaSettings(BaseSettings):
     """Media-process settings; environment variable names are the field names upper-cased."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    callagent_bind_host: str = "127.0.0.1"
+    callagent_media_port: int = 8081
+    callagent_grpc_port: int = 50051
+    core_grpc_target: str | None = Field(
+        default=None, description="Where media finds core; default 127.0.0.1:<grpc port>."
+    )
+    pod_name: str = Field(default_factory=socket.gethostname)
+    internal_token: SecretStr | None = Field(
+        default=None, description="Shared secret media uses for core's internal RPCs."
+    )
 
     gemini_api_key: SecretStr | None = Field(
         default=None, description="Gemini API key; unset = calls fail at once with outcome failed."
@@ -71,6 +85,10 @@ class MediaSettings(BaseSettings):
     outbound_lead_ms: int = Field(
         default=80, ge=20, description="How far ahead of real time audio is queued at Twilio."
     )
+
+    @property
+    def grpc_target(self) -> str:
+        return self.core_grpc_target or f"127.0.0.1:{self.callagent_grpc_port}"
 
     def disclosure(self, language: str) -> str:
         """The configured disclosure, else the default for `language` (English for auto)."""

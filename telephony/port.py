@@ -3,9 +3,9 @@
 Core's dial queue, cancel path and recording fetch talk only to `Telephony`; the Twilio
 adapter (`telephony.twilio_rest`) implements it over the twilio SDK, and tests use the
 in-memory `tests.fakes.telephony.FakeTelephony`. Every failure crosses this boundary as
-`TelephonyError`, whose `retryable` flag is the only thing a caller's retry policy reads:
-it is True only when the provider certainly did NOT act (a 5xx/429 answer, a refused
-connection), so a retried dial can never place a second call.
+`TelephonyError` (a `common.errors.ProviderError`), whose `retryable` flag is the only thing
+a caller's retry policy reads: it is True only when the provider certainly did NOT act (a
+5xx/429 answer, a refused connection), so a retried dial can never place a second call.
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ import dataclasses
 import re
 from typing import Protocol
 
+from common.errors import ProviderError
+
 _DTMF_DIGITS = re.compile(r"[0-9*#w]{1,64}")
 
 
-class TelephonyError(Exception):
+class TelephonyError(ProviderError):
     """The telephony provider refused or failed an operation.
 
+    `message` never contains credentials; `retryable` is True only when repeating the
+    operation cannot duplicate its effect (see `common.errors.ProviderError`).
+
     Attributes:
-        message: a human-readable reason (never contains credentials).
-        retryable: True only when repeating the operation cannot duplicate its effect.
         status: the provider's HTTP status, when it answered.
         code: the provider's error code (Twilio's 5-digit codes), when it sent one.
     """
@@ -30,14 +33,12 @@ class TelephonyError(Exception):
     def __init__(
         self,
         message: str,
-        retryable: bool,
         *,
+        retryable: bool,
         status: int | None = None,
         code: int | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
+        super().__init__(message, retryable=retryable)
         self.status = status
         self.code = code
 

@@ -20,7 +20,6 @@ fails.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import logging
@@ -33,7 +32,9 @@ from google import genai
 
 from media.call import core_link
 from media.call.ending import CallEnding
+from media.call.inbound import InboundAudio
 from media.call.playout import Playout, StreamLeg
+from media.call.sessions import CallSettings, live_session, supervisor_ear
 from media.call.supervisor import Action, Decision, Supervisor, SupervisorSettings
 from media.call.tools import ToolRelay
 from media.codec import audio
@@ -52,7 +53,6 @@ from media.providers.gemini_live import (
     ToolCallCancelled,
     TurnComplete,
 )
-from media.settings import MediaSettings
 from telephony import port as telephony
 
 with warnings.catch_warnings():
@@ -61,14 +61,12 @@ with warnings.catch_warnings():
 
 logger = logging.getLogger(__name__)
 
-_DEEPGRAM_LANGUAGES = {"ru": "ru", "en": "en-US"}
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class BridgeDeps:
     """What every call of a media process shares."""
 
-    settings: MediaSettings
+    settings: CallSettings
     core_links: core_link.CoreLinkFactory
     phone: telephony.Telephony
     gemini_client: genai.Client | None
@@ -77,39 +75,6 @@ class BridgeDeps:
 
 class _CallOver(Exception):
     """Raised in the call's task group once the call is over, to stop every stage."""
-
-
-class InboundAudio:
-    """Caller audio for Gemini: PCM16 8 kHz -> 16 kHz, sent from the Twilio reader's task.
-
-    Sending inline saves a task switch per 20 ms frame, the largest scheduling cost of a call.
-    Until the model session is up (`start()`), only the newest `max_frames` are kept, and
-    that backlog goes out as one chunk with the first live frame.
-    """
-
-    def __init__(self, max_frames: int = 50) -> None:
-        self._up = audio.Upsampler8to16()
-        self._backlog: collections.deque[bytes] = collections.deque()
-        self._max = max_frames
-        self._live: GeminiLiveSession | None = None
-        self.dropped_frames = 0
-
-    def start(self, live: GeminiLiveSession) -> None:
-        self._live = live
-
-    async def push(self, pcm8k: bytes) -> None:
-        chunk = self._up.process(pcm8k)
-        if self._live is None:
-            self._backlog.append(chunk)
-            if len(self._backlog) > self._max:
-                self._backlog.popleft()
-                self.dropped_frames += 1
-            return
-        if self._backlog:
-            self._backlog.append(chunk)
-            chunk = b"".join(self._backlog)
-            self._backlog.clear()
-        await self._live.send_audio(chunk)
 
 
 class CallBridge:
@@ -240,7 +205,7 @@ class CallBridge:
             logger.warning("core refused the call: %s", exc, extra=self._log)
             await self._ending.hang_up()
             return
-        self._live = live = self._new_live(task)
+        self._live = live = live_session(self._s, self._deps.gemini_client, task, self.call_id)
         try:
             await live.start()
         except GeminiLiveError as exc:
@@ -250,7 +215,7 @@ class CallBridge:
             )
             await self._ending.hang_up()
             return
-        self._ear = self._new_ear(task)
+        self._ear = supervisor_ear(self._s, task, self.call_id)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -292,32 +257,6 @@ class CallBridge:
             await live.aclose()
             if self._ear is not None:
                 await self._ear.aclose()
-
-    def _new_live(self, task: core_link.CallTask) -> GeminiLiveSession:
-        s = self._s
-        key = s.gemini_api_key.get_secret_value() if s.gemini_api_key else ""
-        instruction = agent_prompt.build_system_instruction(
-            task.brief, task.language, task.kind, task.parsed_slots, s.disclosure(task.language)
-        )
-        return GeminiLiveSession(
-            key,
-            model=s.gemini_model,
-            base_url=s.gemini_base_url,
-            ssl_context=s.gemini_ssl_context(),
-            client=self._deps.gemini_client,
-            system_instruction=instruction,
-            voice=s.gemini_voice,
-            language_code=agent_prompt.speech_language_code(task.language),
-            resume_gap_budget_ms=s.resume_gap_budget_ms,
-            call_id=self.call_id,
-        )
-
-    def _new_ear(self, task: core_link.CallTask) -> DeepgramEar | None:
-        config = self._s.deepgram_config()
-        if config is None:
-            return None
-        language = _DEEPGRAM_LANGUAGES.get(task.language, "multi")
-        return DeepgramEar(config, language=language, call_id=self.call_id)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         if self._tg is None:

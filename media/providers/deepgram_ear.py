@@ -15,7 +15,6 @@ transcript against the Twilio recording.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 from collections.abc import AsyncIterator
@@ -33,6 +32,9 @@ from deepgram.listen.v1.types.listen_v1speech_started import ListenV1SpeechStart
 from deepgram.listen.v1.types.listen_v1utterance_end import ListenV1UtteranceEnd
 from deepgram.types.listen_v1response import ListenV1Response
 from pydantic import SecretStr
+
+from common.aio import cancel_and_wait
+from common.errors import ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -107,12 +109,8 @@ class Word:
     confidence: float
 
 
-class TranscriptionError(Exception):
+class TranscriptionError(ProviderError):
     """Batch transcription failed; `retryable` is False for auth and request errors."""
-
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.retryable = retryable
 
 
 class DeepgramEar:
@@ -185,10 +183,7 @@ class DeepgramEar:
                 await asyncio.wait({task}, timeout=self._close_timeout_s)
         finally:
             # Also on our own cancellation: the ear's task must never outlive its owner.
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(task)
             self._finish()
 
     async def _run(self) -> None:

@@ -7,8 +7,9 @@ handle, reconnects on `goAway` or a dropped socket with bounded backoff, buffers
 audio meanwhile (only the newest `resume_audio_buffer_ms`, so the model hears what was just said
 rather than a growing backlog), and reports the gap as `Resumed`, or `SessionLost` when the
 conversation cannot continue. The official `google-genai` SDK owns the wire protocol; only its
-`base_url` and TLS context differ between the simulated world and Google. What the agent is told
-(prompt, tools, injected text turns) lives in `media.providers.agent_prompt`.
+`base_url` and TLS context differ between the simulated world and Google. Reading server
+messages into events is `media.providers.live_translator`; what the agent is told (prompt,
+tools, injected text turns) lives in `media.providers.agent_prompt`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import live, types
 
+from common.aio import cancel_and_wait
+from common.errors import ProviderError
 from media.providers import live_wire
 from media.providers.agent_prompt import agent_tools
 from media.providers.live_events import (
@@ -45,6 +48,7 @@ from media.providers.live_events import (
     ToolCallCancelled,
     TurnComplete,
 )
+from media.providers.live_translator import LiveTranslator
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +74,14 @@ AUDIO_IN_MIME = live_wire.AUDIO_IN_MIME
 _IN_BYTES_PER_MS = 32  # PCM16 mono at 16 kHz
 
 
-class GeminiLiveError(Exception):
-    """Connecting to Gemini Live failed; `retryable` is False for credentials and bad requests."""
+class GeminiLiveError(ProviderError):
+    """Gemini Live failed; `retryable` is False for credentials and bad requests.
+
+    `code` is the websocket close code or HTTP status, when the server sent one.
+    """
 
     def __init__(self, message: str, *, retryable: bool, code: int | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
+        super().__init__(message, retryable=retryable)
         self.code = code
 
 
@@ -159,9 +165,7 @@ class GeminiLiveSession:
         self._task: asyncio.Task[None] | None = None
         self._ready: asyncio.Future[None] | None = None
         self._live: live.AsyncSession | None = None
-        self._handle: str | None = None
-        self._model_speaking = False
-        self._handle_current = False  # no model output since self._handle was issued
+        self._turns = LiveTranslator()  # also holds the resumption handle
         self._closing = False
         self._ended = False
         self._events_done = False
@@ -177,7 +181,7 @@ class GeminiLiveSession:
 
     @property
     def resumption_handle(self) -> str | None:
-        return self._handle
+        return self._turns.handle
 
     async def start(self) -> None:
         """Connect and wait for setup.
@@ -233,11 +237,7 @@ class GeminiLiveSession:
         if self._closing:
             return
         self._closing = True
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._task)
         if self._client is not None and self._owns_client:
             await self._client.aio.aclose()
             self._client.close()
@@ -296,7 +296,7 @@ class GeminiLiveSession:
     ) -> str | None:
         if failure is not None and not failure.retryable:
             return str(failure)
-        if self._ready is not None and self._ready.done() and self._handle is None:
+        if self._ready is not None and self._ready.done() and self._turns.handle is None:
             return "connection lost before any resumption handle was issued"
         elapsed = time.monotonic() - lost_at + self._backoff_s(attempt)
         if attempt > self._max_attempts or elapsed > self._budget_s:
@@ -312,7 +312,7 @@ class GeminiLiveSession:
     async def _on_connected(self, session: live.AsyncSession, lost_at: float) -> None:
         assert self._ready is not None
         resumed = self._ready.done()
-        self._model_speaking = False
+        self._turns.model_speaking = False
         live_wire.install_tap(session, self._on_audio_content)
         if resumed:
             self.reconnects += 1
@@ -349,13 +349,12 @@ class GeminiLiveSession:
                     receive = cast(AsyncGenerator[types.LiveServerMessage, None], session.receive())
                     async with contextlib.aclosing(receive) as messages:
                         async for message in messages:
-                            for event in self._translate(message):
+                            for event in self._turns.translate(message):
                                 await self._emit(event)
                             if message.go_away is not None and window.when() is None:
                                 left = _seconds(message.go_away.time_left)
                                 window.reschedule(loop.time() + left - self._goaway_margin_s)
-                            quiet = not self._model_speaking and self._handle_current
-                            if window.when() is not None and quiet:
+                            if window.when() is not None and self._turns.quiet:
                                 return self._leave("go_away")
         except TimeoutError:
             if not window.expired():
@@ -368,56 +367,8 @@ class GeminiLiveSession:
         return time.monotonic()
 
     async def _on_audio_content(self, content: live_wire.AudioContent) -> None:
-        """The fast path's share of `_translate`: audio and transcriptions only."""
-        if content.heard is not None:
-            await self._emit(InputTranscript(*content.heard))
-        if content.audio:
-            self._model_speaking = True
-            self._handle_current = False
-            for pcm in content.audio:
-                await self._emit(AudioOut(pcm))
-        if content.said is not None:
-            await self._emit(OutputTranscript(*content.said))
-
-    def _translate(self, message: types.LiveServerMessage) -> list[LiveEvent]:
-        """Every field of every message: 3.x servers combine several in one frame."""
-        events: list[LiveEvent] = []
-        content = message.server_content
-        if content is not None:
-            # interim_input_transcription only previews text that input_transcription repeats.
-            heard = content.input_transcription
-            if heard is not None and (heard.text or heard.finished):
-                events.append(InputTranscript(heard.text or "", bool(heard.finished)))
-            if content.model_turn is not None:
-                for part in content.model_turn.parts or []:
-                    blob = part.inline_data
-                    # Text parts (e.g. thoughts) are not speech; only audio goes to the caller.
-                    if blob is not None and blob.data and _is_audio(blob.mime_type):
-                        events.append(AudioOut(blob.data))
-                        self._model_speaking = True
-                        self._handle_current = False
-            said = content.output_transcription
-            if said is not None and (said.text or said.finished):
-                events.append(OutputTranscript(said.text or "", bool(said.finished)))
-            if content.interrupted:
-                events.append(Interrupted())
-            if content.generation_complete:
-                events.append(GenerationComplete())
-            if content.turn_complete:
-                events.append(TurnComplete())
-            if content.interrupted or content.generation_complete or content.turn_complete:
-                self._model_speaking = False
-        if message.tool_call is not None:
-            for call in message.tool_call.function_calls or []:
-                events.append(ToolCall(call.id or "", call.name or "", dict(call.args or {})))
-                self._handle_current = False
-        if message.tool_call_cancellation is not None:
-            events.append(ToolCallCancelled(tuple(message.tool_call_cancellation.ids or ())))
-        update = message.session_resumption_update
-        if update is not None and update.resumable and update.new_handle:
-            self._handle = update.new_handle
-            self._handle_current = True
-        return events
+        for event in self._turns.audio_content(content):
+            await self._emit(event)
 
     def _connect_config(self) -> types.LiveConnectConfig:
         speech: types.SpeechConfig | None = None
@@ -441,7 +392,7 @@ class GeminiLiveSession:
                 automatic_activity_detection=types.AutomaticActivityDetection(disabled=False),
                 activity_handling=types.ActivityHandling.START_OF_ACTIVITY_INTERRUPTS,
             ),
-            session_resumption=types.SessionResumptionConfig(handle=self._handle),
+            session_resumption=types.SessionResumptionConfig(handle=self._turns.handle),
             context_window_compression=types.ContextWindowCompressionConfig(
                 trigger_tokens=25_600, sliding_window=types.SlidingWindow(target_tokens=12_800)
             ),
@@ -500,10 +451,6 @@ def _seconds(duration: str | None) -> float:
         return float((duration or "").strip().removesuffix("s"))
     except ValueError:
         return 0.0
-
-
-def _is_audio(mime_type: str | None) -> bool:
-    return mime_type is None or mime_type.startswith("audio/")
 
 
 def _classify(exc: BaseException) -> GeminiLiveError:

@@ -23,6 +23,7 @@ import urllib.parse
 
 from starlette.types import Message, Receive, Scope, Send
 
+from common.aio import cancel_and_wait
 from media.call.bridge import BridgeDeps, CallBridge
 from media.codec import twilio_codec
 from media.twilio.webhooks import SIGNATURE_HEADER, signature_valid_for_websocket
@@ -127,12 +128,7 @@ class BridgeRegistry:
     async def aclose(self) -> None:
         """Stop every call (process shutdown): their sockets close, Twilio ends the calls."""
         self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
 
 
 class StreamEndpoint:

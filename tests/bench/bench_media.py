@@ -313,23 +313,20 @@ def _serve(port: int, gemini_url: str, ca_file: str) -> None:
     """The media subprocess: the production app with in-memory core and telephony."""
     import uvicorn
 
-    from core.settings import Settings
-    from media.call.core_link import InMemoryCore
     from media.server import create_app
     from media.settings import MediaSettings
+    from telephony.settings import TwilioSettings
+    from tests.fakes.core_link import InMemoryCore
     from tests.fakes.telephony import FakeTelephony
 
     class NullSink:
         async def deliver(self, event: object) -> None:
             return None
 
-    settings = Settings(
-        twilio_auth_token=TOKEN,
-        internal_token="bench",
-        public_base_url=f"http://127.0.0.1:{port}",
-        pod_name="bench",
-    )
+    twilio = TwilioSettings(twilio_auth_token=TOKEN, public_base_url=f"http://127.0.0.1:{port}")
     media = MediaSettings(
+        internal_token="bench",
+        pod_name="bench",
         gemini_api_key=GEMINI_KEY,
         gemini_base_url=gemini_url,
         gemini_ca_file=ca_file,
@@ -337,7 +334,7 @@ def _serve(port: int, gemini_url: str, ca_file: str) -> None:
         max_call_duration_sec=3600,
     )
     app = create_app(
-        settings, media, core_links=InMemoryCore(), phone=FakeTelephony(), sink=NullSink()
+        media, twilio, core_links=InMemoryCore(), phone=FakeTelephony(), sink=NullSink()
     )
 
     async def stats(request: Request) -> JSONResponse:

@@ -41,7 +41,7 @@ class FakeTelephony:
         self, *, retryable: bool, message: str = "scripted dial failure", code: int | None = None
     ) -> None:
         """Make the next `dial()` raise `TelephonyError` (once)."""
-        self._next_dial_error = telephony.TelephonyError(message, retryable, code=code)
+        self._next_dial_error = telephony.TelephonyError(message, retryable=retryable, code=code)
 
     def add_recording(self, call_sid: str, media: bytes, duration_sec: int = 1) -> str:
         """Store a completed recording for `call_sid`; return its sid."""
@@ -70,7 +70,7 @@ class FakeTelephony:
         self._check_open()
         telephony.check_dtmf_digits(digits)
         if call_sid in self.ended:
-            raise telephony.TelephonyError("call is not in progress", False, code=21220)
+            raise telephony.TelephonyError("call is not in progress", retryable=False, code=21220)
         self.dtmf.append((call_sid, call_id, digits))
 
     async def list_recordings(self, call_sid: str) -> list[telephony.Recording]:
@@ -82,7 +82,9 @@ class FakeTelephony:
         try:
             return self.recording_media[recording_sid]
         except KeyError:
-            raise telephony.TelephonyError("recording not found", False, status=404) from None
+            raise telephony.TelephonyError(
+                "recording not found", retryable=False, status=404
+            ) from None
 
     async def aclose(self) -> None:
         self.closed = True

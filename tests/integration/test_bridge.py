@@ -27,14 +27,16 @@ from websockets.exceptions import InvalidStatus
 
 from media.call import core_link
 from media.call.bridge import CallBridge
-from media.call.core_link import CallTask, InMemoryCore
+from media.call.core_link import CallTask
 from media.codec import audio
 from media.providers import live_wire
 from media.providers.agent_prompt import ANSWER_PREFIX, GUIDANCE_PREFIX
 from media.server import create_app
 from media.settings import MediaSettings
 from media.twilio.webhooks import TelephonyEvent
-from tests.conftest import free_port, make_settings, serve_asgi
+from telephony.settings import TwilioSettings
+from tests.conftest import INTERNAL_TOKEN, free_port, serve_asgi
+from tests.fakes.core_link import InMemoryCore, InMemoryCoreLink
 from tests.fakes.deepgram import FakeDeepgram
 from tests.fakes.gemini_live import FakeGeminiLive, either_case
 from tests.fakes.telephony import FakeTelephony
@@ -127,10 +129,10 @@ async def media_world(
     gemini: FakeGeminiLive, deepgram: FakeDeepgram, ca_file: str, **overrides: Any
 ) -> AsyncIterator[World]:
     port = free_port()
-    settings = make_settings(
-        twilio_auth_token=TOKEN, public_base_url=f"http://127.0.0.1:{port}", pod_name="pod-a"
-    )
+    twilio = TwilioSettings(twilio_auth_token=TOKEN, public_base_url=f"http://127.0.0.1:{port}")
     values: dict[str, Any] = {
+        "internal_token": INTERNAL_TOKEN,
+        "pod_name": "pod-a",
         "gemini_api_key": GEMINI_KEY,
         "gemini_base_url": gemini.base_url,
         "gemini_ca_file": ca_file,
@@ -143,7 +145,7 @@ async def media_world(
         lambda call_id: CallTask(call_id, BRIEF, "en", "restaurant_booking", {"guests": 4})
     )
     phone, sink = RecordingPhone(), RecordingSink()
-    app = create_app(settings, media, core_links=core, phone=phone, sink=sink)
+    app = create_app(media, twilio, core_links=core, phone=phone, sink=sink)
     async with serve_asgi(app, port=port) as base_url:
         stream = f"ws://127.0.0.1:{port}/twilio/stream"
         yield World(base_url, stream, core, phone, sink, gemini, deepgram, app)
@@ -157,7 +159,7 @@ async def world(
         yield w
 
 
-async def started(world: World, call_id: str = "call-1") -> core_link.InMemoryCoreLink:
+async def started(world: World, call_id: str = "call-1") -> InMemoryCoreLink:
     """Wait until the bridge is attached to core and the greeting cue reached the model."""
     link = await world.core.link(call_id)
     turn = await asyncio.wait_for(world.gemini.next_user_turn(), 10)

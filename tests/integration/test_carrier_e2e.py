@@ -13,9 +13,12 @@ import pytest
 from core import main as server
 from gateway.app import create_app as create_gateway
 from media.server import create_app as create_media
+from media.settings import MediaSettings
 from sim.carrier import SimCarrier
 from sim.twilio_rest import FakeTwilioRest
+from telephony.settings import TwilioSettings
 from tests.conftest import (
+    INTERNAL_TOKEN,
     eventually,
     free_port,
     make_gateway_settings,
@@ -34,17 +37,19 @@ async def world(db_dsn: str) -> AsyncIterator[dict[str, Any]]:
     media_port = free_port()
     async with FakeTwilioRest(ACCOUNT, TOKEN) as rest:
         carrier = SimCarrier(rest, speed=20.0, talk_seconds=2.0)
-        settings = make_settings(
+        twilio = TwilioSettings(
             twilio_account_sid=ACCOUNT,
             twilio_auth_token=TOKEN,
             twilio_api_base_url=rest.base_url,
             public_base_url=f"http://127.0.0.1:{media_port}",
         )
+        settings = make_settings(**twilio.model_dump())
         core = await server.start(settings, dsn=db_dsn, port=0)
-        linked = settings.model_copy(update={"core_grpc_target": f"127.0.0.1:{core.port}"})
+        core_target = f"127.0.0.1:{core.port}"
+        media = MediaSettings(core_grpc_target=core_target, internal_token=INTERNAL_TOKEN)
         try:
             async with (
-                serve_asgi(create_media(linked), port=media_port) as media_url,
+                serve_asgi(create_media(media, twilio), port=media_port) as media_url,
                 serve_asgi(create_gateway(make_gateway_settings(core.port))) as gateway_url,
                 httpx.AsyncClient(base_url=gateway_url) as http,
             ):

@@ -30,7 +30,15 @@ from sim.gemini_live_server import FakeGeminiLive
 from sim.settings import ensure_tls_files
 from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
-from tests.conftest import free_port, make_gateway_settings, make_settings, new_customer, serve_asgi
+from telephony.settings import TwilioSettings
+from tests.conftest import (
+    INTERNAL_TOKEN,
+    free_port,
+    make_gateway_settings,
+    make_settings,
+    new_customer,
+    serve_asgi,
+)
 
 ACCOUNT = "AC" + "e2e1" * 8
 TOKEN = "e2e-venues-twilio-token"
@@ -79,16 +87,18 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
         FakeDeepgram(DEEPGRAM_KEY, source=WorldTranscripts(world)) as deepgram,
     ):
         carrier = SimCarrier(rest, world=world, talk_seconds=1.0)
-        settings = make_settings(
+        twilio = TwilioSettings(
             twilio_account_sid=ACCOUNT,
             twilio_auth_token=TOKEN,
             twilio_api_base_url=rest.base_url,
             public_base_url=f"http://127.0.0.1:{media_port}",
-            events_close_after_outcome_sec=0.5,
         )
+        settings = make_settings(**twilio.model_dump(), events_close_after_outcome_sec=0.5)
         core = await server.start(settings, dsn=dsn, port=0)
-        linked = settings.model_copy(update={"core_grpc_target": f"127.0.0.1:{core.port}"})
+        core_target = f"127.0.0.1:{core.port}"
         media = MediaSettings(
+            core_grpc_target=core_target,
+            internal_token=INTERNAL_TOKEN,
             gemini_api_key=SecretStr(GEMINI_KEY),
             gemini_base_url=gemini.base_url,
             gemini_ca_file=str(tls.ca_file),
@@ -98,7 +108,7 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
         )
         try:
             async with (
-                serve_asgi(create_media(linked, media), port=media_port),
+                serve_asgi(create_media(media, twilio), port=media_port),
                 serve_asgi(create_gateway(make_gateway_settings(core.port))) as gateway_url,
                 httpx.AsyncClient(base_url=gateway_url, timeout=30) as http,
             ):
