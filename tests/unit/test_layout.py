@@ -5,6 +5,7 @@ lines outside the generated stubs and the tests."""
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Iterator
 
 import grimp
 
@@ -21,10 +22,14 @@ def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
     on_stack: set[str] = set()
     found: list[list[str]] = []
     counter = 0
+
+    def imported_by(module: str) -> Iterator[str]:
+        return iter(sorted(graph.find_modules_directly_imported_by(module)))
+
     for start in sorted(graph.modules):
         if start in index:
             continue
-        work = [(start, iter(sorted(graph.find_modules_directly_imported_by(start))))]
+        work = [(start, imported_by(start))]
         index[start] = low[start] = counter
         counter += 1
         stack.append(start)
@@ -38,7 +43,7 @@ def _cycles(graph: grimp.ImportGraph) -> list[list[str]]:
                     counter += 1
                     stack.append(child)
                     on_stack.add(child)
-                    work.append((child, iter(sorted(graph.find_modules_directly_imported_by(child)))))
+                    work.append((child, imported_by(child)))
                 elif child in on_stack:
                     low[node] = min(low[node], index[child])
                 continue
