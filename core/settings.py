@@ -1,7 +1,8 @@
-"""Process settings for every callagent process, read from environment variables.
+"""Core's settings, read from environment variables (README "Settings").
 
-One class so that every knob has one documented name (see README "Settings").
-Secrets are `SecretStr`, so their repr is masked and they never reach a log line.
+Core's own knobs plus the carrier's (`telephony.settings.TwilioSettings`, shared with
+media); the gateway, media and the simulated world each read their own. Secrets are
+`SecretStr`, so their repr is masked and they never reach a log line.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import socket
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from telephony.settings import TwilioSettings
 
 
-class Settings(BaseSettings):
-    """All settings; environment variable names are the field names upper-cased."""
+class Settings(TwilioSettings):
+    """Core's settings; environment variable names are the field names upper-cased."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
@@ -24,13 +27,8 @@ class Settings(BaseSettings):
         default=None, description="PostgreSQL DSN; unset = embedded PostgreSQL in the data dir."
     )
     callagent_data_dir: pathlib.Path = pathlib.Path("./.callagent")
-    callagent_http_port: int = 8080
     callagent_grpc_port: int = 50051
-    callagent_media_port: int = 8081
     callagent_bind_host: str = "127.0.0.1"
-    core_grpc_target: str | None = Field(
-        default=None, description="Where the gateway finds core; default 127.0.0.1:<grpc port>."
-    )
     pod_name: str = Field(default_factory=socket.gethostname)
 
     bootstrap_admin_api_key: SecretStr | None = None
@@ -69,24 +67,12 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="A running Idempotency-Key older than this is stale."
     )
 
-    twilio_account_sid: str | None = None
-    twilio_auth_token: SecretStr | None = None
-    twilio_from_number: str = "+15005550006"
-    twilio_api_base_url: str | None = Field(
-        default=None, description="Twilio REST base URL; unset = api.twilio.com (sim sets it)."
-    )
-    public_base_url: str = Field(
-        default="http://127.0.0.1:8081",
-        description="Public base URL of the media process (Twilio callbacks, Media Streams).",
-    )
     allow_fictional_numbers: bool | None = Field(
         default=None, description="Accept +1 555 01xx; default: only with the simulated carrier."
     )
 
     events_close_after_outcome_sec: float = Field(default=5.0, ge=0)
     events_max_stream_sec: float = Field(default=1800.0, gt=0)
-    sse_max_streams: int = Field(default=2000, gt=0, description="SSE streams per gateway.")
-    sse_heartbeat_sec: float = Field(default=15.0, gt=0)
 
     ask_user_timeout_sec: int = Field(default=90, gt=0, le=3600)
     telegram_bot_token: SecretStr | None = None
@@ -100,10 +86,6 @@ class Settings(BaseSettings):
         default=None,
         description="Trust this CA bundle (PEM) for webhook TLS instead of the system's.",
     )
-
-    sim_twilio_port: int = Field(default=8082, description="The simulated carrier's REST port.")
-    sim_speed: float = Field(default=1.0, gt=0, description="Simulated time runs this much faster.")
-    sim_talk_seconds: float = Field(default=5.0, gt=0)
 
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
@@ -123,10 +105,6 @@ class Settings(BaseSettings):
         if self.allow_fictional_numbers is not None:
             return self.allow_fictional_numbers
         return self.twilio_api_base_url is not None or self.twilio_account_sid is None
-
-    @property
-    def grpc_target(self) -> str:
-        return self.core_grpc_target or f"127.0.0.1:{self.callagent_grpc_port}"
 
 
 @functools.cache

@@ -3,7 +3,8 @@ and the simulated world when no Twilio credentials are set.
 
 The supervisor prepares the database once (migrations, demo customer), then runs
 each service as a child process with DATABASE_URL pointing at the same server.
-Ctrl-C (or SIGTERM) stops the children, then the embedded server it started.
+Ctrl-C (or SIGTERM) stops the children, then the embedded server it started. It is the
+one place that knows every process, so it reads each one's settings (ports) to print them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from core import main as server
 from core.app import api_keys
 from core.settings import Settings, get_settings
 from core.store import database
+from gateway.settings import GatewaySettings
+from media.settings import MediaSettings
+from sim import settings as sim_settings
 
 DEMO_CUSTOMER = "demo"
 SERVICES = {"core": "core.main", "gateway": "gateway.main", "media": "media.server"}
@@ -27,8 +31,7 @@ SERVICES = {"core": "core.main", "gateway": "gateway.main", "media": "media.serv
 def _provider_env(settings: Settings) -> tuple[dict[str, str], list[str]]:
     """Settings every child shares. Each provider without credentials (Twilio, Gemini,
     Deepgram) is replaced by its stand-in in the simulated world, which then runs too."""
-    from sim import settings as sim_settings
-
+    sim = sim_settings.SimSettings()
     env = {
         "INTERNAL_TOKEN": settings.internal_token.get_secret_value()
         if settings.internal_token
@@ -39,11 +42,11 @@ def _provider_env(settings: Settings) -> tuple[dict[str, str], list[str]]:
         env |= {
             "TWILIO_ACCOUNT_SID": "AC" + secrets.token_hex(16),
             "TWILIO_AUTH_TOKEN": secrets.token_hex(16),
-            "TWILIO_API_BASE_URL": f"http://127.0.0.1:{settings.sim_twilio_port}",
-            "PUBLIC_BASE_URL": f"http://127.0.0.1:{settings.callagent_media_port}",
+            "TWILIO_API_BASE_URL": f"http://127.0.0.1:{sim.sim_twilio_port}",
+            "PUBLIC_BASE_URL": f"http://127.0.0.1:{MediaSettings().callagent_media_port}",
         }
         simulated.append("Twilio")
-    model_env = sim_settings.media_env(sim_settings.SimSettings())
+    model_env = sim_settings.media_env(sim)
     if not os.environ.get("GEMINI_API_KEY"):
         env |= {k: v for k, v in model_env.items() if k.startswith("GEMINI_")}
         simulated.append("Gemini")
@@ -77,9 +80,10 @@ async def _supervise(settings: Settings) -> int:
     services = {**SERVICES, **({"sim": "sim.main"} if simulated else {})}
     for name, module in services.items():
         children[name] = await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
-    print(f"gateway: http://127.0.0.1:{settings.callagent_http_port}", flush=True)
+    media_port = MediaSettings().callagent_media_port
+    print(f"gateway: http://127.0.0.1:{GatewaySettings().callagent_http_port}", flush=True)
     print(f"core gRPC: {settings.callagent_bind_host}:{settings.callagent_grpc_port}", flush=True)
-    print(f"media (Twilio webhooks): http://127.0.0.1:{settings.callagent_media_port}", flush=True)
+    print(f"media (Twilio webhooks): http://127.0.0.1:{media_port}", flush=True)
     if simulated:
         print(f"simulated world stands in for: {', '.join(simulated)} (no credentials)", flush=True)
     if demo_key:
