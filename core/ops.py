@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import asyncpg
 import typer
 
-from core.app import api_keys, maintenance
+from core.app import accounts, api_keys, maintenance
 from core.domain.errors import CallagentError
 from core.settings import Settings, get_settings
 from core.store import database, migrations
@@ -93,17 +93,7 @@ def telegram_link(
 ) -> None:
     """Send this customer's ask_user questions to a Telegram chat (ask_user_mode=any)."""
 
-    async def link(conn: asyncpg.Connection[Any]) -> str:
-        found = await conn.fetchval(
-            "UPDATE customers SET telegram_chat_id = $2 WHERE name = $1 RETURNING customer_id",
-            customer,
-            chat_id,
-        )
-        if found is None:
-            raise CallagentError("NOT_FOUND", f"no customer named {customer!r}")
-        return str(found)
-
-    customer_id = _run(link)
+    customer_id = _run(lambda conn: accounts.link_telegram(conn, customer, chat_id))
     typer.echo(f"{customer_id}: telegram chat {'unlinked' if chat_id is None else chat_id}")
 
 

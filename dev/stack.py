@@ -17,7 +17,7 @@ import sys
 from typing import Any
 
 from core import main as server
-from core.app import api_keys
+from core.app import accounts, api_keys
 from core.settings import Settings, get_settings
 from core.store import database
 from gateway.settings import GatewaySettings
@@ -60,8 +60,7 @@ async def _demo_key(dsn: str, settings: Settings) -> str | None:
     """Create the demo customer's key on first start; None when it already exists."""
     conn = await database.connect(dsn)
     try:
-        exists = await conn.fetchval("SELECT 1 FROM customers WHERE name = $1", DEMO_CUSTOMER)
-        if exists:
+        if await accounts.customer_named(conn, DEMO_CUSTOMER) is not None:
             return None
         created = await api_keys.create_key(
             conn, DEMO_CUSTOMER, quota_limit=settings.default_quota_limit

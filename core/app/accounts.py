@@ -13,6 +13,7 @@ from core.adapters import webhook_urls
 from core.app import credits, maintenance
 from core.app.auth import Principal
 from core.domain.errors import CallagentError
+from core.store.database import Conn
 from core.store.sql import accounts as sql
 
 MAX_CONCURRENT_CALLS_CEILING = 100
@@ -108,3 +109,21 @@ async def set_limits(pool: asyncpg.Pool[Any], principal: Principal, max_concurre
         max_concurrent,
     )
     return max_concurrent
+
+
+async def customer_named(conn: Conn, name: str) -> str | None:
+    """The id of the customer with this name, if there is one (operator commands)."""
+    found = await conn.fetchval(sql.CUSTOMER_NAMED, name)
+    return None if found is None else str(found)
+
+
+async def link_telegram(conn: Conn, name: str, chat_id: int | None) -> str:
+    """Send a customer's ask_user questions to a Telegram chat (None unlinks).
+
+    Raises:
+        CallagentError: NOT_FOUND when no customer has this name.
+    """
+    found = await conn.fetchval(sql.LINK_TELEGRAM, name, chat_id)
+    if found is None:
+        raise CallagentError("NOT_FOUND", f"no customer named {name!r}")
+    return str(found)

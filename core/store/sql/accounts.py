@@ -62,3 +62,9 @@ WHERE is_bootstrap AND revoked_at IS NULL AND key_hash IS DISTINCT FROM $1
 LIVE_KEY_EXISTS = "SELECT 1 FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
 
 DELETE_KEY = "DELETE FROM api_keys WHERE key_hash = $1"
+
+CUSTOMER_NAMED = "SELECT customer_id FROM customers WHERE name = $1"
+
+LINK_TELEGRAM = """
+UPDATE customers SET telegram_chat_id = $2 WHERE name = $1 RETURNING customer_id
+"""
