@@ -107,3 +107,29 @@ async def test_bad_input_is_a_clear_error(running_data_dir: pathlib.Path) -> Non
         running_data_dir, "keys", "create", "--customer", "a", "--quota", "-1"
     )
     assert code == 2 and "negative" in err
+
+
+async def test_telegram_link_links_unlinks_and_refuses_an_unknown_customer(
+    running_data_dir: pathlib.Path,
+) -> None:
+    code, _, err = await _cli(running_data_dir, "keys", "create", "--customer", "tg-linked")
+    assert code == 0, err
+    code, out, err = await _cli(
+        running_data_dir, "telegram-link", "--customer", "tg-linked", "--chat-id", "4242"
+    )
+    assert code == 0, err
+    assert "telegram chat 4242" in out
+    dsn = database.with_database(database.ensure_embedded(running_data_dir), "callagent")
+    conn = await asyncpg.connect(dsn)
+    try:
+        query = "SELECT telegram_chat_id FROM customers WHERE name = 'tg-linked'"
+        assert await conn.fetchval(query) == 4242
+        code, out, err = await _cli(running_data_dir, "telegram-link", "--customer", "tg-linked")
+        assert code == 0, err
+        assert "unlinked" in out
+        assert await conn.fetchval(query) is None
+    finally:
+        await conn.close()
+    code, _, err = await _cli(running_data_dir, "telegram-link", "--customer", "nobody-here")
+    assert code == 2
+    assert "no customer named 'nobody-here' (NOT_FOUND)" in err
