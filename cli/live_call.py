@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from cli.api import Api, session
 from cli.keyboard import Keyboard
 from cli.view import ApiError, CallView, LogLine, card_rows, parse_answer, styled
+from common import aio
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -90,10 +91,7 @@ async def run(url: str, key: str | None, body: dict[str, Any], *, as_json: bool)
             try:
                 await _follow(api, view, emit, as_json=as_json)
             finally:
-                if answering is not None:
-                    answering.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await answering
+                await aio.cancel_and_wait(answering)
         final = await api.call(call_id)
         details = (view.outcome or {}).get("details") or {}
         booking = await api.booking_for(call_id, details.get("booking_id"))

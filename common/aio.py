@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 
-async def cancel_and_wait(*tasks: asyncio.Task[object] | asyncio.Future[object] | None) -> None:
+async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
     """Cancel the tasks we own and wait until they have finished.
 
     The `CancelledError` a cancelled task ends with is swallowed, but only while the task
@@ -18,7 +19,7 @@ async def cancel_and_wait(*tasks: asyncio.Task[object] | asyncio.Future[object] 
 
 
 async def cancel_all_and_wait(
-    tasks: Iterable[asyncio.Task[object] | asyncio.Future[object] | None],
+    tasks: Iterable[asyncio.Future[Any] | None],
 ) -> None:
     """`cancel_and_wait` for a collection (the owner's set of background tasks)."""
     pending = [task for task in tasks if task is not None and not task.done()]
