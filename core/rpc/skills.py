@@ -62,7 +62,7 @@ class SkillServicer(skills_pb2_grpc.SkillServiceServicer):
     async def RunSkill(self, request: skills_pb2.RunSkillRequest, context: Ctx) -> Any:
         customer_id = current_principal().customer_id
         try:
-            body = orjson.loads(request.input_json or b"{}")
+            body = orjson.loads(request.input.data or b"{}")
         except orjson.JSONDecodeError:
             raise CallagentError("INVALID_ARGUMENT_INPUT", "the body is not JSON") from None
         key = idempotency_rules.make_key(

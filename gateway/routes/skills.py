@@ -1,7 +1,8 @@
 """`/skills*`: discover skills and run one as a call, via core's SkillService.
 
-A run's body is the skill's own input, so it goes to core as raw JSON (core validates
-it against the skill's schema); the manifest is served with an ETag for caching.
+A run's body is the skill's own input, so it goes to core as raw JSON bytes in a
+`google.api.HttpBody` (the proto maps it with `body: "input"`; core validates it against
+the skill's schema); the manifest is served with an ETag for caching.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import orjson
 from callagent.v1 import skills_pb2
 from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
+from google.api import httpbody_pb2
 
 from gateway import schemas, views
 from gateway.credentials import Creds
@@ -110,7 +112,9 @@ async def run_skill(
         )
     reply = await core.skills.RunSkill(
         skills_pb2.RunSkillRequest(
-            skill_id=skill_id, input_json=raw, request_id=idempotency_key or ""
+            skill_id=skill_id,
+            input=httpbody_pb2.HttpBody(content_type="application/json", data=raw),
+            request_id=idempotency_key or "",
         ),
         metadata=creds,
     )

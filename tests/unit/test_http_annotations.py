@@ -2,8 +2,10 @@
 
 Both ways: every annotated RPC is served by exactly that method + path, by a route
 that calls that RPC; every contract route is the mapping of one annotated RPC. A
-route with a JSON body maps with `body: "*"`, path parameters are request fields, and
-the internal-only services (media session, telephony events, admin) carry no mapping.
+route with a JSON body maps with `body: "*"`, except a route that forwards the raw body
+(`await request.body()`): it maps with `body: "<field>"`, a `google.api.HttpBody` field it
+fills. Path parameters are request fields, and the internal-only services (media
+session, telephony events, admin) carry no mapping.
 So a grpc-gateway generated from proto/ would serve the same paths as the gateway.
 """
 
@@ -108,14 +110,39 @@ def test_every_contract_route_has_an_annotated_rpc(routes: dict[Key, APIRoute]) 
     assert not missing, f"routes with no google.api.http mapping in proto/: {missing}"
 
 
+HTTP_BODY = "google.api.HttpBody"
+
+
+def _http_body_fields(method: MethodDescriptor) -> set[str]:
+    return {
+        f.name
+        for f in method.input_type.fields
+        if f.message_type is not None and f.message_type.full_name == HTTP_BODY
+    }
+
+
 def test_body_and_path_parameters_match(routes: dict[Key, APIRoute]) -> None:
     contract: dict[str, Any] = json.loads(CONTRACT.read_text())
     for (verb, path), (method, rule) in _annotated().items():
         has_body = "requestBody" in contract["paths"][path][verb]
-        assert rule.body == ("*" if has_body else ""), (method.full_name, rule.body)
+        source = inspect.getsource(routes[(verb, path)].endpoint)
+        raw = "request.body()" in source
+        raw_fields = _http_body_fields(method)
+        if not has_body:
+            assert not raw, (method.full_name, "reads a body the contract does not declare")
+            assert rule.body == "", (method.full_name, rule.body)
+        elif raw:
+            # The raw body goes to core as is, so transcoding binds it to an HttpBody field.
+            assert rule.body in raw_fields, (method.full_name, rule.body, HTTP_BODY)
+            assert f"{rule.body}=httpbody_pb2.HttpBody(" in source, (method.full_name, rule.body)
+        else:
+            assert rule.body == "*", (method.full_name, rule.body)
+        # An HttpBody field that is not the body would be filled from query parameters.
+        assert raw_fields <= {rule.body}, (method.full_name, raw_fields)
         fields = set(method.input_type.fields_by_name)
         for param in re.findall(r"{(\w+)}", path):
             assert param in fields, (method.full_name, param)
+            assert param != rule.body, (method.full_name, param)
         assert not rule.additional_bindings, method.full_name
 
 

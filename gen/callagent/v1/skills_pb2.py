@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x61llagent/v1/skills.proto\x12\x0c\x63\x61llagent.v1\x1a\x1cgoogle/api/annotations.proto\"k\n\x0cSkillSummary\x12\x10\n\x08skill_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0cmanifest_url\x18\x04 \x01(\t\x12\x0f\n\x07run_url\x18\x05 \x01(\t\"\x13\n\x11ListSkillsRequest\"@\n\x12ListSkillsResponse\x12*\n\x06skills\x18\x01 \x03(\x0b\x32\x1a.callagent.v1.SkillSummary\"+\n\x17GetSkillManifestRequest\x12\x10\n\x08skill_id\x18\x01 \x01(\t\"?\n\x18GetSkillManifestResponse\x12\x15\n\rmanifest_json\x18\x01 \x01(\x0c\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"K\n\x0fRunSkillRequest\x12\x10\n\x08skill_id\x18\x01 \x01(\t\x12\x12\n\ninput_json\x18\x02 \x01(\x0c\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xab\x02\n\x10RunSkillResponse\x12\x14\n\x0cskill_run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x15\n\x08\x63\x61ll_sid\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x16\n\towner_pod\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x18\n\x10\x63redits_reserved\x18\x06 \x01(\x03\x12\x12\n\nstatus_url\x18\x07 \x01(\t\x12\x12\n\nanswer_url\x18\x08 \x01(\t\x12\x15\n\rrecording_url\x18\t \x01(\t\x12\x10\n\x08replayed\x18\n \x01(\x08\x12\x1b\n\x13\x65xpected_next_steps\x18\x0b \x03(\t\x12\x0e\n\x06queued\x18\x0c \x01(\x08\x42\x0b\n\t_call_sidB\x0c\n\n_owner_pod2\xe7\x02\n\x0cSkillService\x12`\n\nListSkills\x12\x1f.callagent.v1.ListSkillsRequest\x1a .callagent.v1.ListSkillsResponse\"\x0f\x82\xd3\xe4\x93\x02\t\x12\x07/skills\x12\x86\x01\n\x10GetSkillManifest\x12%.callagent.v1.GetSkillManifestRequest\x1a&.callagent.v1.GetSkillManifestResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/skills/{skill_id}/manifest\x12l\n\x08RunSkill\x12\x1d.callagent.v1.RunSkillRequest\x1a\x1e.callagent.v1.RunSkillResponse\"!\x82\xd3\xe4\x93\x02\x1b\"\x16/skills/{skill_id}/run:\x01*b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63\x61llagent/v1/skills.proto\x12\x0c\x63\x61llagent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\"k\n\x0cSkillSummary\x12\x10\n\x08skill_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x14\n\x0cmanifest_url\x18\x04 \x01(\t\x12\x0f\n\x07run_url\x18\x05 \x01(\t\"\x13\n\x11ListSkillsRequest\"@\n\x12ListSkillsResponse\x12*\n\x06skills\x18\x01 \x03(\x0b\x32\x1a.callagent.v1.SkillSummary\"+\n\x17GetSkillManifestRequest\x12\x10\n\x08skill_id\x18\x01 \x01(\t\"?\n\x18GetSkillManifestResponse\x12\x15\n\rmanifest_json\x18\x01 \x01(\x0c\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"\\\n\x0fRunSkillRequest\x12\x10\n\x08skill_id\x18\x01 \x01(\t\x12#\n\x05input\x18\x02 \x01(\x0b\x32\x14.google.api.HttpBody\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"\xab\x02\n\x10RunSkillResponse\x12\x14\n\x0cskill_run_id\x18\x01 \x01(\t\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x15\n\x08\x63\x61ll_sid\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x16\n\towner_pod\x18\x04 \x01(\tH\x01\x88\x01\x01\x12\x0e\n\x06status\x18\x05 \x01(\t\x12\x18\n\x10\x63redits_reserved\x18\x06 \x01(\x03\x12\x12\n\nstatus_url\x18\x07 \x01(\t\x12\x12\n\nanswer_url\x18\x08 \x01(\t\x12\x15\n\rrecording_url\x18\t \x01(\t\x12\x10\n\x08replayed\x18\n \x01(\x08\x12\x1b\n\x13\x65xpected_next_steps\x18\x0b \x03(\t\x12\x0e\n\x06queued\x18\x0c \x01(\x08\x42\x0b\n\t_call_sidB\x0c\n\n_owner_pod2\xeb\x02\n\x0cSkillService\x12`\n\nListSkills\x12\x1f.callagent.v1.ListSkillsRequest\x1a .callagent.v1.ListSkillsResponse\"\x0f\x82\xd3\xe4\x93\x02\t\x12\x07/skills\x12\x86\x01\n\x10GetSkillManifest\x12%.callagent.v1.GetSkillManifestRequest\x1a&.callagent.v1.GetSkillManifestResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/skills/{skill_id}/manifest\x12p\n\x08RunSkill\x12\x1d.callagent.v1.RunSkillRequest\x1a\x1e.callagent.v1.RunSkillResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x16/skills/{skill_id}/run:\x05inputb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,21 +38,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SKILLSERVICE'].methods_by_name['GetSkillManifest']._loaded_options = None
   _globals['_SKILLSERVICE'].methods_by_name['GetSkillManifest']._serialized_options = b'\202\323\344\223\002\035\022\033/skills/{skill_id}/manifest'
   _globals['_SKILLSERVICE'].methods_by_name['RunSkill']._loaded_options = None
-  _globals['_SKILLSERVICE'].methods_by_name['RunSkill']._serialized_options = b'\202\323\344\223\002\033\"\026/skills/{skill_id}/run:\001*'
-  _globals['_SKILLSUMMARY']._serialized_start=73
-  _globals['_SKILLSUMMARY']._serialized_end=180
-  _globals['_LISTSKILLSREQUEST']._serialized_start=182
-  _globals['_LISTSKILLSREQUEST']._serialized_end=201
-  _globals['_LISTSKILLSRESPONSE']._serialized_start=203
-  _globals['_LISTSKILLSRESPONSE']._serialized_end=267
-  _globals['_GETSKILLMANIFESTREQUEST']._serialized_start=269
-  _globals['_GETSKILLMANIFESTREQUEST']._serialized_end=312
-  _globals['_GETSKILLMANIFESTRESPONSE']._serialized_start=314
-  _globals['_GETSKILLMANIFESTRESPONSE']._serialized_end=377
-  _globals['_RUNSKILLREQUEST']._serialized_start=379
-  _globals['_RUNSKILLREQUEST']._serialized_end=454
-  _globals['_RUNSKILLRESPONSE']._serialized_start=457
-  _globals['_RUNSKILLRESPONSE']._serialized_end=756
-  _globals['_SKILLSERVICE']._serialized_start=759
-  _globals['_SKILLSERVICE']._serialized_end=1118
+  _globals['_SKILLSERVICE'].methods_by_name['RunSkill']._serialized_options = b'\202\323\344\223\002\037\"\026/skills/{skill_id}/run:\005input'
+  _globals['_SKILLSUMMARY']._serialized_start=100
+  _globals['_SKILLSUMMARY']._serialized_end=207
+  _globals['_LISTSKILLSREQUEST']._serialized_start=209
+  _globals['_LISTSKILLSREQUEST']._serialized_end=228
+  _globals['_LISTSKILLSRESPONSE']._serialized_start=230
+  _globals['_LISTSKILLSRESPONSE']._serialized_end=294
+  _globals['_GETSKILLMANIFESTREQUEST']._serialized_start=296
+  _globals['_GETSKILLMANIFESTREQUEST']._serialized_end=339
+  _globals['_GETSKILLMANIFESTRESPONSE']._serialized_start=341
+  _globals['_GETSKILLMANIFESTRESPONSE']._serialized_end=404
+  _globals['_RUNSKILLREQUEST']._serialized_start=406
+  _globals['_RUNSKILLREQUEST']._serialized_end=498
+  _globals['_RUNSKILLRESPONSE']._serialized_start=501
+  _globals['_RUNSKILLRESPONSE']._serialized_end=800
+  _globals['_SKILLSERVICE']._serialized_start=803
+  _globals['_SKILLSERVICE']._serialized_end=1166
 # @@protoc_insertion_point(module_scope)

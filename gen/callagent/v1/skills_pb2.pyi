@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
@@ -131,23 +132,27 @@ class RunSkillRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     SKILL_ID_FIELD_NUMBER: _builtins.int
-    INPUT_JSON_FIELD_NUMBER: _builtins.int
+    INPUT_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     skill_id: _builtins.str
-    input_json: _builtins.bytes
-    """The run body as JSON bytes (validated against the skill's JSON Schema)."""
     request_id: _builtins.str
     """Idempotency-Key (AIP-155 request_id); empty means no replay tracking."""
+    @_builtins.property
+    def input(self) -> _httpbody_pb2.HttpBody:
+        """The raw HTTP request body (content_type "application/json"); its data is the run
+        input as JSON bytes, validated against the skill's JSON Schema.
+        """
+
     def __init__(
         self,
         *,
         skill_id: _builtins.str = ...,
-        input_json: _builtins.bytes = ...,
+        input: _httpbody_pb2.HttpBody | None = ...,
         request_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input_json", b"input_json", "request_id", b"request_id", "skill_id", b"skill_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "request_id", b"request_id", "skill_id", b"skill_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
