@@ -14,6 +14,8 @@ Live timeline for `script_utterance(text, at_audio_s)` with n words of `word_s` 
 `Finalize` flushes a started utterance as a final with `from_finalize: true`; `CloseStream`
 flushes, sends `Metadata` and closes 1000; `drop()` aborts the TCP connection (no close frame);
 `stalled = True` keeps reading but never answers (results, Finalize, CloseStream) again.
+Wall time matters only for the idle timeout (1011 `NET-0001` after `idle_timeout_s` without a
+message), measured on an injectable `clock`/`sleep` pair so tests can advance it by hand.
 
 The simulated world passes a `TranscriptSource` instead of scripting: it names, per live
 session, what the callee said and where on that session's audio clock (with real word
@@ -27,9 +29,10 @@ import dataclasses
 import hashlib
 import json
 import math
+import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from http import HTTPStatus
 from typing import Any, Protocol
 
@@ -107,6 +110,7 @@ class ListenSession:
     progress: dict[object, set[str]] = dataclasses.field(default_factory=dict)
     connection: ServerConnection | None = dataclasses.field(default=None, repr=False)
     context: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    last_message_s: float = dataclasses.field(default=0.0, repr=False)  # on the server's clock
 
     @property
     def params(self) -> dict[str, str]:
@@ -160,8 +164,14 @@ class FakeDeepgram:
         http_port: int = 0,
         source: TranscriptSource | None = None,
         keep_sessions: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.api_key = api_key
+        # Wall time, only for the idle timeout (transcripts run on the audio clock); tests
+        # pass a fake `clock`/`sleep` pair to advance it explicitly.
+        self._clock = clock
+        self._sleep = sleep
         self.source = source
         self.keep_sessions = keep_sessions  # False: forget closed sessions (long-running sim)
         self._ports = (ws_port, http_port)
@@ -252,14 +262,12 @@ class FakeDeepgram:
         )
         self.sessions.append(session)
         self._notify()
+        session.last_message_s = self._clock()
+        watchdog = asyncio.create_task(self._close_when_idle(connection, session))
         try:
             while True:
-                try:
-                    async with asyncio.timeout(self.idle_timeout_s):
-                        message = await connection.recv()
-                except TimeoutError:
-                    await connection.close(1011, "NET-0001")
-                    break
+                message = await connection.recv()
+                session.last_message_s = self._clock()
                 if isinstance(message, bytes):
                     session.audio += message
                     if not self.stalled:
@@ -281,11 +289,19 @@ class FakeDeepgram:
         except ConnectionClosed:
             pass
         finally:
+            watchdog.cancel()
             session.closed = True
             session.close_code = connection.close_code
             if not self.keep_sessions:
                 self.sessions.remove(session)
             self._notify()
+            await asyncio.gather(watchdog, return_exceptions=True)
+
+    async def _close_when_idle(self, connection: ServerConnection, session: ListenSession) -> None:
+        """Deepgram closes a stream that sent nothing (not even KeepAlive) for 10 s."""
+        while (idle := self._clock() - session.last_message_s) < self.idle_timeout_s:
+            await self._sleep(self.idle_timeout_s - idle)
+        await connection.close(1011, "NET-0001")
 
     def _utterances(self, session: ListenSession) -> list[tuple[object, ScriptedUtterance]]:
         found = self.source.live(session) if self.source is not None else self.utterances

@@ -12,16 +12,15 @@ connection's handler, cancelled when it closes) that reads the connection's `inb
 turns, tool results) and answers through the per-connection `say_on` / `send_tool_call_on` /
 `send_on`; `audio_tap` lets it look at the caller's audio as it arrives.
 
-Behaviour that needs no script: setup is checked and answered, resumption handles are issued
-after setup and after every finished model turn, caller speech is detected with a simple
-energy VAD (a user turn ends after `end_of_turn_silence_ms` of quiet audio, measured in audio
-time, not wall time) and barges in on a model turn in progress.
+Behaviour that needs no script: setup is checked and answered and resumption handles are
+issued after setup and after every finished model turn (here, with the socket); what the
+client sends is read, and caller speech detected and allowed to barge in, by
+`sim.live_listener`; model turns are paced out by `sim.live_speaker`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import http
 import itertools
 import json
@@ -30,26 +29,19 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-import numpy as np
 import trustme
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from sim.live_connection import (
-    LiveConnection,
-    SayResult,
-    ToolResult,
-    UserTurn,
-    b64decode,
-    duration_s,
-    either_case,
-)
+from sim import live_speaker
+from sim.live_connection import LiveConnection, SayResult, UserTurn, duration_s, either_case
+from sim.live_listener import Listener
+from sim.live_speaker import AUDIO_OUT_MIME as AUDIO_OUT_MIME
 
 PATH_RE = re.compile(
     r"/+ws/google\.ai\.generativelanguage\.v\w+\.GenerativeService\.BidiGenerateContent"
 )
-AUDIO_OUT_MIME = "audio/pcm;rate=24000"
 BAD_KEY_REASON = "API key not valid. Please pass a valid API key."
 
 
@@ -80,9 +72,12 @@ class FakeGeminiLive:
     ) -> None:
         self.api_key = api_key
         self.binary_frames = binary_frames
-        self.vad_threshold_rms = vad_threshold_rms
-        self.barge_in = barge_in
-        self.end_of_turn_silence_ms = end_of_turn_silence_ms
+        self.listener = Listener(
+            binary_frames=binary_frames,
+            vad_threshold_rms=vad_threshold_rms,
+            barge_in=barge_in,
+            end_of_turn_silence_ms=end_of_turn_silence_ms,
+        )
         self.issue_handles = issue_handles  # False: never volunteer a resumption handle
         self.connections: list[LiveConnection] = []
         self.handles: dict[str, int] = {}  # issued handle -> logical session number
@@ -95,8 +90,6 @@ class FakeGeminiLive:
         self._agent = agent
         self._server: Server | None = None
         self._changed = asyncio.Condition()
-        self._pending_tools: dict[str, asyncio.Future[dict[str, Any]]] = {}
-        self._user_turns: asyncio.Queue[UserTurn] = asyncio.Queue()
         self._ids = itertools.count(1)
         self._sessions = itertools.count(1)
 
@@ -123,7 +116,7 @@ class FakeGeminiLive:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
-        for future in self._pending_tools.values():
+        for future in self.listener.pending_tools.values():
             future.cancel()
 
     @property
@@ -168,7 +161,7 @@ class FakeGeminiLive:
             await self._changed.wait_for(predicate)
 
     async def next_user_turn(self) -> UserTurn:
-        return await self._user_turns.get()
+        return await self.listener.user_turns.get()
 
     async def current(self) -> LiveConnection:
         """The newest connection that finished setup and is still open (waits for one)."""
@@ -239,66 +232,31 @@ class FakeGeminiLive:
         pace: float = 1.0,
         input_transcript: str | None = None,
     ) -> SayResult:
-        """One model turn: 24 kHz audio in `chunk_ms` chunks, each sent `pace × chunk_ms` after
-        the previous one (1.0 = real time, 0 = as fast as the socket takes them).
-
-        Each chunk message also carries its share of the output transcription (3.x servers
-        put several fields in one `serverContent`). Ends with `generationComplete` and
-        `turnComplete` + `usageMetadata`, or just `turnComplete` after an interruption. A
-        connection that closes mid-turn ends it early (`connection_closed`), it does not raise.
-        """
-
-        async def send(message: dict[str, Any]) -> None:
-            await conn.send(message, binary=self.binary_frames)
-
-        if input_transcript is not None:
-            await send({"serverContent": {"inputTranscription": {"text": input_transcript}}})
-        step = max(2, 24_000 * 2 * chunk_ms // 1000)
-        chunks = [audio_pcm24k[i : i + step] for i in range(0, len(audio_pcm24k), step)]
-        pieces = _spread(transcript.split(), max(1, len(chunks)))
-        conn.speaking, conn.interrupted = True, False
-        sent = 0
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            for i, piece in enumerate(pieces):
-                if conn.interrupted:
-                    break
-                content: dict[str, Any] = {}
-                if i < len(chunks):
-                    data = base64.b64encode(chunks[i]).decode()
-                    content["modelTurn"] = {
-                        "parts": [{"inlineData": {"mimeType": AUDIO_OUT_MIME, "data": data}}]
-                    }
-                if piece:
-                    last = i == len(pieces) - 1
-                    content["outputTranscription"] = {"text": piece, "finished": last}
-                if content:
-                    await send({"serverContent": content})
-                if i < len(chunks):
-                    sent += len(chunks[i])
-                if pace > 0:
-                    await asyncio.sleep(
-                        max(0.0, started + (i + 1) * chunk_ms * pace / 1000 - loop.time())
-                    )
-            if conn.interrupted:
-                await send({"serverContent": {"turnComplete": True}})
-                return SayResult(sent, True)
-            await send({"serverContent": {"generationComplete": True}})
-            usage = {"promptTokenCount": 10, "responseTokenCount": 5, "totalTokenCount": 15}
-            await send({"serverContent": {"turnComplete": True}, "usageMetadata": usage})
-            if conn.resumption_requested and self.issue_handles:
+        """One model turn on `conn` (`sim.live_speaker.speak`), then a fresh resumption
+        handle if the client asked for them. A connection that closes mid-turn ends it early
+        (`connection_closed`), it does not raise."""
+        result = await live_speaker.speak(
+            conn,
+            audio_pcm24k,
+            transcript,
+            binary=self.binary_frames,
+            chunk_ms=chunk_ms,
+            pace=pace,
+            input_transcript=input_transcript,
+        )
+        if result.interrupted or result.connection_closed:
+            return result
+        if conn.resumption_requested and self.issue_handles:
+            try:
                 await self._issue_handle(conn)
-            return SayResult(sent, False)
-        except ConnectionClosed:
-            return SayResult(sent, conn.interrupted, connection_closed=True)
-        finally:
-            conn.speaking = False
+            except ConnectionClosed:
+                return SayResult(result.audio_bytes_sent, conn.interrupted, connection_closed=True)
+        return result
 
     async def interrupt(self) -> None:
         """Barge-in: stop a `say()` in progress and send `interrupted`."""
         conn = await self.current()
-        await self._interrupt(conn)
+        await live_speaker.interrupt(conn, binary=self.binary_frames)
 
     async def tool_call(
         self, name: str, args: dict[str, Any], *, call_id: str | None = None
@@ -307,14 +265,14 @@ class FakeGeminiLive:
         connection (a resumed client may answer on its new socket). Returns its `response`."""
         call_id = call_id or f"fc-{next(self._ids)}"
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending_tools[call_id] = future
+        self.listener.pending_tools[call_id] = future
         try:
             await self.send(
                 {"toolCall": {"functionCalls": [{"id": call_id, "name": name, "args": args}]}}
             )
             return await future
         finally:
-            self._pending_tools.pop(call_id, None)
+            self.listener.pending_tools.pop(call_id, None)
 
     async def cancel_tool_calls(self, ids: list[str]) -> None:
         await self.send({"toolCallCancellation": {"ids": ids}})
@@ -378,7 +336,7 @@ class FakeGeminiLive:
                 agent = asyncio.create_task(self._agent(self, conn), name="sim-agent")
             if conn.ready:
                 async for raw in ws:
-                    await self._on_client_message(conn, json.loads(raw))
+                    await self.listener.on_message(conn, json.loads(raw))
                     await self._notify()
         except ConnectionClosed:
             pass
@@ -421,95 +379,6 @@ class FakeGeminiLive:
         if conn.resumption_requested and self.issue_handles:
             await self._issue_handle(conn)
 
-    async def _on_client_message(self, conn: LiveConnection, message: dict[str, Any]) -> None:
-        realtime = either_case(message, "realtimeInput")
-        content = either_case(message, "clientContent")
-        tool_response = either_case(message, "toolResponse")
-        if realtime is not None:
-            await self._on_realtime(conn, realtime)
-        if content is not None:
-            conn.log.append(("client", "clientContent", content))
-            texts = [
-                str(part["text"])
-                for turn in content.get("turns") or []
-                for part in turn.get("parts") or []
-                if "text" in part
-            ]
-            conn.texts.extend(texts)
-            if either_case(content, "turnComplete"):
-                self._turn_ended(conn, UserTurn(conn.index, "text", text="\n".join(texts)))
-        if tool_response is not None:
-            conn.log.append(("client", "toolResponse", tool_response))
-            for response in either_case(tool_response, "functionResponses") or []:
-                conn.tool_responses.append(response)
-                future = self._pending_tools.get(str(response.get("id")))
-                if future is not None and not future.done():
-                    future.set_result(dict(response.get("response") or {}))
-                if conn.inbox is not None:
-                    result = ToolResult(
-                        str(response.get("id", "")),
-                        str(response.get("name", "")),
-                        dict(response.get("response") or {}),
-                    )
-                    conn.inbox.put_nowait(result)
-        if realtime is None and content is None and tool_response is None:
-            conn.log.append(("client", "unknown", message))
-            assert conn.ws is not None
-            await conn.ws.close(1007, "Invalid JSON payload: unknown client message.")
-
-    async def _on_realtime(self, conn: LiveConnection, realtime: dict[str, Any]) -> None:
-        blobs = [realtime["audio"]] if "audio" in realtime else []
-        blobs += either_case(realtime, "mediaChunks") or []
-        for blob in blobs:
-            mime = str(either_case(blob, "mimeType") or "")
-            pcm = b64decode(str(blob.get("data", "")))
-            conn.log.append(("client", "realtimeInput.audio", len(pcm)))
-            conn.audio_bytes += len(pcm)
-            conn.audio_chunks += 1
-            conn.audio_mime_types.add(mime)
-            rate = re.search(r"rate=(\d+)", mime)
-            hz = int(rate.group(1)) if rate else 16_000
-            if conn.audio_tap is not None:
-                conn.audio_tap(pcm, hz)
-            await self._vad(conn, pcm, hz)
-        for key in ("audioStreamEnd", "activityStart", "activityEnd", "text"):
-            value = either_case(realtime, key)
-            if value is None:
-                continue
-            conn.log.append(("client", f"realtimeInput.{key}", value))
-            if key == "audioStreamEnd":
-                conn.audio_stream_ends += 1
-            elif key == "text":
-                conn.realtime_texts.append(str(value))
-
-    async def _vad(self, conn: LiveConnection, pcm: bytes, rate: int) -> None:
-        samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
-        if samples.size == 0:
-            return
-        rms = float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)))
-        chunk_ms = samples.size * 1000 / rate
-        if rms >= self.vad_threshold_rms:
-            if conn.speaking and self.barge_in and not conn.interrupted:
-                await self._interrupt(conn)
-            conn.speech_ms += chunk_ms
-            conn.silence_ms = 0.0
-        elif conn.speech_ms > 0:
-            conn.silence_ms += chunk_ms
-            if conn.silence_ms >= self.end_of_turn_silence_ms:
-                turn = UserTurn(conn.index, "audio", audio_ms=round(conn.speech_ms))
-                self._turn_ended(conn, turn)
-                conn.speech_ms = conn.silence_ms = 0.0
-
-    def _turn_ended(self, conn: LiveConnection, turn: UserTurn) -> None:
-        if conn.inbox is not None:
-            conn.inbox.put_nowait(turn)  # the connection's agent handles it
-        else:
-            self._user_turns.put_nowait(turn)
-
-    async def _interrupt(self, conn: LiveConnection) -> None:
-        conn.interrupted = True
-        await conn.send({"serverContent": {"interrupted": True}}, binary=self.binary_frames)
-
     async def _issue_handle(self, conn: LiveConnection) -> str:
         session = int(conn.session_id.rsplit("-", 1)[1])
         handle = f"h-{session}-{next(self._ids)}"
@@ -522,12 +391,3 @@ class FakeGeminiLive:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
-
-
-def _spread(words: list[str], slots: int) -> list[str]:
-    """Distribute words over `slots` chunk messages; `"".join(pieces)` is the whole text."""
-    pieces = [""] * slots
-    for i, word in enumerate(words):
-        slot = i * slots // max(1, len(words))
-        pieces[slot] += word if i == 0 else f" {word}"
-    return pieces

@@ -26,15 +26,13 @@ from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from media.codec import twilio_codec as codec
-from media.codec.audio import ulaw_to_pcm16
-from sim import voice
+from sim import codec, voice
 from sim.world import FRAME_BYTES, Conversation, FrameIndex, Line
 
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.02
-MULAW_SILENCE = b"\xff" * FRAME_BYTES
+_SILENT_FRAME = bytes([codec.MULAW_SILENCE]) * FRAME_BYTES
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,8 +69,8 @@ class Recorder:
 
     def wav(self, track: str = "both") -> bytes:
         """A mono 8 kHz PCM16 WAV of one track, or of both mixed."""
-        inbound = np.frombuffer(ulaw_to_pcm16(bytes(self.inbound)), dtype="<i2")
-        outbound = np.frombuffer(ulaw_to_pcm16(bytes(self.outbound)), dtype="<i2")
+        inbound = np.frombuffer(codec.ulaw_decode(bytes(self.inbound)), dtype="<i2")
+        outbound = np.frombuffer(codec.ulaw_decode(bytes(self.outbound)), dtype="<i2")
         if track == "inbound":
             mixed = inbound
         elif track == "outbound":
@@ -205,17 +203,15 @@ class StreamLeg:
         try:
             async for raw in ws:
                 try:
-                    message = codec.parse_outbound(raw)
-                except codec.CodecError as exc:
+                    message = codec.parse(raw)
+                except codec.ProtocolError as exc:
                     self.protocol_errors.append(str(exc))
                     continue
-                if isinstance(message, codec.Unknown):
-                    self.protocol_errors.append(f"unknown event {message.event}")
-                elif message.stream_sid != self.stream_sid:
+                if message.stream_sid != self.stream_sid:
                     self.protocol_errors.append("wrong streamSid")
-                elif isinstance(message, codec.OutboundMedia):
+                elif isinstance(message, codec.PlayMedia):
                     self._playout.append(message.payload)
-                elif isinstance(message, codec.OutboundMark):
+                elif isinstance(message, codec.PlayMark):
                     self._playout.append(message.name)
                 else:  # clear: drop unplayed audio, every pending mark is echoed now
                     self.clears += 1
@@ -233,17 +229,17 @@ class StreamLeg:
                 ticks += 1
                 said = self._next_frame()
                 self._index.register(self._conv, self.stream_no, self._sent, said)
-                message = codec.inbound_media(
+                message = codec.media(
                     self.stream_sid, self._next_seq(), ticks, (ticks - 1) * 20, said
                 )
                 await ws.send(message)
                 self._sent += len(said)
                 heard = self._play()
-                self._recorder.add(said, heard or MULAW_SILENCE)
+                self._recorder.add(said, heard or _SILENT_FRAME)
                 self._listen(heard)
                 for name in self._echo:
                     self.marks_echoed.append(name)
-                    await ws.send(codec.mark_echo(self.stream_sid, self._next_seq(), name))
+                    await ws.send(codec.mark(self.stream_sid, self._next_seq(), name))
                 self._echo.clear()
                 delay = started + ticks * TICK_S - loop.time()
                 if delay < -0.2:  # we fell far behind (a stalled loop): do not burst
@@ -296,11 +292,11 @@ class StreamLeg:
                 self._playout.popleft()
         if not out:
             return None
-        return bytes(out) + MULAW_SILENCE[len(out) :]
+        return bytes(out) + _SILENT_FRAME[len(out) :]
 
     def _listen(self, heard: bytes | None) -> None:
         now = self._recorder.seconds
-        voiced = heard is not None and voice.rms(ulaw_to_pcm16(heard)) >= self._voiced_rms
+        voiced = heard is not None and voice.rms(codec.ulaw_decode(heard)) >= self._voiced_rms
         if voiced:
             self._last_voiced = now
             if self._talk_start is None:

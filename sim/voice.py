@@ -25,7 +25,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-from media.codec.audio import pcm16_to_ulaw
+from sim.codec import ulaw_encode
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -140,7 +140,7 @@ def line_mulaw(pcm8k: bytes, rng: np.random.Generator, noise_rms: float = 24.0) 
     samples = np.frombuffer(pcm8k, dtype="<i2").astype(np.float64)
     samples += rng.normal(0.0, noise_rms, samples.shape)
     mixed = np.clip(np.rint(samples), -32768, 32767).astype("<i2").tobytes()
-    return pcm16_to_ulaw(mixed).replace(b"\x7f", b"\xff")
+    return ulaw_encode(mixed).replace(b"\x7f", b"\xff")
 
 
 def noise_mulaw(rng: np.random.Generator, n: int) -> bytes:

@@ -7,7 +7,7 @@ see only audio. Every 20 ms frame the carrier sends carries this call's backgrou
 so the first bytes of it identify the call: `FrameIndex` maps a short prefix of every sent
 frame to (conversation, stream, offset). Deepgram receives those μ-law bytes unchanged;
 Gemini receives them decoded (and at 16 kHz every other sample is passed through unchanged
-by `media.codec.audio.Upsampler8to16`), so re-encoding recovers the same bytes. If identification
+by the bridge's 8 -> 16 kHz upsampler), so re-encoding recovers the same bytes. If identification
 fails (an unexpected transform), the oldest conversation no model has claimed is used.
 
 A conversation's `lines` are what each side said: text, act and details (what the other
@@ -22,19 +22,15 @@ import dataclasses
 import hashlib
 import itertools
 import logging
-import warnings
 from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
 
+from sim import codec
 from sim.deepgram_server import MULAW_BYTES_PER_S, ListenSession, ScriptedUtterance
 from sim.venues import Venue
 from sim.voice import WordTiming
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +153,7 @@ class FrameIndex:
         if rate not in (8000, 16000):
             return None
         for candidate in candidates:
-            found = self.locate(audioop.lin2ulaw(candidate.tobytes(), 2))
+            found = self.locate(codec.ulaw_encode(candidate.tobytes()))
             if found is not None:
                 return found
         return None

@@ -1,66 +1,37 @@
-"""Whole simulated calls through the production adapters: the twilio SDK dials the sim's
-carrier, which streams to a minimal in-test bridge; the bridge talks to the sim's Gemini
-through `GeminiLiveSession` (google-genai) and to the sim's Deepgram through `DeepgramEar`
-(deepgram-sdk). Signed callbacks land at `media.twilio.webhooks`. Only core and media's own
-bridge are left out (the lead's end-to-end tests cover them)."""
+"""Whole simulated calls through media's real bridge: the twilio SDK dials the sim's carrier,
+which streams to the media process (`media.server.create_app`, one `CallBridge` per call);
+the bridge talks to the sim's Gemini through google-genai and to the sim's Deepgram through
+deepgram-sdk, and reports to an in-memory core (`InMemoryCore`). Signed callbacks land at
+`media.twilio.webhooks`. Only core itself is left out (the end-to-end venue tests cover it);
+what the bridge reported to core is what these tests read."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import datetime
+import itertools
+import pathlib
+import ssl
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from starlette.applications import Starlette
-from starlette.routing import WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from media.codec import twilio_codec as codec
-from media.codec.audio import (
-    Downsampler24to8,
-    OutboundFramer,
-    Upsampler8to16,
-    pcm16_to_ulaw,
-    ulaw_to_pcm16,
-)
-from media.providers.agent_prompt import (
-    DEFAULT_DISCLOSURES,
-    build_system_instruction,
-    customer_answer_text,
-    greeting_cue,
-    voicemail_cue,
-)
-from media.providers.deepgram_ear import (
-    CalleeTranscript,
-    DeepgramConfig,
-    DeepgramEar,
-    transcribe_recording,
-)
-from media.providers.gemini_live import (
-    AudioOut,
-    GeminiLiveSession,
-    GenerationComplete,
-    InputTranscript,
-    Interrupted,
-    OutputTranscript,
-    ToolCall,
-    TurnComplete,
-)
-from media.twilio.webhooks import (
-    TelephonyEvent,
-    signature_valid_for_websocket,
-    twilio_webhook_routes,
-)
+from media.call.core_link import CallTask, InMemoryCore, InMemoryCoreLink, Outcome
+from media.providers.agent_prompt import DEFAULT_DISCLOSURES
+from media.providers.deepgram_ear import DeepgramConfig, transcribe_recording
+from media.server import create_app
+from media.settings import MediaSettings
+from media.twilio.webhooks import TelephonyEvent
 from sim.agent_session import SimAgents
 from sim.carrier import SimCarrier
 from sim.deepgram_server import FakeDeepgram
 from sim.gemini_live_server import FakeGeminiLive
-from sim.twilio_rest import FakeTwilioRest, LoopbackServer
+from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
 from telephony.twilio_rest import TwilioTelephony
+from tests.conftest import free_port, make_settings, serve_asgi
 
 VOICEMAIL_MESSAGE = "Hello, this is an AI assistant calling about a booking. We will call back."
 ACCOUNT = "AC" + "5151" * 8
@@ -68,6 +39,7 @@ TOKEN = "sim-calls-twilio-token"
 GEMINI_KEY = "sim-calls-gemini-key"
 DEEPGRAM_KEY = "sim-calls-deepgram-key"
 TOMORROW = (datetime.date.today() + datetime.timedelta(days=1)).isoformat()
+FINAL = ("completed", "busy", "no_answer", "failed", "cancelled")
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -93,154 +65,52 @@ class Sink:
 
 
 @dataclasses.dataclass(eq=False)
-class CallLog:
-    """What the bridge saw of one call, across its streams."""
+class Call:
+    """What the bridge reported to core about one call."""
 
-    brief: str
-    slots: dict[str, Any]
-    language: str
-    answer: str = "yes"
-    call_sid: str = ""
-    tools: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
-    outcome: dict[str, Any] | None = None
-    heard: list[str] = dataclasses.field(default_factory=list)  # Gemini input transcription
-    said: list[str] = dataclasses.field(default_factory=list)  # Gemini output transcription
-    ear: list[CalleeTranscript] = dataclasses.field(default_factory=list)
-    interruptions: int = 0
-    marks: list[str] = dataclasses.field(default_factory=list)
-    streams: int = 0
+    sid: str
+    link: InMemoryCoreLink
 
-    def tool_names(self) -> list[str]:
-        return [name for name, _ in self.tools]
+    @property
+    def outcome(self) -> Outcome | None:
+        return self.link.outcomes[-1] if self.link.outcomes else None
 
+    def transcript(self, speaker: str, source: str) -> list[str]:
+        return [t.text for t in self.link.transcripts if (t.speaker, t.source) == (speaker, source)]
 
-class MiniBridge:
-    """Just enough of media's bridge: Twilio stream ⇄ Gemini Live, callee audio → Deepgram,
-    tool calls → the twilio SDK. Production codecs and adapters do all of the work."""
+    @property
+    def said(self) -> list[str]:
+        """The agent's lines (Gemini's output transcription)."""
+        return self.transcript("agent", "gemini")
 
-    def __init__(
-        self, gemini: FakeGeminiLive, deepgram: FakeDeepgram, telephony: TwilioTelephony
-    ) -> None:
-        self.gemini = gemini
-        self.deepgram = deepgram
-        self.telephony = telephony
-        self.stream_url = ""
-        self.calls: dict[str, CallLog] = {}
+    @property
+    def heard(self) -> str:
+        """The callee as Gemini's input transcription had it."""
+        return " ".join(self.transcript("callee", "gemini"))
 
-    async def handle(self, ws: WebSocket) -> None:
-        signature = ws.headers.get("x-twilio-signature")
-        if not signature_valid_for_websocket(TOKEN, self.stream_url, signature):
-            await ws.close(1008)
-            return
-        await ws.accept()
-        start: codec.Start | None = None
-        while start is None:
-            event = codec.parse(await ws.receive_text())
-            start = event if isinstance(event, codec.Start) else None
-        call_id = start.custom_parameters["call_id"]
-        log = self.calls[call_id]
-        log.call_sid, log.streams = start.call_sid, log.streams + 1
-        instruction = build_system_instruction(
-            log.brief, log.language, "restaurant_booking", log.slots, DEFAULT_DISCLOSURES["en"]
-        )
-        session = GeminiLiveSession(
-            GEMINI_KEY,
-            base_url=self.gemini.base_url,
-            ssl_context=self.gemini.ssl_client_context(),
-            system_instruction=instruction,
-            call_id=call_id,
-        )
-        config = DeepgramConfig(
-            SecretStr(DEEPGRAM_KEY),
-            http_base=self.deepgram.http_base,
-            ws_base=self.deepgram.ws_base,
-        )
-        ear = DeepgramEar(config, call_id=call_id)
-        async with session, ear:
-            await session.send_text(greeting_cue())
-            helpers = [
-                asyncio.create_task(self._from_gemini(ws, start, session, log)),
-                asyncio.create_task(self._from_ear(ear, log)),
-            ]
-            try:
-                await self._from_twilio(ws, session, ear, log)
-            finally:
-                for task in helpers:
-                    task.cancel()
-                await asyncio.gather(*helpers, return_exceptions=True)
+    @property
+    def ear(self) -> list[str]:
+        """The callee as Deepgram (the supervisor's ear) had it."""
+        return self.transcript("callee", "supervisor_stt")
 
-    async def _from_twilio(
-        self, ws: WebSocket, session: GeminiLiveSession, ear: DeepgramEar, log: CallLog
-    ) -> None:
-        up = Upsampler8to16()
-        while True:
-            try:
-                event = codec.parse(await ws.receive_text())
-            except WebSocketDisconnect:
-                return
-            if isinstance(event, codec.Media):
-                await session.send_audio(up.process(ulaw_to_pcm16(event.payload)))
-                ear.push(event.payload)
-            elif isinstance(event, codec.Mark):
-                log.marks.append(event.name)
-            elif isinstance(event, codec.Stop):
-                return
-
-    async def _from_ear(self, ear: DeepgramEar, log: CallLog) -> None:
-        async for event in ear.events():
-            if isinstance(event, CalleeTranscript) and event.is_final:
-                log.ear.append(event)
-
-    async def _from_gemini(
-        self, ws: WebSocket, start: codec.Start, session: GeminiLiveSession, log: CallLog
-    ) -> None:
-        sid = start.stream_sid
-        down, framer = Downsampler24to8(), OutboundFramer()
-        async for event in session.events():
-            if isinstance(event, AudioOut):
-                for frame in framer.push(pcm16_to_ulaw(down.process(event.pcm24k))):
-                    await ws.send_text(codec.media(sid, frame))
-            elif isinstance(event, TurnComplete | GenerationComplete):
-                for frame in framer.flush():
-                    await ws.send_text(codec.media(sid, frame))
-            elif isinstance(event, Interrupted):
-                log.interruptions += 1
-                framer.clear()
-                await ws.send_text(codec.clear(sid))
-            elif isinstance(event, InputTranscript):
-                log.heard.append(event.text)
-            elif isinstance(event, OutputTranscript):
-                log.said.append(event.text)
-            elif isinstance(event, ToolCall):
-                await self._tool(ws, sid, session, event, log)
-
-    async def _tool(
-        self, ws: WebSocket, sid: str, session: GeminiLiveSession, call: ToolCall, log: CallLog
-    ) -> None:
-        log.tools.append((call.name, call.args))
-        if call.name == "ask_user":  # answered at once, the way media.call.tools delivers it
-            result = {"result": "answered; the answer follows as a message", "mode": "voice"}
-            await session.send_tool_response(call.id, call.name, result)
-            await session.send_text(customer_answer_text(log.answer, "voice"))
-            return
-        await session.send_tool_response(call.id, call.name, {"result": "ok"})
-        if call.name == "report_signal" and call.args.get("name") == "voicemail":
-            await session.send_text(voicemail_cue(VOICEMAIL_MESSAGE))
-        elif call.name == "send_dtmf":
-            await self.telephony.send_dtmf(
-                log.call_sid, start_call_id(log, self), call.args["digits"]
-            )
-        elif call.name == "end_call":
-            log.outcome = call.args
-            await ws.send_text(codec.mark(sid, "goodbye"))
-            async with asyncio.timeout(30):
-                while "goodbye" not in log.marks:  # noqa: ASYNC110 - the reader appends it
-                    await asyncio.sleep(0.02)
-            await self.telephony.hang_up(log.call_sid)
+    @property
+    def questions(self) -> list[str]:
+        return [r.question for r in self.link.ask_requests]
 
 
-def start_call_id(log: CallLog, bridge: MiniBridge) -> str:
-    return next(call_id for call_id, found in bridge.calls.items() if found is log)
+async def answer_every_question(core: InMemoryCore, call_id: str, answer: str) -> None:
+    """Play the customer: answer each ask_user of the call by voice, as soon as it arrives."""
+    link = await core.link(call_id, timeout_s=120)
+    answered: list[str] = []
+
+    def new_question() -> bool:
+        return len(link.ask_requests) > len(answered)
+
+    while True:
+        await core.wait_until(new_question, timeout_s=300)
+        for request in link.ask_requests[len(answered) :]:
+            link.answer(request.request_id, answer, "voice")
+            answered.append(request.request_id)
 
 
 @dataclasses.dataclass
@@ -249,11 +119,12 @@ class Stack:
     rest: FakeTwilioRest
     carrier: SimCarrier
     gemini: FakeGeminiLive
-    agents: SimAgents
     deepgram: FakeDeepgram
-    bridge: MiniBridge
+    core: InMemoryCore
+    tasks: dict[str, CallTask]
     telephony: TwilioTelephony
     sink: Sink
+    ids: itertools.count[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
 
     def dump(self, sid: str) -> str:
         """The conversation as text, for assertion messages."""
@@ -261,40 +132,60 @@ class Stack:
         lines = conv.lines if conv is not None else []
         return "\n".join(f"{x.speaker} {x.act} cut={x.interrupted}: {x.text}" for x in lines)
 
-    async def call(self, number: str, brief: str, **kwargs: Any) -> tuple[str, CallLog]:
-        call_id = f"call-{len(self.bridge.calls) + 1}"
-        log = CallLog(brief=brief, slots=kwargs.pop("slots", {}), language="en", **kwargs)
-        self.bridge.calls[call_id] = log
-        sid = await self.telephony.dial(call_id, number)
-        final = ("completed", "busy", "no_answer", "failed", "cancelled")
-        await self.sink.wait(
-            lambda: any(e.status in final for e in self.sink.of(sid, "status")), limit_s=150
-        )
-        return sid, log
+    async def call(self, number: str, brief: str, *, answer: str = "yes") -> Call:
+        call_id = f"call-{next(self.ids)}"
+        self.tasks[call_id] = CallTask(call_id, brief, "en", "restaurant_booking")
+        customer = asyncio.create_task(answer_every_question(self.core, call_id, answer))
+        try:
+            sid = await self.telephony.dial(call_id, number)
+            await self.sink.wait(
+                lambda: any(e.status in FINAL for e in self.sink.of(sid, "status")), limit_s=150
+            )
+            link = await self.core.link(call_id)
+            await self.core.wait_until(lambda: link.closed, timeout_s=30)  # reports flushed
+        finally:
+            customer.cancel()
+            await asyncio.gather(customer, return_exceptions=True)
+        return Call(sid, link)
+
+
+def ca_file(gemini: FakeGeminiLive, directory: pathlib.Path) -> str:
+    path = directory / "gemini-ca.pem"
+    ders = gemini.ssl_client_context().get_ca_certs(binary_form=True)
+    path.write_text("".join(ssl.DER_cert_to_PEM_cert(der) for der in ders))
+    return str(path)
 
 
 @pytest.fixture
-async def stack() -> AsyncIterator[Stack]:
+async def stack(tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
     world = World(speed=10.0, word_ms=150.0)
     agents = SimAgents(world, customer_timeout_s=60)
     sink = Sink()
+    tasks: dict[str, CallTask] = {}
+    core = InMemoryCore(lambda call_id: tasks[call_id])
+    port = free_port()
+    public = f"http://127.0.0.1:{port}"
     async with (
         FakeTwilioRest(ACCOUNT, TOKEN) as rest,
         FakeGeminiLive(api_key=GEMINI_KEY, agent=agents) as gemini,
         FakeDeepgram(DEEPGRAM_KEY, source=WorldTranscripts(world)) as deepgram,
     ):
         carrier = SimCarrier(rest, world=world, talk_seconds=1.0)
-        app = Starlette()
-        server = LoopbackServer(app, websockets=True)
-        telephony = TwilioTelephony(ACCOUNT, TOKEN, "+15005550006", server.base_url, rest.base_url)
-        bridge = MiniBridge(gemini, deepgram, telephony)
-        bridge.stream_url = f"ws://127.0.0.1:{server.port}/twilio/stream"
-        for route in twilio_webhook_routes(TOKEN, server.base_url, sink):
-            app.router.routes.append(route)
-        app.router.routes.append(WebSocketRoute("/twilio/stream", bridge.handle))
+        telephony = TwilioTelephony(ACCOUNT, TOKEN, "+15005550006", public, rest.base_url)
+        settings = make_settings(twilio_auth_token=TOKEN, public_base_url=public)
+        media = MediaSettings(
+            gemini_api_key=SecretStr(GEMINI_KEY),
+            gemini_base_url=gemini.base_url,
+            gemini_ca_file=ca_file(gemini, tmp_path),
+            deepgram_api_key=SecretStr(DEEPGRAM_KEY),
+            deepgram_ws_base=deepgram.ws_base,
+            deepgram_http_base=deepgram.http_base,
+            voicemail_message=VOICEMAIL_MESSAGE,
+        )
+        app = create_app(settings, media, core_links=core, phone=telephony, sink=sink)
         try:
-            async with server:
-                yield Stack(world, rest, carrier, gemini, agents, deepgram, bridge, telephony, sink)
+            async with serve_asgi(app, port=port):
+                yield Stack(world, rest, carrier, gemini, deepgram, core, tasks, telephony, sink)
                 await carrier.aclose()
         finally:
             await carrier.aclose()
@@ -306,22 +197,27 @@ def statuses(stack: Stack, sid: str) -> list[str | None]:
 
 
 async def test_books_as_asked_with_recording_and_transcripts(stack: Stack) -> None:
-    sid, log = await stack.call("+15550100", "Table for 2 tomorrow at 19:00 under Anna")
-    assert log.outcome is not None
-    assert log.outcome["outcome"] == "booked"
-    assert log.outcome["date_time"] == f"{TOMORROW}T19:00"
-    assert log.outcome["guests"] == 2 and log.outcome["holder_name"] == "Anna"
+    call = await stack.call("+15550100", "Table for 2 tomorrow at 19:00 under Anna")
+    sid = call.sid
+    assert call.outcome is not None, stack.dump(sid)
+    assert call.outcome.outcome == "booked"
+    assert call.outcome.date_time == f"{TOMORROW}T19:00"
+    assert call.outcome.guests == 2 and call.outcome.holder_name == "Anna"
     assert statuses(stack, sid) == ["dialing", "ringing", "in_progress", "completed"]
     assert [e.answered_by for e in stack.sink.of(sid, "amd")] == ["human"]
-    said = "".join(log.said)
-    assert said.startswith(DEFAULT_DISCLOSURES["en"])
-    assert "Trattoria Roma" in " ".join(log.heard)
-    assert any("Trattoria Roma" in t.text for t in log.ear)
-    assert all(t.words and t.words[0][1] < t.words[-1][2] for t in log.ear)
-    assert "goodbye" in log.marks
-    leg = stack.carrier.legs[-1]
-    assert leg.protocol_errors == [] and leg.ended_by == "carrier"
-    assert leg.marks_echoed == ["goodbye"]
+    assert call.said[0].startswith(DEFAULT_DISCLOSURES["en"])
+    assert "Trattoria Roma" in call.heard
+    # Deepgram hears this call's venue, found by its audio. (The bridge starts its ear only
+    # once the model session is up, so the greeting itself may go unheard by it.)
+    conv = stack.world.get(sid)
+    assert conv is not None
+    venue_lines = {line.text for line in conv.lines if line.speaker == "venue"}
+    assert call.ear and set(call.ear) <= venue_lines, stack.dump(sid)
+    (leg,) = [leg for leg in stack.carrier.legs if leg.call_sid == sid]
+    assert leg.protocol_errors == []
+    hang_ups = [u for u in stack.rest.updates if u.form.get("Status") == "completed"]
+    assert [u.call_sid for u in hang_ups] == [sid]  # the bridge hung up through the REST API
+    assert leg.marks_echoed  # the bridge marked its utterances; the carrier echoed them
 
     await stack.sink.wait(lambda: bool(stack.sink.of(sid, "recording")))
     recording = stack.sink.of(sid, "recording")[0]
@@ -340,53 +236,57 @@ async def test_books_as_asked_with_recording_and_transcripts(stack: Stack) -> No
 async def test_negotiating_venues_at_once(stack: Stack) -> None:
     """Four calls share the world at the same time; each finds its own conversation."""
     brief = "Table for 4 tomorrow at 19:00 under Anna"
-    (_, accepted), (_, declined), (_, refused), (sid, talked_over) = await asyncio.gather(
+    accepted, declined, refused, talked_over = await asyncio.gather(
         stack.call("+15550102", brief),
         stack.call("+15550102", brief, answer="no"),
         stack.call("+15550101", brief),
         stack.call("+15550109", brief),
     )
-    assert accepted.tool_names() == ["ask_user", "end_call"]
-    assert "20:30" in accepted.tools[0][1]["question"]
-    assert accepted.outcome is not None and accepted.outcome["outcome"] == "booked"
-    assert accepted.outcome["date_time"] == f"{TOMORROW}T20:30"
+    assert len(accepted.questions) == 1 and "20:30" in accepted.questions[0]
+    assert accepted.outcome is not None and accepted.outcome.outcome == "booked"
+    assert accepted.outcome.date_time == f"{TOMORROW}T20:30"
 
-    assert declined.tool_names() == ["ask_user", "end_call"]
-    assert declined.outcome is not None and declined.outcome["outcome"] == "alternative_offered"
+    assert len(declined.questions) == 1
+    assert declined.outcome is not None and declined.outcome.outcome == "alternative_offered"
 
-    assert refused.outcome is not None and refused.outcome["outcome"] == "refused"
-    assert refused.outcome["refusal_reason"] == "we are fully booked that evening"
+    assert refused.outcome is not None and refused.outcome.outcome == "refused"
+    assert refused.outcome.refusal_reason == "we are fully booked that evening"
 
-    assert talked_over.interruptions >= 1, stack.dump(sid)
-    leg = next(leg for leg in stack.carrier.legs if leg.call_sid == sid)
+    sid = talked_over.sid
+    conv = stack.world.get(sid)
+    assert conv is not None
+    assert any(line.speaker == "agent" and line.interrupted for line in conv.lines), stack.dump(sid)
+    (leg,) = [leg for leg in stack.carrier.legs if leg.call_sid == sid]
     assert leg.clears >= 1
-    assert talked_over.outcome is not None and talked_over.outcome["outcome"] == "booked"
+    assert talked_over.outcome is not None and talked_over.outcome.outcome == "booked"
 
 
 async def test_menus_machines_and_hang_ups_at_once(stack: Stack) -> None:
     brief = "Table for 2 tomorrow at 19:00 under Anna"
-    (ivr_sid, ivr), (vm_sid, voicemail), (gone_sid, gone), (_, russian) = await asyncio.gather(
+    ivr, voicemail, gone, russian = await asyncio.gather(
         stack.call("+15550106", brief),
         stack.call("+15550105", brief),
         stack.call("+15550107", brief),
         stack.call("+15550108", "Столик на 3 завтра в 20:00 на имя Иван"),
     )
-    assert stack.rest.call(ivr_sid).digits == ["1"]
-    assert ("report_signal", {"name": "ivr_menu"}) in ivr.tools
-    assert ivr.streams == 2  # the DTMF update replaced the stream
-    assert ivr.outcome is not None and ivr.outcome["outcome"] == "booked", stack.dump(ivr_sid)
-    assert [e.answered_by for e in stack.sink.of(ivr_sid, "amd")] == ["unknown"]
+    assert stack.rest.call(ivr.sid).digits == ["1"]
+    assert "ivr_menu" in ivr.link.signals
+    ivr_legs = [leg for leg in stack.carrier.legs if leg.call_sid == ivr.sid]
+    assert len(ivr_legs) == 2  # the DTMF update replaced the stream
+    assert len(ivr.link.attaches) == 1  # ... and the bridge carried on with the same call
+    assert ivr.outcome is not None and ivr.outcome.outcome == "booked", stack.dump(ivr.sid)
+    assert [e.answered_by for e in stack.sink.of(ivr.sid, "amd")] == ["unknown"]
 
-    assert [e.answered_by for e in stack.sink.of(vm_sid, "amd")] == ["machine_end_beep"]
-    assert ("report_signal", {"name": "voicemail"}) in voicemail.tools
-    assert "".join(voicemail.said).strip() == VOICEMAIL_MESSAGE
-    assert voicemail.outcome is not None and voicemail.outcome["outcome"] == "needs_follow_up"
+    assert [e.answered_by for e in stack.sink.of(voicemail.sid, "amd")] == ["machine_end_beep"]
+    assert any(d.kind == "voicemail" for d in voicemail.link.decisions)
+    assert voicemail.said[-1] == VOICEMAIL_MESSAGE, stack.dump(voicemail.sid)
+    assert voicemail.outcome is not None and voicemail.outcome.outcome == "needs_follow_up"
 
-    assert statuses(stack, gone_sid)[-1] == "completed"
-    gone_leg = next(leg for leg in stack.carrier.legs if leg.call_sid == gone_sid)
+    assert statuses(stack, gone.sid)[-1] == "completed"
+    (gone_leg,) = [leg for leg in stack.carrier.legs if leg.call_sid == gone.sid]
     assert gone_leg.ended_by == "carrier"
-    assert gone.outcome is None or gone.outcome["outcome"] != "booked"
+    assert gone.outcome is None or gone.outcome.outcome != "booked"
 
-    assert russian.outcome is not None and russian.outcome["outcome"] == "booked"
-    assert russian.outcome["holder_name"] == "Иван" and russian.outcome["guests"] == 3
-    assert "Пельменная" in " ".join(russian.heard)
+    assert russian.outcome is not None and russian.outcome.outcome == "booked"
+    assert russian.outcome.holder_name == "Иван" and russian.outcome.guests == 3
+    assert "Пельменная" in russian.heard

@@ -1,6 +1,10 @@
 """The production `DeepgramEar` and `transcribe_recording` (deepgram-sdk) against the sim's
 Deepgram, whose transcripts come from the world: what the venue said, timed on the ear's own
-audio clock however late the ear joined the call."""
+audio clock however late the ear joined the call.
+
+Nothing here waits on the wall clock: audio is fed one frame at a time, each once the server
+has the previous one (the audio clock advances exactly as fast as the test pushes), and the
+server's idle timeout runs on a `FakeClock` the test advances by hand."""
 
 from __future__ import annotations
 
@@ -30,6 +34,42 @@ TEXT = "Good evening, Trattoria Roma, how can I help?"
 pytestmark = pytest.mark.timeout(30)
 
 
+class FakeClock:
+    """Simulated wall time for the server: `sleep()` returns once `advance()` passes it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._changed = asyncio.Condition()
+
+    def time(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        until = self.now + seconds
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.now >= until)
+
+    async def advance(self, seconds: float) -> None:
+        async with self._changed:
+            self.now += seconds
+            self._changed.notify_all()
+
+
+async def feed(fake: FakeDeepgram, ear: DeepgramEar, audio: bytes) -> None:
+    """Push `audio` in 20 ms frames, each once the server has received everything before it
+    (the ear drops frames it cannot send in time, so it is never given a backlog)."""
+    pushed = 0
+
+    def received() -> bool:
+        return bool(fake.sessions) and fake.sessions[-1].audio_bytes >= pushed
+
+    for offset in range(0, len(audio), FRAME_BYTES):
+        frame = audio[offset : offset + FRAME_BYTES]
+        ear.push(frame)
+        pushed += len(frame)
+        await fake.wait_until(received)
+
+
 def config(fake: FakeDeepgram) -> DeepgramConfig:
     return DeepgramConfig(SecretStr(KEY), http_base=fake.http_base, ws_base=fake.ws_base)
 
@@ -56,9 +96,7 @@ async def test_the_ear_hears_the_venue_on_its_own_clock() -> None:
     async with FakeDeepgram(KEY, source=WorldTranscripts(world)) as fake:
         ear = DeepgramEar(config(fake))
         async with ear:
-            for offset in range(4000, len(audio), FRAME_BYTES):  # joined half a second late
-                ear.push(audio[offset : offset + FRAME_BYTES])
-                await asyncio.sleep(0.002)  # the ear drops frames it cannot send in time
+            await feed(fake, ear, audio[4000:])  # the ear joined half a second late
             async for event in ear.events():
                 events.append(event)
                 if isinstance(event, UtteranceEnd):
@@ -81,11 +119,20 @@ async def test_unknown_audio_gets_no_transcript() -> None:
     async with FakeDeepgram(KEY, source=WorldTranscripts(world)) as fake:
         ear = DeepgramEar(config(fake))
         async with ear:
-            for offset in range(0, len(stranger), FRAME_BYTES):
-                ear.push(stranger[offset : offset + FRAME_BYTES])
-                await asyncio.sleep(0.002)
-            await fake.wait_until(lambda: bool(fake.sessions) and fake.sessions[0].audio_s >= 3)
+            await feed(fake, ear, stranger)
+        assert fake.sessions[0].audio_s == 3
         assert fake.sessions[0].sent_of("Results") == []
+
+
+async def test_an_idle_stream_is_closed_on_the_servers_clock() -> None:
+    clock = FakeClock()
+    async with FakeDeepgram(KEY, idle_timeout_s=10.0, clock=clock.time, sleep=clock.sleep) as fake:
+        ear = DeepgramEar(config(fake))
+        async with ear:
+            await feed(fake, ear, voice.noise_mulaw(np.random.default_rng(7), FRAME_BYTES))
+            await clock.advance(10.0)  # ten simulated seconds without a message
+            await fake.wait_until(lambda: fake.sessions[0].closed)
+        assert fake.sessions[0].close_code == 1011
 
 
 async def test_batch_transcribes_a_known_recording() -> None:
