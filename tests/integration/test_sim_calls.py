@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from pydantic import SecretStr
 
-from media.call.core_link import CallTask, InMemoryCore, InMemoryCoreLink, Outcome
+from media.call.core_link import CallTask, Outcome
 from media.providers.agent_prompt import DEFAULT_DISCLOSURES
 from media.providers.deepgram_ear import DeepgramConfig, transcribe_recording
 from media.server import create_app
@@ -30,8 +30,10 @@ from sim.deepgram_server import FakeDeepgram
 from sim.gemini_live_server import FakeGeminiLive
 from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
+from telephony.settings import TwilioSettings
 from telephony.twilio_rest import TwilioTelephony
-from tests.conftest import free_port, make_settings, serve_asgi
+from tests.conftest import INTERNAL_TOKEN, free_port, serve_asgi
+from tests.fakes.core_link import InMemoryCore, InMemoryCoreLink
 
 VOICEMAIL_MESSAGE = "Hello, this is an AI assistant calling about a booking. We will call back."
 ACCOUNT = "AC" + "5151" * 8
@@ -172,8 +174,9 @@ async def stack(tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
     ):
         carrier = SimCarrier(rest, world=world, talk_seconds=1.0)
         telephony = TwilioTelephony(ACCOUNT, TOKEN, "+15005550006", public, rest.base_url)
-        settings = make_settings(twilio_auth_token=TOKEN, public_base_url=public)
+        twilio = TwilioSettings(twilio_auth_token=TOKEN, public_base_url=public)
         media = MediaSettings(
+            internal_token=INTERNAL_TOKEN,
             gemini_api_key=SecretStr(GEMINI_KEY),
             gemini_base_url=gemini.base_url,
             gemini_ca_file=ca_file(gemini, tmp_path),
@@ -182,7 +185,7 @@ async def stack(tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
             deepgram_http_base=deepgram.http_base,
             voicemail_message=VOICEMAIL_MESSAGE,
         )
-        app = create_app(settings, media, core_links=core, phone=telephony, sink=sink)
+        app = create_app(media, twilio, core_links=core, phone=telephony, sink=sink)
         try:
             async with serve_asgi(app, port=port):
                 yield Stack(world, rest, carrier, gemini, deepgram, core, tasks, telephony, sink)
