@@ -2,8 +2,11 @@
 
 The host is resolved and every address it resolves to must be public; loopback,
 private, link-local (cloud metadata 169.254.169.254 included), shared (100.64/10),
-multicast, reserved and unspecified addresses are refused, as are IPv4-mapped IPv6
-forms of them. The same check runs again at delivery time (DNS rebinding).
+multicast, reserved and unspecified addresses are refused. An IPv6 address that carries
+an IPv4 address (IPv4-mapped, IPv4-compatible, 6to4, Teredo, NAT64) is judged by the
+IPv4 address(es) it carries, so those forms of a refused address are refused too; the
+NAT64 local-use prefix is refused whole, since where it embeds the IPv4 address depends
+on the operator's prefix length. The same check runs again at delivery time (DNS rebinding).
 WEBHOOK_ALLOWED_HOSTS exempts named hosts or CIDRs (for tests and private setups).
 """
 
@@ -19,6 +22,9 @@ from core.domain.errors import CallagentError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated (RFC 4291), still routed by some
+_NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL_USE = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215
 _METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data"}
 
 
@@ -26,9 +32,23 @@ def _refuse(message: str) -> CallagentError:
     return CallagentError("INVALID_ARGUMENT_WEBHOOK_URL", message)
 
 
-def is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 address(es) an IPv6 transition form carries, or [] for a native address.
+
+    Teredo carries two, the server and the (de-obfuscated) client; both are returned.
+    """
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    if address.teredo is not None:
+        return list(address.teredo)
+    if address in _NAT64_WELL_KNOWN or address in _IPV4_COMPATIBLE:
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
+    return []
+
+
+def _is_public_ipv4(address: ipaddress.IPv4Address) -> bool:
     return not (
         address.is_private
         or address.is_loopback
@@ -36,7 +56,28 @@ def is_public(address: IPAddress) -> bool:
         or address.is_multicast
         or address.is_reserved
         or address.is_unspecified
-        or (isinstance(address, ipaddress.IPv4Address) and address in _SHARED)
+        or address in _SHARED
+    )
+
+
+def is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv4Address):
+        return _is_public_ipv4(address)
+    if address in _NAT64_LOCAL_USE:
+        return False
+    if address in _IPV4_COMPATIBLE and int(address) <= 1:
+        return False  # :: and ::1, the unspecified and loopback addresses
+    carried = embedded_ipv4(address)
+    if carried:
+        return all(_is_public_ipv4(v4) for v4 in carried)
+    return not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_site_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
     )
 
 

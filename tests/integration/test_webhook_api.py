@@ -60,6 +60,10 @@ async def test_set_rotates_and_shows_secret_once(
         "https://100.100.100.200/",  # shared address space (Alibaba metadata)
         "https://[::1]/hook",
         "https://[::ffff:127.0.0.1]/hook",  # IPv4-mapped loopback
+        "https://[2002:7f00:1::]/x",  # 6to4 loopback (issue #11)
+        "https://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x",  # Teredo, client 127.0.0.1
+        "https://[64:ff9b::a9fe:a9fe]/latest/meta-data",  # NAT64 metadata
+        "https://[64:ff9b:1::808:808]/x",  # NAT64 local-use prefix: refused whole
         "https://[fd00:ec2::254]/",  # AWS IPv6 metadata (ULA)
         "https://0.0.0.0/hook",
         "https://user:pw@93.184.216.34/hook",  # credentials in URL

@@ -193,6 +193,19 @@ async def test_a_url_accepted_at_configuration_is_refused_at_delivery(
     assert receiver.requests == []
 
 
+async def test_the_6to4_form_of_loopback_is_refused_at_delivery(
+    receiver: FakeWebhookReceiver,
+) -> None:
+    # Stored before the guard unwrapped 6to4 (or slipped in some other way): still refused.
+    url = f"https://[2002:7f00:1::]:{receiver.port}/hook"
+    async with WebhookDelivery([], ssl_context=receiver.ssl_context) as delivery:
+        result = await delivery.deliver(url, SECRET, _payload())
+
+    assert result.refused and result.attempts == 0
+    assert result.error is not None and "non-public address (2002:7f00:1::)" in result.error
+    assert receiver.requests == []
+
+
 async def test_hostname_is_pinned_to_the_checked_address_and_tls_verifies_the_name() -> None:
     # The certificate names only "localhost": the pinned request (to 127.0.0.1) must still
     # present and verify that name, and send it as the Host header.
