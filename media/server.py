@@ -156,7 +156,6 @@ async def _close_client(client: genai.Client) -> None:
 def main() -> None:
     media = get_media_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("twilio").setLevel(logging.WARNING)
     uvicorn.run(
         create_app(media, get_twilio_settings()),
         host=media.callagent_bind_host,

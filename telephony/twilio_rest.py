@@ -56,6 +56,17 @@ def stream_twiml(public_base_url: str, call_id: str, *, dtmf_digits: str | None 
     return str(response.to_xml(xml_declaration=False))
 
 
+def quiet_sdk_logging() -> None:
+    """Keep the SDK's loggers at WARNING and above.
+
+    The SDK logs every request at INFO, about ten lines each, including the URL (which
+    carries the Account SID) and the headers. A level someone set explicitly is kept.
+    """
+    sdk = logging.getLogger("twilio")
+    if sdk.level == logging.NOTSET:
+        sdk.setLevel(logging.WARNING)
+
+
 def _basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
@@ -87,7 +98,8 @@ class TwilioTelephony:
 
     The SDK's `AsyncTwilioHttpClient` opens an aiohttp session in its constructor, which
     needs a running loop, so the client is built on first use rather than here;
-    `aclose()` closes that session. `api_base_url` replaces `https://api.twilio.com`
+    `aclose()` closes that session. Building one quiets the SDK's per-request INFO
+    logging for the whole process (`quiet_sdk_logging`). `api_base_url` replaces `https://api.twilio.com`
     (for `sim/` and tests). Keep TWILIO_EDGE/TWILIO_REGION unset with a loopback base:
     the SDK rewrites the host from them.
     """
@@ -106,6 +118,7 @@ class TwilioTelephony:
         parts = urllib.parse.urlsplit(public_base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
             raise ValueError("public_base_url must be an http(s) URL without a query string")
+        quiet_sdk_logging()
         self._account_sid = account_sid
         self._auth_token = auth_token
         self._from_number = from_number

@@ -4,6 +4,7 @@ and Twilio's signed callbacks end to end into the webhook app served by uvicorn.
 from __future__ import annotations
 
 import asyncio
+import logging
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -295,3 +296,28 @@ async def test_signed_callbacks_reach_the_sink_end_to_end(fake: FakeTwilioRest) 
     assert recording.recording_status == "completed" and recording.recording_duration == 41
     assert recording.recording_sid is not None and recording.recording_url is not None
     assert recording.recording_url.endswith(recording.recording_sid)
+
+
+async def test_the_sdk_request_chatter_stays_quiet_and_the_account_sid_unlogged(
+    fake: FakeTwilioRest, caplog: pytest.LogCaptureFixture
+) -> None:
+    sdk = logging.getLogger("twilio")
+    configured = sdk.level
+    sdk.setLevel(logging.NOTSET)  # as in a fresh process: only the adapter may quiet it
+    caplog.set_level(logging.DEBUG)
+    try:
+        tel = TwilioTelephony(fake.account_sid, fake.auth_token, FROM, PUBLIC, fake.base_url)
+        try:
+            sid = await tel.dial("call_quiet", TO)
+            await tel.hang_up(sid)
+        finally:
+            await tel.aclose()
+        assert fake.call(sid).status == "completed"
+    finally:
+        sdk.setLevel(configured)
+
+    assert any(r.name == "telephony.twilio_rest" for r in caplog.records)  # capture works
+    chatter = [r for r in caplog.records if r.name.startswith("twilio")]
+    assert all(r.levelno >= logging.WARNING for r in chatter), [r.getMessage() for r in chatter]
+    for record in caplog.records:
+        assert fake.account_sid not in f"{record.getMessage()} {record.__dict__}", record.name
