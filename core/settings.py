@@ -56,10 +56,12 @@ class Settings(TwilioSettings):
     )
     dial_lease_sec: float = Field(default=30.0, gt=0, description="A claimed queue entry's lease.")
     stuck_call_timeout_sec: float = Field(
-        default=3 * 3600.0, gt=0, description="Unfinished calls older than this are failed."
+        default=3 * 3600.0,
+        gt=0,
+        description="In-progress calls with no activity for this long are failed.",
     )
     stuck_dial_timeout_sec: float = Field(
-        default=600.0, gt=0, description="Calls stuck before answer longer than this are failed."
+        default=600.0, gt=0, description="Calls unchanged before answer for this long are failed."
     )
     reconcile_interval_sec: float = Field(default=60.0, gt=0)
     idempotency_ttl_sec: float = Field(default=24 * 3600.0, gt=0)

@@ -2,9 +2,10 @@
 
 Runs at core start-up and then periodically on every replica (each fix is a
 row-locked state transition, so replicas racing each other change nothing twice):
-- calls stuck before answer (scheduled/dialing/ringing) longer than STUCK_DIAL_TIMEOUT_SEC
-  and calls in progress longer than STUCK_CALL_TIMEOUT_SEC are failed, releasing credits;
-- a terminal call whose reservation is somehow still open gets it released;
+- calls unchanged before answer (scheduled/dialing/ringing) for STUCK_DIAL_TIMEOUT_SEC
+  and calls in progress with no activity for STUCK_CALL_TIMEOUT_SEC are failed, releasing
+  credits, with a summary naming why (`core.domain.stuck_calls`);
+- a terminal call whose credit hold is somehow still open gets it released;
 - expired Idempotency-Keys are deleted.
 """
 
@@ -17,6 +18,7 @@ from core.app import credits, idempotency
 from core.app.call_status import Change
 from core.app.calls import CallService
 from core.domain import call_states as st
+from core.domain import stuck_calls
 from core.domain.errors import CallagentError
 from core.store.sql import calls as calls_sql
 from core.store.sql import credits as credits_sql
@@ -37,17 +39,23 @@ async def reconcile_once(
     )
     fixed = 0
     for row in stuck:
-        summary = (
-            "no word from the carrier; the call was closed by the reconciler"
-            if row["status"] != st.IN_PROGRESS
-            else "the call outlived the maximum duration; closed by the reconciler"
+        summary = stuck_calls.stuck_summary(
+            row["status"],
+            idle_sec=row["idle_sec"],
+            dial_started=row["dial_started"],
+            call_sid=row["call_sid"],
+            owner_pod=row["owner_pod"],
         )
         try:
             if await service.transition(
                 row["call_id"], st.FAILED, Change(outcome_type="failed", outcome_summary=summary)
             ):
                 fixed += 1
-                log.warning("reconciled a stuck call", extra={"call_id": row["call_id"]})
+                log.warning(
+                    "reconciler failed a stuck call: %s",
+                    summary,
+                    extra={"call_id": row["call_id"]},
+                )
         except CallagentError:
             continue  # it moved on meanwhile
     orphans = await pool.fetch(credits_sql.ORPHANED_RESERVATIONS, list(st.TERMINAL))
@@ -55,7 +63,11 @@ async def reconcile_once(
         async with pool.acquire() as conn:
             if await credits.release(conn, row["reservation_id"]):
                 fixed += 1
-                log.error("released an orphaned reservation", extra={"call_id": row["call_id"]})
+                log.error(
+                    "reconciler released a credit hold still open on a %s call",
+                    row["status"],
+                    extra={"call_id": row["call_id"]},
+                )
     await idempotency.sweep(pool)
     return fixed
 

@@ -118,8 +118,11 @@ WHERE call_id = $1
 """
 
 # $1 statuses before answer, $2 / $3 seconds without news before / after answer.
+# Unfinished calls with no change for too long, with what tells why they are stuck.
 STUCK = """
-SELECT call_id, status FROM calls
+SELECT call_id, status, call_sid, owner_pod, dial_started_at IS NOT NULL AS dial_started,
+    extract(epoch FROM now() - updated_at)::float8 AS idle_sec
+FROM calls
 WHERE (status = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $2))
    OR (status = 'in_progress' AND updated_at < now() - make_interval(secs => $3))
 """

@@ -67,7 +67,7 @@ RETURNING s.amount
 
 # Open holds of calls that already ended (a crash between the two): $1 terminal statuses.
 ORPHANED_RESERVATIONS = """
-SELECT r.reservation_id, r.call_id FROM credit_reservations r
+SELECT r.reservation_id, r.call_id, c.status FROM credit_reservations r
 JOIN calls c USING (call_id)
 WHERE r.status = 'open' AND c.status = ANY($1::text[])
 """
