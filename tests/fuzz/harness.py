@@ -61,8 +61,9 @@ class Finding:
     status: int
     kind: str  # "5xx" or the failed check's title
     count: int
-    request: str  # a curl command, keys elided
+    request: str  # the shortest request seen: a curl command, keys elided
     response: str
+    others: list[str] = dataclasses.field(default_factory=list)  # a few more, to compare
 
 
 @dataclasses.dataclass
@@ -71,6 +72,10 @@ class Report:
     per_status: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
     findings: dict[tuple[str, int, str], Finding] = dataclasses.field(default_factory=dict)
     skipped: list[str] = dataclasses.field(default_factory=list)
+    # statuses the contract does not list for the operation (allowed: docs/errors.md has them)
+    undocumented: dict[str, set[int]] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(set)
+    )
     seconds: float = 0.0
 
     @property
@@ -97,7 +102,9 @@ class Report:
             return
         seen.count += 1
         if len(request) < len(seen.request):
-            seen.request, seen.response = request, response
+            request, seen.request, seen.response = seen.request, request, response
+        if len(seen.others) < 3:
+            seen.others.append(request)
 
     def render(self) -> str:
         lines = [
@@ -114,7 +121,12 @@ class Report:
                 f"FINDING {op} -> {status} [{kind}] x{f.count}",
                 f"  request:  {f.request}",
                 f"  response: {f.response}",
+                *(f"  also:     {other}" for other in f.others),
             ]
+        lines += [
+            f"undocumented status {', '.join(map(str, sorted(codes)))}: {op}"
+            for op, codes in sorted(self.undocumented.items())
+        ]
         lines += [f"skipped: {s}" for s in self.skipped]
         return "\n".join(lines)
 
@@ -171,6 +183,7 @@ def fuzz_operation(
     secrets: Iterable[str],
 ) -> None:
     label = f"{operation.method.upper()} {operation.path}"
+    raw = operation.schema.raw_schema["paths"][operation.path][operation.method.lower()]
     strategy = operation.as_strategy(mode.generation, path_parameters=mode.path_parameters)
 
     @settings(
@@ -204,6 +217,8 @@ def fuzz_operation(
             )
             return
         report.per_status[response.status_code] += 1
+        if str(response.status_code) not in raw["responses"]:
+            report.undocumented[label].add(response.status_code)
         failures: list[Any] = []
         try:
             case.validate_response(response, checks=CHECKS)
