@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import pathlib
+import tempfile
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -27,6 +28,7 @@ from typing import Any
 import requests
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -248,13 +250,21 @@ def fuzz(base_url: str, keys: dict[str, str], seeds: dict[str, str], examples: i
     schema = load_schema()
     report = Report()
     started = time.monotonic()
-    with requests.Session() as session:
-        for result in schema.get_all_operations():
-            operation = result.ok()
-            for mode in modes_for(operation, keys, seeds):
-                fuzz_operation(
-                    operation, mode, base_url, session, examples, report, tuple(keys.values())
-                )
+    # Hypothesis caches constants it reads from our modules under ./.hypothesis: not in the repo.
+    with (
+        tempfile.TemporaryDirectory(prefix="callagent-fuzz-") as home,
+        requests.Session() as session,
+    ):
+        set_hypothesis_home_dir(home)
+        try:
+            for result in schema.get_all_operations():
+                operation = result.ok()
+                for mode in modes_for(operation, keys, seeds):
+                    fuzz_operation(
+                        operation, mode, base_url, session, examples, report, tuple(keys.values())
+                    )
+        finally:
+            set_hypothesis_home_dir(None)
     report.seconds = time.monotonic() - started
     return report
 
