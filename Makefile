@@ -7,7 +7,7 @@ PROTOS := $(wildcard proto/callagent/v1/*.proto)
 BUF := .tools/node_modules/.bin/buf
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help install gen lint test test-unit run bench clean
+.PHONY: help install gen lint test test-unit fuzz run bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -38,6 +38,9 @@ test: $(STAMP)  ## run the whole test suite (embedded PostgreSQL unless DATABASE
 
 test-unit: $(STAMP)  ## only the pure unit tests: no database, no sockets (seconds)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+fuzz: $(STAMP)  ## fuzz the REST contract against a live stack (FUZZ_EXAMPLES=100 per operation and mode)
+	$(BIN)/python -m tests.fuzz
 
 run: $(STAMP)  ## run the whole stack: embedded PostgreSQL, core, gateway
 	$(BIN)/python -m dev.stack
