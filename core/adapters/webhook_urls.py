@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from core.domain.errors import CallagentError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+RESOLVE_TIMEOUT_SEC = 2.0
 _SHARED = ipaddress.ip_network("100.64.0.0/10")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated (RFC 4291), still routed by some
 _NAT64_WELL_KNOWN = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052
@@ -94,13 +95,18 @@ def _allowed(host: str, addresses: Sequence[IPAddress], allow: Sequence[str]) ->
 
 
 async def _resolve(host: str, port: int) -> list[IPAddress]:
+    """The host's addresses; a resolver that does not answer within RESOLVE_TIMEOUT_SEC
+    counts as unresolvable, so a request never waits on a stuck DNS server."""
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
     loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        async with asyncio.timeout(RESOLVE_TIMEOUT_SEC):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except TimeoutError:
+        raise _refuse(f"webhook host {host!r} did not resolve in time") from None
     except (socket.gaierror, UnicodeError):
         raise _refuse(f"webhook host {host!r} could not be resolved") from None
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]

@@ -7,6 +7,7 @@ of a public address stay allowed. Pure: literal addresses need no DNS.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Callable
 
@@ -127,3 +128,18 @@ async def test_check_refuses_transition_forms(url: str) -> None:
 
 async def test_check_accepts_the_6to4_form_of_a_public_address() -> None:
     assert await webhook_urls.check("https://[2002:808:808::]/x") == "https://[2002:808:808::]/x"
+
+
+async def test_a_resolver_that_never_answers_is_a_refusal_not_a_stall(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def never_answers(*_args: object, **_kwargs: object) -> list[object]:
+        await asyncio.Event().wait()
+        return []
+
+    monkeypatch.setattr(webhook_urls, "RESOLVE_TIMEOUT_SEC", 0.05)
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", never_answers)
+    with pytest.raises(CallagentError) as refused:
+        await webhook_urls.check("https://hooks.example.com/x")
+    assert refused.value.reason == "INVALID_ARGUMENT_WEBHOOK_URL"
+    assert "did not resolve in time" in refused.value.message
