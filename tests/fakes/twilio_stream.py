@@ -189,12 +189,13 @@ class TwilioStreamClient:
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_closed(self, timeout_s: float = 10.0) -> None:
-        """Wait until the bridge closes the current socket."""
+    async def wait_closed(self, timeout_s: float = 10.0) -> int | None:
+        """Wait until the bridge closes the current socket; return its close code."""
         ws = self._ws
         assert ws is not None
         async with asyncio.timeout(timeout_s):
             await ws.wait_closed()
+        return ws.close_code
 
     # ---- the wire --------------------------------------------------------------------------
 
