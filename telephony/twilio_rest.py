@@ -1,8 +1,9 @@
 """The Twilio adapter for the telephony port, on the official SDK's asyncio client.
 
 Every call is placed with inline TwiML that connects a bidirectional Media Stream to
-`{public_base_url}/twilio/stream`; our call id travels as a `<Parameter>` because Twilio
-drops a query string on the stream URL. The status, recording and async-AMD callbacks
+`{public_base_url}/twilio/stream`; our call id and a per-call stream token
+(`telephony.stream_tokens`, bound to the call SID once there is one) travel as `<Parameter>`s
+because Twilio drops a query string on the stream URL. The status, recording and async-AMD callbacks
 point at `media.twilio.webhooks` and carry `?call_id=` so an early callback (Twilio may
 post `initiated` before `create` has answered) names its call without a sid lookup.
 
@@ -18,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import logging
+import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
@@ -29,6 +31,7 @@ from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
 from telephony import port as telephony
+from telephony import stream_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +40,9 @@ STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 # Twilio answers 21220 ("Call is not in-progress") when asked to change a call that ended.
 _CALL_NOT_IN_PROGRESS = 21220
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# How long a stream token in fresh TwiML stays valid: the stream starts when the callee answers
+# (ring timeout at most, plus Twilio's queueing), or seconds after a DTMF `<Play>`.
+STREAM_TOKEN_TTL_SEC = 600
 
 
 def _stream_url(public_base_url: str) -> str:
@@ -46,13 +52,16 @@ def _stream_url(public_base_url: str) -> str:
     return urllib.parse.urlunsplit((scheme, parts.netloc, parts.path + "/twilio/stream", "", ""))
 
 
-def stream_twiml(public_base_url: str, call_id: str, *, dtmf_digits: str | None = None) -> str:
+def stream_twiml(
+    public_base_url: str, call_id: str, stream_token: str, *, dtmf_digits: str | None = None
+) -> str:
     """The TwiML that (optionally plays digits and then) connects the call's media stream."""
     response = VoiceResponse()
     if dtmf_digits is not None:
         response.play(digits=dtmf_digits)
     stream = response.connect().stream(url=_stream_url(public_base_url))
     stream.parameter(name="call_id", value=call_id)
+    stream.parameter(name=stream_tokens.PARAMETER, value=stream_token)
     return str(response.to_xml(xml_declaration=False))
 
 
@@ -126,6 +135,7 @@ class TwilioTelephony:
         self._api_base_url = (api_base_url or TWILIO_API_BASE).rstrip("/")
         self._ring_timeout_sec = ring_timeout_sec
         self._request_timeout_sec = request_timeout_sec
+        self._stream_key = stream_tokens.stream_key(auth_token)
         self._http: _HeaderAuthHttpClient | None = None
         self._client: Any = None
         self._closed = False
@@ -144,6 +154,12 @@ class TwilioTelephony:
             self._client = client
         return self._client
 
+    def _stream_token(self, call_id: str, call_sid: str | None = None) -> str:
+        expires_at = int(time.time()) + STREAM_TOKEN_TTL_SEC
+        return stream_tokens.mint(
+            self._stream_key, call_id, expires_at=expires_at, call_sid=call_sid
+        )
+
     def _callback_url(self, path: str, call_id: str) -> str:
         return f"{self._public_base_url}{path}?{urllib.parse.urlencode({'call_id': call_id})}"
 
@@ -153,7 +169,8 @@ class TwilioTelephony:
             call = await client.calls.create_async(
                 to=to,
                 from_=self._from_number,
-                twiml=stream_twiml(self._public_base_url, call_id),
+                # The SID does not exist yet: this token binds the call id (and expiry) only.
+                twiml=stream_twiml(self._public_base_url, call_id, self._stream_token(call_id)),
                 status_callback=self._callback_url("/twilio/status", call_id),
                 status_callback_event=list(STATUS_CALLBACK_EVENTS),
                 status_callback_method="POST",
@@ -182,7 +199,10 @@ class TwilioTelephony:
 
     async def send_dtmf(self, call_sid: str, call_id: str, digits: str) -> None:
         twiml = stream_twiml(
-            self._public_base_url, call_id, dtmf_digits=telephony.check_dtmf_digits(digits)
+            self._public_base_url,
+            call_id,
+            self._stream_token(call_id, call_sid),
+            dtmf_digits=telephony.check_dtmf_digits(digits),
         )
         client = self._twilio()
         async with self._guard("send_dtmf", ambiguous_is_retryable=False):

@@ -75,7 +75,8 @@ async def record_outcome(
 async def attach_session(
     pool: asyncpg.Pool[Any], call_id: str, pod: str, call_sid: str
 ) -> asyncpg.Record:
-    """Media attached to the call: remember its pod (and sid); return the task it runs.
+    """Media attached to the call: remember its pod (and sid); return the task it runs,
+    with the call's SID as stored (media refuses a stream whose SID differs).
 
     Raises:
         CallagentError: NOT_FOUND for an unknown call.

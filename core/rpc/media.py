@@ -60,6 +60,7 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                     kind=task["kind"],
                     parsed_slots=struct(task["parsed_slots"]),
                     ask_user_mode=task["ask_user_mode"],
+                    call_sid=task["call_sid"] or "",
                 )
             )
             while True:

@@ -132,6 +132,11 @@ class CallBridge:
         self.done = False
 
     @property
+    def streaming(self) -> bool:
+        """Whether a stream is attached now (until it stops or its socket closes)."""
+        return self._leg is not None
+
+    @property
     def playout(self) -> Playout:
         return self._playout
 
@@ -204,6 +209,13 @@ class CallBridge:
         except core_link.CoreLinkError as exc:
             logger.warning("core refused the call: %s", exc, extra=self._log)
             await self._ending.hang_up()
+            return
+        if task.call_sid and task.call_sid != self.call_sid:
+            # Not this call's stream (a made-up callSid): refused before any frame went out,
+            # and nothing of the real call is touched (no outcome, no hang-up of either SID).
+            logger.warning(
+                "media stream refused: not the call's sid", extra={"call_id": self.call_id}
+            )
             return
         self._live = live = live_session(self._s, self._deps.gemini_client, task, self.call_id)
         try:

@@ -47,6 +47,8 @@ class CallTask:
     kind: str = ""
     parsed_slots: dict[str, Any] = dataclasses.field(default_factory=dict)
     ask_user_mode: str = "any"
+    # The call's SID as core knows it ("" if core has none yet): the stream must match it.
+    call_sid: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -209,6 +211,7 @@ class GrpcCoreLink:
             kind=task.kind,
             parsed_slots=json_format.MessageToDict(task.parsed_slots),
             ask_user_mode=task.ask_user_mode or "any",
+            call_sid=task.call_sid,
         )
 
     def send_transcript(self, line: Transcript) -> None:

@@ -5,6 +5,17 @@ The upgrade request must carry an `X-Twilio-Signature` that Twilio computed over
 and scheme we see); anything else is refused with 403 before the socket opens. Then Twilio
 sends `connected` and `start`, whose `customParameters.call_id` names our call.
 
+That signature is the same for every call (so is the URL), so it cannot say which call a
+socket is for: one captured upgrade header would let anyone name a live call id and take its
+audio. Each stream is therefore bound to its call before it may carry a frame:
+- `customParameters.stream_token` must be the call's token (`telephony.stream_tokens`, minted by
+  core into the TwiML: call id + expiry, plus the call SID on the DTMF re-connect);
+- `start.callSid` must be the call's SID: the live bridge's for a re-attach, and core's (sent
+  back with the task) for a new bridge, checked before the model is even started;
+- a call has at most one live stream: a second socket is refused unless the first has stopped
+  or dropped, which is exactly when the re-attach after DTMF (or a blip) arrives.
+A refused socket is closed (1008) without a frame sent; the warning names the call id only.
+
 A call can have several streams in a row: pressing keys (DTMF) replaces the call's TwiML with
 `<Play digits/>` followed by a fresh `<Connect><Stream>` carrying the same `call_id`, so the
 old stream sends `stop` and a new one starts seconds later. The per-process `BridgeRegistry`
@@ -27,6 +38,7 @@ from common.aio import cancel_and_wait
 from media.call.bridge import BridgeDeps, CallBridge
 from media.codec import twilio_codec
 from media.twilio.webhooks import SIGNATURE_HEADER, signature_valid_for_websocket
+from telephony import stream_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +76,19 @@ class WebSocketLeg:
             return False
         return True
 
-    async def close(self) -> None:
+    async def close(self, code: int = 1000) -> None:
         if not self.closed:
             self.closed = True
             with contextlib.suppress(OSError, RuntimeError):
-                await self._send({"type": "websocket.close", "code": 1000})
+                await self._send({"type": "websocket.close", "code": code})
+
+
+class StreamRefused(Exception):
+    """A started stream may not speak for the call it names; `reason` is static, safe to log."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class BridgeRegistry:
@@ -89,13 +109,21 @@ class BridgeRegistry:
         """Provide the shared dependencies (built in the app's lifespan, after routing)."""
         self._deps = deps
 
-    def open_stream(self, start: twilio_codec.Start, leg: WebSocketLeg) -> CallBridge | None:
-        """Attach a started stream to its call's bridge, creating the bridge if needed."""
+    def open_stream(self, start: twilio_codec.Start, leg: WebSocketLeg) -> CallBridge:
+        """Attach a started (token-checked) stream to its call's bridge, creating it if needed.
+
+        Raises:
+            StreamRefused: shutting down, or the call is live here on another SID or stream.
+        """
         call_id = start.custom_parameters.get("call_id", "")
-        if not call_id or self._closed or self._deps is None:
-            return None
+        if self._closed or self._deps is None:
+            raise StreamRefused("not serving")
         bridge = self._bridges.get(call_id)
         if bridge is not None and not bridge.done:
+            if bridge.call_sid != start.call_sid:
+                raise StreamRefused("not the call's sid")
+            if bridge.streaming:
+                raise StreamRefused("the call already has a live stream")
             bridge.attach_stream(leg)
             return bridge
         bridge = CallBridge(self._deps, call_id, start.call_sid, leg)
@@ -143,6 +171,7 @@ class StreamEndpoint:
     def __init__(self, auth_token: str, public_base_url: str, registry: BridgeRegistry) -> None:
         self._auth_token = auth_token
         self._signed_url = stream_url(public_base_url)
+        self._stream_key = stream_tokens.stream_key(auth_token)
         self._registry = registry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -162,15 +191,32 @@ class StreamEndpoint:
             if start is None:
                 return
             leg = WebSocketLeg(send, start.stream_sid)
-            bridge = self._registry.open_stream(start, leg)
-            if bridge is None:
-                logger.warning("media stream for no known call", extra={"call_sid": start.call_sid})
+            try:
+                bridge = self._open(start, leg)
+            except StreamRefused as exc:
+                call_id = start.custom_parameters.get("call_id", "")
+                logger.warning(
+                    "media stream refused", extra={"call_id": call_id, "reason": exc.reason}
+                )
+                await leg.close(code=1008)  # policy violation: nothing was sent on it
                 return
             await _pump(receive, bridge)
         finally:
             if bridge is not None and leg is not None:
                 bridge.stream_ended(leg)
             await (leg or WebSocketLeg(send, "")).close()
+
+    def _open(self, start: twilio_codec.Start, leg: WebSocketLeg) -> CallBridge:
+        """Check the stream's binding to its call (see the module docstring), then attach it."""
+        call_id = start.custom_parameters.get("call_id", "")
+        if not call_id:
+            raise StreamRefused("no call id")
+        token = start.custom_parameters.get(stream_tokens.PARAMETER)
+        try:
+            stream_tokens.check(self._stream_key, token, call_id, start.call_sid, now=time.time())
+        except stream_tokens.StreamTokenRefused as exc:
+            raise StreamRefused(f"stream token {exc.reason}") from None
+        return self._registry.open_stream(start, leg)
 
 
 def _header(scope: Scope) -> str | None:

@@ -9,6 +9,10 @@ frame per 20 ms (`heard`), echoes a `mark` once everything before it has played,
 `clear` drops every unplayed frame and echoes all pending marks at once (protocols.md A4, E1).
 `restart()` is what Twilio does after `<Play digits>` + a new `<Connect><Stream>`: `stop`,
 close, and a new stream (new stream sid) for the same call.
+
+The `start` carries `parameters` as Twilio would echo the TwiML's `<Parameter>`s: the call id
+and, unless a test says otherwise (`stream_token=`, "" for none), a valid stream token for the
+call as core would mint it. A test may change `parameters` before `restart()`.
 """
 
 from __future__ import annotations
@@ -27,10 +31,19 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from media.codec import twilio_codec
+from telephony import stream_tokens
 
 FRAME = 160
 FRAME_S = 0.02
 SILENCE = b"\xff" * FRAME
+
+
+def mint_token(
+    auth_token: str, call_id: str, call_sid: str | None = None, *, ttl_s: int = 600
+) -> str:
+    """A stream token for `call_id` as core puts it in the TwiML (negative `ttl_s`: expired)."""
+    key = stream_tokens.stream_key(auth_token)
+    return stream_tokens.mint(key, call_id, expires_at=int(time.time()) + ttl_s, call_sid=call_sid)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,6 +70,7 @@ class TwilioStreamClient:
         account_sid: str = "AC" + "0" * 32,
         signature: str | None = None,
         extra_parameters: dict[str, str] | None = None,
+        stream_token: str | None = None,
     ) -> None:
         self.url = url
         self.auth_token = auth_token
@@ -64,7 +78,10 @@ class TwilioStreamClient:
         self.call_sid = call_sid
         self.account_sid = account_sid
         self._signature = signature
-        self._parameters = {"call_id": call_id, **(extra_parameters or {})}
+        if stream_token is None:
+            stream_token = mint_token(auth_token, call_id)
+        token = {stream_tokens.PARAMETER: stream_token} if stream_token else {}
+        self.parameters = {"call_id": call_id, **token, **(extra_parameters or {})}
         self._sids = (f"MZ{n:032x}" for n in itertools.count(1))
         self.stream_sid = ""
         self.streams = 0
@@ -108,7 +125,7 @@ class TwilioStreamClient:
                 self.stream_sid,
                 self.call_sid,
                 self.account_sid,
-                self._parameters,
+                self.parameters,
                 seq=next(self._seq),
             )
         )
@@ -172,12 +189,13 @@ class TwilioStreamClient:
                 self._changed.clear()
                 await self._changed.wait()
 
-    async def wait_closed(self, timeout_s: float = 10.0) -> None:
-        """Wait until the bridge closes the current socket."""
+    async def wait_closed(self, timeout_s: float = 10.0) -> int | None:
+        """Wait until the bridge closes the current socket; return its close code."""
         ws = self._ws
         assert ws is not None
         async with asyncio.timeout(timeout_s):
             await ws.wait_closed()
+        return ws.close_code
 
     # ---- the wire --------------------------------------------------------------------------
 

@@ -110,10 +110,12 @@ async def test_attach_returns_the_task_and_records_the_pod(
         assert task.kind == "restaurant_booking" and task.language == "en"
         assert task.parsed_slots["guests"] == 2
         assert task.ask_user_mode == "any"
-    assert (
-        await core.pool.fetchval("SELECT owner_pod FROM calls WHERE call_id = $1", call_id)
-        == "media-test"
+    row = await core.pool.fetchrow(
+        "SELECT owner_pod, call_sid FROM calls WHERE call_id = $1", call_id
     )
+    assert row["owner_pod"] == "media-test"
+    # The SID core dialed comes back with the task: media binds the stream to it.
+    assert row["call_sid"] and task.call_sid == row["call_sid"]
 
 
 async def test_stream_mode_answer_round_trip_and_fifo(

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import io
 import json
+import time
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -29,6 +30,7 @@ from sim import voice
 from sim.carrier import SimCarrier
 from sim.twilio_rest import FakeTwilioRest, LoopbackServer
 from sim.world import World
+from telephony import stream_tokens
 from telephony.twilio_rest import TwilioTelephony
 
 ACCOUNT = "AC" + "ca77" * 8
@@ -182,7 +184,12 @@ async def test_stream_wire_marks_clear_hang_up_and_recording(line: Line) -> None
     (peer,) = line.peers
     assert peer.signature_ok
     assert peer.start.call_sid == sid and peer.start.account_sid == ACCOUNT
-    assert peer.start.custom_parameters == {"call_id": "call-1"}
+    # Every TwiML <Parameter> comes back unchanged: the call id and core's stream token.
+    params = peer.start.custom_parameters
+    assert set(params) == {"call_id", "stream_token"} and params["call_id"] == "call-1"
+    stream_tokens.check(
+        stream_tokens.stream_key(TOKEN), params["stream_token"], "call-1", sid, now=time.time()
+    )
     assert peer.start.tracks == ("inbound",)
     assert peer.start.media_format == codec.MediaFormat("audio/x-mulaw", 8000, 1)
     assert [m.chunk for m in peer.media] == list(range(1, len(peer.media) + 1))
@@ -270,7 +277,20 @@ async def test_dtmf_update_replaces_the_stream(line: Line) -> None:
     first, second = line.peers
     assert first.stopped and second.stopped
     assert first.start.stream_sid != second.start.stream_sid
-    assert second.start.custom_parameters == {"call_id": "call-ivr"}
+    params = second.start.custom_parameters
+    assert set(params) == {"call_id", "stream_token"} and params["call_id"] == "call-ivr"
+    # The re-connect's token is bound to the call's SID, as the carrier passed it through.
+    stream_tokens.check(
+        stream_tokens.stream_key(TOKEN), params["stream_token"], "call-ivr", sid, now=time.time()
+    )
+    with pytest.raises(stream_tokens.StreamTokenRefused):
+        stream_tokens.check(
+            stream_tokens.stream_key(TOKEN),
+            params["stream_token"],
+            "call-ivr",
+            "CA" + "0" * 32,
+            now=time.time(),
+        )
     assert line.rest.call(sid).digits == ["1"]
     conv = line.carrier.world.get(sid)
     assert conv is not None

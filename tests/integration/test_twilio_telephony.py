@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
@@ -14,7 +15,8 @@ from starlette.applications import Starlette
 
 from media.twilio import webhooks as twilio_webhooks
 from telephony import port as telephony
-from telephony.twilio_rest import TwilioTelephony
+from telephony import stream_tokens
+from telephony.twilio_rest import STREAM_TOKEN_TTL_SEC, TwilioTelephony
 from tests.fakes.telephony import FakeTelephony
 from tests.fakes.twilio_rest import SILENT_MP3_FRAME, FakeTwilioRest, LoopbackServer
 
@@ -71,7 +73,16 @@ async def test_dial_sends_the_exact_create_form(
     assert stream.get("url") == "wss://media.example.test/twilio/stream"
     assert "?" not in (stream.get("url") or "")
     params = {p.get("name"): p.get("value") for p in stream.iter("Parameter")}
-    assert params == {"call_id": "call_123"}
+    assert set(params) == {"call_id", "stream_token"} and params["call_id"] == "call_123"
+    # The token binds the call id (the SID is not known yet) for the stream's start only.
+    key = stream_tokens.stream_key(fake.auth_token)
+    token = params["stream_token"]
+    stream_tokens.check(key, token, "call_123", sid, now=time.time())
+    stream_tokens.check(key, token, "call_123", "CA" + "9" * 32, now=time.time())
+    later = time.time() + STREAM_TOKEN_TTL_SEC + 1
+    for call_id, now in (("call_124", time.time()), ("call_123", later)):
+        with pytest.raises(stream_tokens.StreamTokenRefused):
+            stream_tokens.check(key, token, call_id, sid, now=now)
 
 
 async def test_call_id_is_escaped_in_twiml_and_callback_urls(
@@ -81,7 +92,10 @@ async def test_call_id_is_escaped_in_twiml_and_callback_urls(
     await adapter.dial(odd, TO)
     form = fake.calls[0].form
     params = {p.get("name"): p.get("value") for p in _stream(form.get("Twiml") or "")}
-    assert params == {"call_id": odd}
+    assert params["call_id"] == odd
+    stream_tokens.check(
+        stream_tokens.stream_key(fake.auth_token), params["stream_token"], odd, "", now=time.time()
+    )
     query = urllib.parse.urlsplit(form.get("StatusCallback") or "").query
     assert urllib.parse.parse_qs(query) == {"call_id": [odd]}
 
@@ -118,7 +132,13 @@ async def test_send_dtmf_plays_digits_then_reconnects_the_stream(
     assert root[0].get("digits") == "ww12#"
     stream = _stream(update.form.get("Twiml") or "")
     assert stream.get("url") == "wss://media.example.test/twilio/stream"
-    assert {p.get("name"): p.get("value") for p in stream} == {"call_id": "call_7"}
+    params = {p.get("name"): p.get("value") for p in stream}
+    assert set(params) == {"call_id", "stream_token"} and params["call_id"] == "call_7"
+    # The re-connect's token is bound to the call's SID as well: no other stream can use it.
+    key = stream_tokens.stream_key(fake.auth_token)
+    stream_tokens.check(key, params["stream_token"], "call_7", sid, now=time.time())
+    with pytest.raises(stream_tokens.StreamTokenRefused):
+        stream_tokens.check(key, params["stream_token"], "call_7", "CA" + "9" * 32, now=time.time())
     assert fake.call(sid).digits == ["ww12#"]
 
 

@@ -132,7 +132,7 @@ ATTACH_SESSION = """
 UPDATE calls c SET owner_pod = $2, call_sid = coalesce(c.call_sid, nullif($3, '')),
     updated_at = now()
 FROM tasks t WHERE c.call_id = $1 AND t.task_id = c.task_id
-RETURNING t.brief, t.language, t.kind, t.parsed_slots, t.ask_user_mode
+RETURNING t.brief, t.language, t.kind, t.parsed_slots, t.ask_user_mode, c.call_sid
 """
 
 APPEND_TRANSCRIPT = """

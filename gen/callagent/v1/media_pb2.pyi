@@ -305,6 +305,7 @@ class SessionTask(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     PARSED_SLOTS_FIELD_NUMBER: _builtins.int
     ASK_USER_MODE_FIELD_NUMBER: _builtins.int
+    CALL_SID_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     brief: _builtins.str
     language: _builtins.str
@@ -312,6 +313,10 @@ class SessionTask(_message.Message):
     kind: _builtins.str
     ask_user_mode: _builtins.str
     """any or stream."""
+    call_sid: _builtins.str
+    """The call's carrier SID as core knows it (empty before the dial answered). Media refuses a
+    stream whose start.callSid differs: the socket does not belong to this call.
+    """
     @_builtins.property
     def parsed_slots(self) -> _struct_pb2.Struct: ...
     def __init__(
@@ -323,10 +328,11 @@ class SessionTask(_message.Message):
         kind: _builtins.str = ...,
         parsed_slots: _struct_pb2.Struct | None = ...,
         ask_user_mode: _builtins.str = ...,
+        call_sid: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["parsed_slots", b"parsed_slots"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_user_mode", b"ask_user_mode", "brief", b"brief", "call_id", b"call_id", "kind", b"kind", "language", b"language", "parsed_slots", b"parsed_slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_user_mode", b"ask_user_mode", "brief", b"brief", "call_id", b"call_id", "call_sid", b"call_sid", "kind", b"kind", "language", b"language", "parsed_slots", b"parsed_slots"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
