@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 from callagent.v1 import accounts_pb2, bookings_pb2, calls_pb2, skills_pb2
-from google.protobuf import json_format, timestamp_pb2
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from google.protobuf.message import Message
 
 
@@ -108,3 +108,20 @@ def skill_run(r: skills_pb2.RunSkillResponse) -> dict[str, Any]:
         "replayed": r.replayed,
         "expected_next_steps": list(r.expected_next_steps),
     }
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Struct numbers are doubles: give back the integers they were (120.0 → 120), so
+    clients with integer types can read the millisecond fields."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
+def merged_transcript(t: struct_pb2.Struct) -> dict[str, Any]:
+    body: dict[str, Any] = _whole_numbers(json_format.MessageToDict(t))
+    return body

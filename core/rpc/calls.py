@@ -13,12 +13,12 @@ import orjson
 from callagent.v1 import calls_pb2, calls_pb2_grpc, telephony_pb2, telephony_pb2_grpc
 from google.protobuf import json_format
 
-from core.app import calls, events, provider_events
+from core.app import calls, events, provider_events, transcripts
 from core.app.ask_user import AskUser
 from core.domain import idempotency as idempotency_rules
 from core.domain import tasks
 from core.domain.errors import not_found
-from core.rpc.convert import from_ts, ts
+from core.rpc.convert import from_ts, struct, ts
 from core.rpc.interceptor import current_principal
 
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -144,7 +144,6 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         )
         return calls_pb2.SubmitAnswerResponse(delivered=delivered)
 
-    # Not built yet; the interceptor answers UNIMPLEMENTED for NotImplementedError.
     async def StreamCallEvents(
         self, request: calls_pb2.StreamCallEventsRequest, context: Ctx
     ) -> AsyncIterator[calls_pb2.StreamCallEventsResponse]:
@@ -186,8 +185,16 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
                 chunk=media[offset : offset + RECORDING_CHUNK],
             )
 
-    async def GetMergedTranscript(self, request: Any, context: Ctx) -> Any:
-        raise NotImplementedError
+    async def GetMergedTranscript(
+        self, request: calls_pb2.GetMergedTranscriptRequest, context: Ctx
+    ) -> Any:
+        """`pending` while the call is live; then the (for now live-lines-only) merge."""
+        merged = await transcripts.merged_for(
+            self._calls.pool, current_principal().customer_id, request.call_id
+        )
+        if merged is None:
+            return calls_pb2.GetMergedTranscriptResponse(pending=True)
+        return calls_pb2.GetMergedTranscriptResponse(transcript=struct(merged))
 
 
 def _opt(message: Any, field: str) -> Any:

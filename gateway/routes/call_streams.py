@@ -17,8 +17,8 @@ import orjson
 from callagent.v1 import calls_pb2
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from google.protobuf import json_format
 
+from gateway import views
 from gateway.credentials import credentials
 from gateway.errors import from_rpc_error, http_error
 from gateway.responses import JsonResponse
@@ -224,4 +224,4 @@ async def get_transcript_merged(
     )
     if reply.pending:
         return JsonResponse({"status": "merger_pending"}, status_code=202)
-    return JsonResponse(json_format.MessageToDict(reply.transcript))
+    return JsonResponse(views.merged_transcript(reply.transcript))

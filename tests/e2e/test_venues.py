@@ -187,6 +187,14 @@ async def test_books_as_asked(stack: World_) -> None:
     assert {"agent", "callee"} <= speakers
     assert any(line["source"] == "supervisor_stt" for line in call["transcript_full"])
     assert event_types(call)[0] == "status" and "outcome" in event_types(call)
+    headers = {"X-API-Key": stack.customer.api_key}
+    merged = await stack.http.get(f"/calls/{call['call_id']}/transcript-merged", headers=headers)
+    assert merged.status_code == 200, merged.text
+    turns = merged.json()["turns"]
+    # Read after the merge: media may still flush a last line as the call ends.
+    stored = (await stack.http.get(f"/calls/{call['call_id']}", headers=headers)).json()
+    spoken = {line["text"].strip() for line in stored["transcript_full"]}
+    assert turns and all(turn["text"] in spoken for turn in turns)
 
 
 async def test_fully_booked_is_a_refusal(stack: World_) -> None:

@@ -1,4 +1,4 @@
-"""Core as a gRPC server: health, reflection, ErrorInfo details, admin rules, UNIMPLEMENTED."""
+"""Core as a gRPC server: health, reflection, ErrorInfo details, admin rules."""
 
 from __future__ import annotations
 
@@ -9,9 +9,6 @@ from callagent.v1 import (
     accounts_pb2_grpc,
     admin_pb2,
     admin_pb2_grpc,
-    calls_pb2,
-    calls_pb2_grpc,
-    skills_pb2_grpc,
 )
 from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
@@ -23,11 +20,6 @@ from core.main import SERVICE_NAMES
 from tests.conftest import BOOTSTRAP_KEY
 
 ADMIN = (("x-api-key", BOOTSTRAP_KEY),)
-
-# RPCs that later issues implement; this list shrinks as they land.
-STILL_UNIMPLEMENTED = [
-    ("calls", "GetMergedTranscript", calls_pb2.GetMergedTranscriptRequest(call_id="c")),
-]
 
 
 def _error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo:
@@ -104,15 +96,3 @@ async def test_admin_creates_keys_and_sets_maintenance(channel: grpc.aio.Channel
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await admin.SetMaintenance(admin_pb2.SetMaintenanceRequest(message="  "), metadata=ADMIN)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-
-
-@pytest.mark.parametrize(("service", "method", "request_message"), STILL_UNIMPLEMENTED)
-async def test_unimplemented_rpcs(
-    channel: grpc.aio.Channel, service: str, method: str, request_message: object
-) -> None:
-    stub = {"calls": calls_pb2_grpc.CallServiceStub, "skills": skills_pb2_grpc.SkillServiceStub}[
-        service
-    ](channel)
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await getattr(stub, method)(request_message, metadata=ADMIN)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED

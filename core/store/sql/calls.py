@@ -15,6 +15,11 @@ GET_DETAILED_FOR_CUSTOMER = (
     "SELECT " + DETAIL_COLUMNS + " FROM calls c WHERE c.call_id = $1 AND c.customer_id = $2"
 )
 
+# What the merged transcript is built from; another customer's call reads as missing.
+MERGE_INPUT_FOR_CUSTOMER = """
+SELECT status, duration_sec, transcript_full FROM calls WHERE call_id = $1 AND customer_id = $2
+"""
+
 LIST_FOR_CUSTOMER = (
     "SELECT "
     + CALL_COLUMNS
