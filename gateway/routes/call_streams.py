@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from google.protobuf import json_format
 
+from gateway import inputs
 from gateway.credentials import credentials
 from gateway.errors import from_rpc_error, http_error
 from gateway.responses import JsonResponse
@@ -88,16 +89,8 @@ async def stream_call_events(
     x_gateway_context: Annotated[str | None, Header(alias="X-Gateway-Context")] = None,
     x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
 ) -> Response:
-    after = 0
-    if last_event_id not in (None, ""):
-        assert last_event_id is not None
-        if not last_event_id.isdigit():
-            return http_error(
-                400,
-                "INVALID_ARGUMENT_FIELD",
-                "Last-Event-ID must be a non-negative integer event id",
-            )
-        after = int(last_event_id)
+    after = inputs.event_id(last_event_id) if last_event_id else 0
+    metadata = credentials(x_gateway_context, x_api_key)
     if not slots.take():
         return http_error(
             503,
@@ -106,7 +99,7 @@ async def stream_call_events(
         )
     call = core.calls.StreamCallEvents(
         calls_pb2.StreamCallEventsRequest(call_id=call_id, after_event_id=after),
-        metadata=credentials(x_gateway_context, x_api_key),
+        metadata=metadata,
     )
     try:
         failure = await _first_status(call)
