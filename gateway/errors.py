@@ -124,7 +124,7 @@ def from_http_exception(err: HTTPException) -> JsonResponse:
 
 
 def _clean(text: str) -> str:
-    """`text` shortened and made encodable (a lone surrogate becomes U+FFFD)."""
+    """`text` shortened and made encodable (a lone surrogate becomes "?")."""
     if len(text) > MAX_ECHO_CHARS:
         text = text[:MAX_ECHO_CHARS] + "…"
     return text.encode("utf-8", "replace").decode()
@@ -153,7 +153,10 @@ def validation_errors(err: RequestValidationError) -> list[dict[str, Any]]:
         if "input" in error:
             item["input"] = _echo(error["input"])
         if "ctx" in error:
-            item["ctx"] = {k: _echo(str(v)) for k, v in error["ctx"].items()}
+            item["ctx"] = {
+                k: _echo(v if isinstance(v, str | int | float) else str(v))
+                for k, v in error["ctx"].items()
+            }
         out.append(item)
     return out
 
