@@ -5,11 +5,14 @@ from __future__ import annotations
 import datetime as dt
 
 import grpc
+import httpx
 import orjson
 import pytest
 from fastapi.exceptions import RequestValidationError
 
 from gateway import errors, inputs
+from gateway.app import create_app
+from gateway.settings import GatewaySettings
 
 
 @pytest.mark.parametrize("value", ["ck_abc", "a.b-c_d~", "x" * inputs.MAX_CREDENTIAL_LENGTH, "!~"])
@@ -150,3 +153,17 @@ def test_validation_errors_shorten_inputs_and_stay_encodable() -> None:
     assert out[1]["input"] == "a?b"
     assert out[2]["input"] is None
     assert out[3]["input"] == 7
+
+
+async def test_an_unexpected_exception_answers_in_the_error_shape() -> None:
+    app = create_app(GatewaySettings())
+
+    @app.get("/boom", tags=["test"])
+    async def boom() -> None:
+        raise RuntimeError("secret=hunter2")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+        response = await client.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {"detail": {"code": "INTERNAL", "message": "internal error"}}
