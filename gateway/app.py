@@ -3,8 +3,9 @@
 No business rule lives here. Each route (one module per resource under
 `gateway.routes`) turns headers into gRPC metadata, the body into a request message,
 and the reply (or the ErrorInfo of a failure) into the contract's JSON. This module
-only assembles the app: one gRPC channel to core shared by all requests, the
-gRPC-error handler, the SSE stream cap and the routers.
+only assembles the app: one gRPC channel to core shared by all requests, the error
+handlers (every failure in the contract's error shape), the body cap and method guard
+(`gateway.guards`), the SSE stream cap and the routers.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
 
-from gateway.errors import from_rpc_error
+from gateway import errors
+from gateway.guards import BodyCap, MethodGuard
+from gateway.inputs import Rejected
 from gateway.routes import bookings, call_streams, calls, skills, users
 from gateway.settings import GatewaySettings, get_settings
 from gateway.stubs import CHANNEL_OPTIONS, Stubs
@@ -41,13 +46,34 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @app.exception_handler(grpc.aio.AioRpcError)
     async def _rpc_error(request: Request, exc: grpc.aio.AioRpcError) -> Response:
-        return from_rpc_error(exc)
+        return errors.from_rpc_error(exc)
 
-    for module in (users, bookings, calls, call_streams, skills):
+    @app.exception_handler(Rejected)
+    async def _rejected(request: Request, exc: Rejected) -> Response:
+        return errors.from_rejected(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        return errors.from_validation_error(exc)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        return errors.from_http_exception(exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        return errors.unexpected(request, exc)
+
+    modules = (users, bookings, calls, call_streams, skills)
+    for module in modules:
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"], summary="Gateway liveness (not part of the contract)")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # The last added runs first: the body cap, before the method guard, routing or parsing.
+    route_lists = [app.router.routes, *(module.router.routes for module in modules)]
+    app.add_middleware(MethodGuard, route_lists=route_lists)
+    app.add_middleware(BodyCap)
     return app

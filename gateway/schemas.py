@@ -1,7 +1,10 @@
 """The public contract's schemas, by the contract's names (shared/contract/openapi.json).
 
 These models only describe the wire format (OpenAPI and request validation); the
-gateway builds response bodies straight from core's protobuf replies.
+gateway builds response bodies straight from core's protobuf replies. Request bodies
+derive from `RequestBody`, which refuses (422) what protobuf cannot carry: strings
+UTF-8 cannot encode (JSON admits a lone surrogate) and JSON objects too deep or too big
+for a Struct.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import datetime as dt
 import enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from gateway import inputs
 
 
 class TaskKind(enum.StrEnum):
@@ -36,7 +41,18 @@ class BookingType(enum.StrEnum):
     other = "other"
 
 
-class StartCallBody(BaseModel):
+class RequestBody(BaseModel):
+    """A request body: every string field must be valid Unicode (protobuf sends UTF-8)."""
+
+    @field_validator("*", mode="after", check_fields=False)
+    @classmethod
+    def _encodable(cls, value: Any) -> Any:
+        if isinstance(value, str) and not inputs.encodable(value):
+            raise ValueError("contains a string that is not valid Unicode (a lone surrogate)")
+        return value
+
+
+class StartCallBody(RequestBody):
     target_phone: str = Field(
         min_length=4, max_length=32, description="E.164 phone number to dial (e.g. +37441467478)."
     )
@@ -63,6 +79,15 @@ class StartCallBody(BaseModel):
         description="Routing for the bot's ask_user tool: `any` (Telegram > Webhook > Terminal > "
         "fallback) or `stream` (SSE + POST /calls/{id}/answer only).",
     )
+
+    @field_validator("parsed_slots", mode="after")
+    @classmethod
+    def _slots_fit_a_struct(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            problem = inputs.json_problem(value, inputs.MAX_SLOTS_DEPTH, inputs.MAX_SLOTS_BYTES)
+            if problem:
+                raise ValueError(f"parsed_slots {problem}")
+        return value
 
 
 class CallDTO(BaseModel):
@@ -105,7 +130,7 @@ class CancelResponse(BaseModel):
     cancelled: bool
 
 
-class AnswerBody(BaseModel):
+class AnswerBody(RequestBody):
     answer: str = Field(
         min_length=1, max_length=4000, description="Free text the bot will dictate to the operator."
     )
@@ -159,7 +184,7 @@ class MeDTO(BaseModel):
     maintenance: dict[str, Any] | None = None
 
 
-class SetWebhookRequest(BaseModel):
+class SetWebhookRequest(RequestBody):
     url: str = Field(
         min_length=1,
         max_length=2083,
@@ -182,7 +207,7 @@ class ClearWebhookResponse(BaseModel):
     cleared: bool = True
 
 
-class SetLimitsRequest(BaseModel):
+class SetLimitsRequest(RequestBody):
     max_concurrent_calls: int = Field(
         ge=1,
         le=100,

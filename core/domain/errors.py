@@ -153,6 +153,13 @@ _TABLE: list[Reason] = [
         "ask_user_mode 'any' needs a webhook or a linked Telegram chat; or use 'stream'.",
     ),
     Reason(
+        "IDEMPOTENCY_KEY_BLANK",
+        GrpcCode.INVALID_ARGUMENT,
+        400,
+        "The Idempotency-Key header was sent empty or whitespace-only; omit it for no key.",
+        "idempotency_key_blank",
+    ),
+    Reason(
         "IDEMPOTENCY_KEY_TOO_LONG",
         GrpcCode.INVALID_ARGUMENT,
         400,

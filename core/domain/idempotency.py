@@ -55,14 +55,23 @@ class Recorded:
     stale: bool
 
 
-def make_key(customer_id: str, key: str, operation: str, request: Any) -> Key | None:
+def make_key(customer_id: str, key: str | None, operation: str, request: Any) -> Key | None:
     """None without a key; the fingerprint covers the operation and the canonical body.
 
+    A key that was sent but is blank (HTTP strips a whitespace-only header to empty) is
+    refused rather than ignored: ignoring it turned every retry into another call.
+
     Raises:
-        CallagentError: IDEMPOTENCY_KEY_TOO_LONG past MAX_KEY_LENGTH characters.
+        CallagentError: IDEMPOTENCY_KEY_BLANK for an empty or whitespace-only key;
+            IDEMPOTENCY_KEY_TOO_LONG past MAX_KEY_LENGTH characters.
     """
-    if not key:
+    if key is None:
         return None
+    if not key.strip():
+        raise CallagentError(
+            "IDEMPOTENCY_KEY_BLANK",
+            "Idempotency-Key must not be empty or whitespace; omit the header for no key",
+        )
     if len(key) > MAX_KEY_LENGTH:
         raise CallagentError(
             "IDEMPOTENCY_KEY_TOO_LONG", f"Idempotency-Key must be at most {MAX_KEY_LENGTH} chars"

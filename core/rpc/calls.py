@@ -106,7 +106,10 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
             ask_user_mode=request.ask_user_mode or "any",
         )
         key = idempotency_rules.make_key(
-            customer_id, request.request_id, "start_call", dataclasses.asdict(start)
+            customer_id,
+            request.request_id if request.HasField("request_id") else None,
+            "start_call",
+            dataclasses.asdict(start),
         )
         idem = None
         if key is not None:

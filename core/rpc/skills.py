@@ -66,7 +66,10 @@ class SkillServicer(skills_pb2_grpc.SkillServiceServicer):
         except orjson.JSONDecodeError:
             raise CallagentError("INVALID_ARGUMENT_INPUT", "the body is not JSON") from None
         key = idempotency_rules.make_key(
-            customer_id, request.request_id, f"skill:{request.skill_id}", body
+            customer_id,
+            request.request_id if request.HasField("request_id") else None,
+            f"skill:{request.skill_id}",
+            body,
         )
         if key is not None:
             # A retry of a finished run skips validation: its body was validated already.

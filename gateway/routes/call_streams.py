@@ -18,7 +18,7 @@ from callagent.v1 import calls_pb2
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from gateway import views
+from gateway import inputs, views
 from gateway.credentials import credentials
 from gateway.errors import from_rpc_error, http_error
 from gateway.responses import JsonResponse
@@ -88,16 +88,8 @@ async def stream_call_events(
     x_gateway_context: Annotated[str | None, Header(alias="X-Gateway-Context")] = None,
     x_api_key: Annotated[str | None, Header(alias="X-API-Key")] = None,
 ) -> Response:
-    after = 0
-    if last_event_id not in (None, ""):
-        assert last_event_id is not None
-        if not last_event_id.isdigit():
-            return http_error(
-                400,
-                "INVALID_ARGUMENT_FIELD",
-                "Last-Event-ID must be a non-negative integer event id",
-            )
-        after = int(last_event_id)
+    after = inputs.event_id(last_event_id) if last_event_id else 0
+    metadata = credentials(x_gateway_context, x_api_key)
     if not slots.take():
         return http_error(
             503,
@@ -106,7 +98,7 @@ async def stream_call_events(
         )
     call = core.calls.StreamCallEvents(
         calls_pb2.StreamCallEventsRequest(call_id=call_id, after_event_id=after),
-        metadata=credentials(x_gateway_context, x_api_key),
+        metadata=metadata,
     )
     try:
         failure = await _first_status(call)

@@ -13,24 +13,14 @@ from typing import Annotated
 from callagent.v1 import calls_pb2
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import Response
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2
 
-from gateway import schemas, views
+from gateway import inputs, schemas, views
 from gateway.credentials import Creds
 from gateway.responses import JsonResponse
 from gateway.stubs import Core
 
 router = APIRouter(tags=["calls"])
-
-
-def _timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.UTC)
-    out = timestamp_pb2.Timestamp()
-    out.FromDatetime(value)
-    return out
 
 
 @router.post(
@@ -64,7 +54,7 @@ async def start_call(
             kind=body.kind.value,
             parsed_slots=slots,
             ask_user_mode=body.ask_user_mode,
-            request_id=idempotency_key or "",
+            request_id=idempotency_key,
         ),
         metadata=creds,
     )
@@ -103,7 +93,11 @@ async def list_calls(
     ] = None,
 ) -> Response:
     reply = await core.calls.ListCalls(
-        calls_pb2.ListCallsRequest(limit=limit, since=_timestamp(since)), metadata=creds
+        calls_pb2.ListCallsRequest(
+            limit=inputs.int32("limit", limit, "INVALID_ARGUMENT_LIMIT"),
+            since=inputs.timestamp("since", since),
+        ),
+        metadata=creds,
     )
     return JsonResponse([views.call(c) for c in reply.calls])
 

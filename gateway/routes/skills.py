@@ -114,7 +114,7 @@ async def run_skill(
         skills_pb2.RunSkillRequest(
             skill_id=skill_id,
             input=httpbody_pb2.HttpBody(content_type="application/json", data=raw),
-            request_id=idempotency_key or "",
+            request_id=idempotency_key,
         ),
         metadata=creds,
     )

@@ -29,7 +29,20 @@ def _recorded(key: idempotency.Key, **fields: object) -> Recorded:
 
 
 def test_no_key_means_no_idempotency() -> None:
-    assert idempotency.make_key("cus_1", "", "start_call", {}) is None
+    assert idempotency.make_key("cus_1", None, "start_call", {}) is None
+
+
+@pytest.mark.parametrize("blank", ["", " ", "   ", "\t", " \t\n"])
+def test_a_blank_key_is_refused_not_ignored(blank: str) -> None:
+    with pytest.raises(CallagentError) as caught:
+        idempotency.make_key("cus_1", blank, "start_call", {})
+    assert caught.value.reason == "IDEMPOTENCY_KEY_BLANK"
+    assert caught.value.spec.http_status == 400
+    assert caught.value.spec.public_code == "idempotency_key_blank"
+
+
+def test_a_key_with_inner_spaces_is_a_key() -> None:
+    assert idempotency.make_key("cus_1", " a b ", "start_call", {}) is not None
 
 
 def test_the_key_length_limit() -> None:

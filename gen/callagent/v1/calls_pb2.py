@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x61llagent/v1/calls.proto\x12\x0c\x63\x61llagent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x05\n\x04\x43\x61ll\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x14\n\x0ctarget_phone\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x15\n\x08\x63\x61ll_sid\x18\x07 \x01(\tH\x00\x88\x01\x01\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0c\x64uration_sec\x18\n \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0coutcome_type\x18\x0b \x01(\tH\x02\x88\x01\x01\x12\x1c\n\x0foutcome_summary\x18\x0c \x01(\tH\x03\x88\x01\x01\x12\x1c\n\x14outcome_charge_cents\x18\r \x01(\x03\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rhas_recording\x18\x0f \x01(\x08\x12\x1a\n\rrecording_url\x18\x10 \x01(\tH\x04\x88\x01\x01\x12\x1b\n\x13reservation_signals\x18\x11 \x03(\t\x12\x1c\n\x14transcript_full_json\x18\x12 \x01(\x0c\x12!\n\x19supervisor_decisions_json\x18\x13 \x01(\x0c\x12\x18\n\x10\x64\x65tails_included\x18\x14 \x01(\x08\x12\x16\n\towner_pod\x18\x15 \x01(\tH\x05\x88\x01\x01\x42\x0b\n\t_call_sidB\x0f\n\r_duration_secB\x0f\n\r_outcome_typeB\x12\n\x10_outcome_summaryB\x10\n\x0e_recording_urlB\x0c\n\n_owner_pod\"\xb1\x01\n\x10StartCallRequest\x12\x14\n\x0ctarget_phone\x18\x01 \x01(\t\x12\r\n\x05\x62rief\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12-\n\x0cparsed_slots\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rask_user_mode\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"\xcc\x01\n\x11StartCallResponse\x12 \n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x12.callagent.v1.Call\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x18\n\x10\x63redits_reserved\x18\x03 \x01(\x03\x12\x16\n\towner_pod\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06queued\x18\x05 \x01(\x08\x12\x10\n\x08queue_id\x18\x06 \x01(\t\x12\x10\n\x08position\x18\x07 \x01(\x05\x12\x10\n\x08replayed\x18\x08 \x01(\x08\x42\x0c\n\n_owner_pod\"[\n\x10ListCallsRequest\x12\x12\n\x05limit\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_limit\"6\n\x11ListCallsResponse\x12!\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x12.callagent.v1.Call\"!\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"3\n\x0fGetCallResponse\x12 \n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x12.callagent.v1.Call\"$\n\x11\x43\x61ncelCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\'\n\x12\x43\x61ncelCallResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"X\n\x13SubmitAnswerRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\")\n\x14SubmitAnswerResponse\x12\x11\n\tdelivered\x18\x01 \x01(\x08\"\x7f\n\tCallEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x11\n\tdata_json\x18\x04 \x01(\x0c\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x17StreamCallEventsRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03\"B\n\x18StreamCallEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.callagent.v1.CallEvent\")\n\x16StreamRecordingRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"O\n\x17StreamRecordingResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07pending\x18\x02 \x01(\x08\x12\r\n\x05\x63hunk\x18\x03 \x01(\x0c\"-\n\x1aGetMergedTranscriptRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"[\n\x1bGetMergedTranscriptResponse\x12\x0f\n\x07pending\x18\x01 \x01(\x08\x12+\n\ntranscript\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct2\xc2\x07\n\x0b\x43\x61llService\x12_\n\tStartCall\x12\x1e.callagent.v1.StartCallRequest\x1a\x1f.callagent.v1.StartCallResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\"\x06/calls:\x01*\x12\\\n\tListCalls\x12\x1e.callagent.v1.ListCallsRequest\x1a\x1f.callagent.v1.ListCallsResponse\"\x0e\x82\xd3\xe4\x93\x02\x08\x12\x06/calls\x12`\n\x07GetCall\x12\x1c.callagent.v1.GetCallRequest\x1a\x1d.callagent.v1.GetCallResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/calls/{call_id}\x12p\n\nCancelCall\x12\x1f.callagent.v1.CancelCallRequest\x1a .callagent.v1.CancelCallResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x17/calls/{call_id}/cancel\x12y\n\x0cSubmitAnswer\x12!.callagent.v1.SubmitAnswerRequest\x1a\".callagent.v1.SubmitAnswerResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/calls/{call_id}/answer:\x01*\x12\x84\x01\n\x10StreamCallEvents\x12%.callagent.v1.StreamCallEventsRequest\x1a&.callagent.v1.StreamCallEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/calls/{call_id}/events0\x01\x12\x84\x01\n\x0fStreamRecording\x12$.callagent.v1.StreamRecordingRequest\x1a%.callagent.v1.StreamRecordingResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/calls/{call_id}/recording0\x01\x12\x96\x01\n\x13GetMergedTranscript\x12(.callagent.v1.GetMergedTranscriptRequest\x1a).callagent.v1.GetMergedTranscriptResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/calls/{call_id}/transcript-mergedb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x61llagent/v1/calls.proto\x12\x0c\x63\x61llagent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x05\n\x04\x43\x61ll\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x14\n\x0ctarget_phone\x18\x04 \x01(\t\x12\x10\n\x08language\x18\x05 \x01(\t\x12\x0e\n\x06status\x18\x06 \x01(\t\x12\x15\n\x08\x63\x61ll_sid\x18\x07 \x01(\tH\x00\x88\x01\x01\x12.\n\nstarted_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nded_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x0c\x64uration_sec\x18\n \x01(\x01H\x01\x88\x01\x01\x12\x19\n\x0coutcome_type\x18\x0b \x01(\tH\x02\x88\x01\x01\x12\x1c\n\x0foutcome_summary\x18\x0c \x01(\tH\x03\x88\x01\x01\x12\x1c\n\x14outcome_charge_cents\x18\r \x01(\x03\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rhas_recording\x18\x0f \x01(\x08\x12\x1a\n\rrecording_url\x18\x10 \x01(\tH\x04\x88\x01\x01\x12\x1b\n\x13reservation_signals\x18\x11 \x03(\t\x12\x1c\n\x14transcript_full_json\x18\x12 \x01(\x0c\x12!\n\x19supervisor_decisions_json\x18\x13 \x01(\x0c\x12\x18\n\x10\x64\x65tails_included\x18\x14 \x01(\x08\x12\x16\n\towner_pod\x18\x15 \x01(\tH\x05\x88\x01\x01\x42\x0b\n\t_call_sidB\x0f\n\r_duration_secB\x0f\n\r_outcome_typeB\x12\n\x10_outcome_summaryB\x10\n\x0e_recording_urlB\x0c\n\n_owner_pod\"\xc5\x01\n\x10StartCallRequest\x12\x14\n\x0ctarget_phone\x18\x01 \x01(\t\x12\r\n\x05\x62rief\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12-\n\x0cparsed_slots\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rask_user_mode\x18\x06 \x01(\t\x12\x17\n\nrequest_id\x18\x07 \x01(\tH\x00\x88\x01\x01\x42\r\n\x0b_request_id\"\xcc\x01\n\x11StartCallResponse\x12 \n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x12.callagent.v1.Call\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x18\n\x10\x63redits_reserved\x18\x03 \x01(\x03\x12\x16\n\towner_pod\x18\x04 \x01(\tH\x00\x88\x01\x01\x12\x0e\n\x06queued\x18\x05 \x01(\x08\x12\x10\n\x08queue_id\x18\x06 \x01(\t\x12\x10\n\x08position\x18\x07 \x01(\x05\x12\x10\n\x08replayed\x18\x08 \x01(\x08\x42\x0c\n\n_owner_pod\"[\n\x10ListCallsRequest\x12\x12\n\x05limit\x18\x01 \x01(\x05H\x00\x88\x01\x01\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x08\n\x06_limit\"6\n\x11ListCallsResponse\x12!\n\x05\x63\x61lls\x18\x01 \x03(\x0b\x32\x12.callagent.v1.Call\"!\n\x0eGetCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"3\n\x0fGetCallResponse\x12 \n\x04\x63\x61ll\x18\x01 \x01(\x0b\x32\x12.callagent.v1.Call\"$\n\x11\x43\x61ncelCallRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"\'\n\x12\x43\x61ncelCallResponse\x12\x11\n\tcancelled\x18\x01 \x01(\x08\"X\n\x13SubmitAnswerRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\x12\x0c\n\x04mode\x18\x04 \x01(\t\")\n\x14SubmitAnswerResponse\x12\x11\n\tdelivered\x18\x01 \x01(\x08\"\x7f\n\tCallEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\x03\x12\x0f\n\x07\x63\x61ll_id\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x11\n\tdata_json\x18\x04 \x01(\x0c\x12.\n\ncreated_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x17StreamCallEventsRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x02 \x01(\x03\"B\n\x18StreamCallEventsResponse\x12&\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x17.callagent.v1.CallEvent\")\n\x16StreamRecordingRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"O\n\x17StreamRecordingResponse\x12\x14\n\x0c\x63ontent_type\x18\x01 \x01(\t\x12\x0f\n\x07pending\x18\x02 \x01(\x08\x12\r\n\x05\x63hunk\x18\x03 \x01(\x0c\"-\n\x1aGetMergedTranscriptRequest\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\"[\n\x1bGetMergedTranscriptResponse\x12\x0f\n\x07pending\x18\x01 \x01(\x08\x12+\n\ntranscript\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct2\xc2\x07\n\x0b\x43\x61llService\x12_\n\tStartCall\x12\x1e.callagent.v1.StartCallRequest\x1a\x1f.callagent.v1.StartCallResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\"\x06/calls:\x01*\x12\\\n\tListCalls\x12\x1e.callagent.v1.ListCallsRequest\x1a\x1f.callagent.v1.ListCallsResponse\"\x0e\x82\xd3\xe4\x93\x02\x08\x12\x06/calls\x12`\n\x07GetCall\x12\x1c.callagent.v1.GetCallRequest\x1a\x1d.callagent.v1.GetCallResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/calls/{call_id}\x12p\n\nCancelCall\x12\x1f.callagent.v1.CancelCallRequest\x1a .callagent.v1.CancelCallResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x17/calls/{call_id}/cancel\x12y\n\x0cSubmitAnswer\x12!.callagent.v1.SubmitAnswerRequest\x1a\".callagent.v1.SubmitAnswerResponse\"\"\x82\xd3\xe4\x93\x02\x1c\"\x17/calls/{call_id}/answer:\x01*\x12\x84\x01\n\x10StreamCallEvents\x12%.callagent.v1.StreamCallEventsRequest\x1a&.callagent.v1.StreamCallEventsResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/calls/{call_id}/events0\x01\x12\x84\x01\n\x0fStreamRecording\x12$.callagent.v1.StreamRecordingRequest\x1a%.callagent.v1.StreamRecordingResponse\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/calls/{call_id}/recording0\x01\x12\x96\x01\n\x13GetMergedTranscript\x12(.callagent.v1.GetMergedTranscriptRequest\x1a).callagent.v1.GetMergedTranscriptResponse\"*\x82\xd3\xe4\x93\x02$\x12\"/calls/{call_id}/transcript-mergedb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,39 +53,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CALL']._serialized_start=136
   _globals['_CALL']._serialized_end=826
   _globals['_STARTCALLREQUEST']._serialized_start=829
-  _globals['_STARTCALLREQUEST']._serialized_end=1006
-  _globals['_STARTCALLRESPONSE']._serialized_start=1009
-  _globals['_STARTCALLRESPONSE']._serialized_end=1213
-  _globals['_LISTCALLSREQUEST']._serialized_start=1215
-  _globals['_LISTCALLSREQUEST']._serialized_end=1306
-  _globals['_LISTCALLSRESPONSE']._serialized_start=1308
-  _globals['_LISTCALLSRESPONSE']._serialized_end=1362
-  _globals['_GETCALLREQUEST']._serialized_start=1364
-  _globals['_GETCALLREQUEST']._serialized_end=1397
-  _globals['_GETCALLRESPONSE']._serialized_start=1399
-  _globals['_GETCALLRESPONSE']._serialized_end=1450
-  _globals['_CANCELCALLREQUEST']._serialized_start=1452
-  _globals['_CANCELCALLREQUEST']._serialized_end=1488
-  _globals['_CANCELCALLRESPONSE']._serialized_start=1490
-  _globals['_CANCELCALLRESPONSE']._serialized_end=1529
-  _globals['_SUBMITANSWERREQUEST']._serialized_start=1531
-  _globals['_SUBMITANSWERREQUEST']._serialized_end=1619
-  _globals['_SUBMITANSWERRESPONSE']._serialized_start=1621
-  _globals['_SUBMITANSWERRESPONSE']._serialized_end=1662
-  _globals['_CALLEVENT']._serialized_start=1664
-  _globals['_CALLEVENT']._serialized_end=1791
-  _globals['_STREAMCALLEVENTSREQUEST']._serialized_start=1793
-  _globals['_STREAMCALLEVENTSREQUEST']._serialized_end=1859
-  _globals['_STREAMCALLEVENTSRESPONSE']._serialized_start=1861
-  _globals['_STREAMCALLEVENTSRESPONSE']._serialized_end=1927
-  _globals['_STREAMRECORDINGREQUEST']._serialized_start=1929
-  _globals['_STREAMRECORDINGREQUEST']._serialized_end=1970
-  _globals['_STREAMRECORDINGRESPONSE']._serialized_start=1972
-  _globals['_STREAMRECORDINGRESPONSE']._serialized_end=2051
-  _globals['_GETMERGEDTRANSCRIPTREQUEST']._serialized_start=2053
-  _globals['_GETMERGEDTRANSCRIPTREQUEST']._serialized_end=2098
-  _globals['_GETMERGEDTRANSCRIPTRESPONSE']._serialized_start=2100
-  _globals['_GETMERGEDTRANSCRIPTRESPONSE']._serialized_end=2191
-  _globals['_CALLSERVICE']._serialized_start=2194
-  _globals['_CALLSERVICE']._serialized_end=3156
+  _globals['_STARTCALLREQUEST']._serialized_end=1026
+  _globals['_STARTCALLRESPONSE']._serialized_start=1029
+  _globals['_STARTCALLRESPONSE']._serialized_end=1233
+  _globals['_LISTCALLSREQUEST']._serialized_start=1235
+  _globals['_LISTCALLSREQUEST']._serialized_end=1326
+  _globals['_LISTCALLSRESPONSE']._serialized_start=1328
+  _globals['_LISTCALLSRESPONSE']._serialized_end=1382
+  _globals['_GETCALLREQUEST']._serialized_start=1384
+  _globals['_GETCALLREQUEST']._serialized_end=1417
+  _globals['_GETCALLRESPONSE']._serialized_start=1419
+  _globals['_GETCALLRESPONSE']._serialized_end=1470
+  _globals['_CANCELCALLREQUEST']._serialized_start=1472
+  _globals['_CANCELCALLREQUEST']._serialized_end=1508
+  _globals['_CANCELCALLRESPONSE']._serialized_start=1510
+  _globals['_CANCELCALLRESPONSE']._serialized_end=1549
+  _globals['_SUBMITANSWERREQUEST']._serialized_start=1551
+  _globals['_SUBMITANSWERREQUEST']._serialized_end=1639
+  _globals['_SUBMITANSWERRESPONSE']._serialized_start=1641
+  _globals['_SUBMITANSWERRESPONSE']._serialized_end=1682
+  _globals['_CALLEVENT']._serialized_start=1684
+  _globals['_CALLEVENT']._serialized_end=1811
+  _globals['_STREAMCALLEVENTSREQUEST']._serialized_start=1813
+  _globals['_STREAMCALLEVENTSREQUEST']._serialized_end=1879
+  _globals['_STREAMCALLEVENTSRESPONSE']._serialized_start=1881
+  _globals['_STREAMCALLEVENTSRESPONSE']._serialized_end=1947
+  _globals['_STREAMRECORDINGREQUEST']._serialized_start=1949
+  _globals['_STREAMRECORDINGREQUEST']._serialized_end=1990
+  _globals['_STREAMRECORDINGRESPONSE']._serialized_start=1992
+  _globals['_STREAMRECORDINGRESPONSE']._serialized_end=2071
+  _globals['_GETMERGEDTRANSCRIPTREQUEST']._serialized_start=2073
+  _globals['_GETMERGEDTRANSCRIPTREQUEST']._serialized_end=2118
+  _globals['_GETMERGEDTRANSCRIPTRESPONSE']._serialized_start=2120
+  _globals['_GETMERGEDTRANSCRIPTRESPONSE']._serialized_end=2211
+  _globals['_CALLSERVICE']._serialized_start=2214
+  _globals['_CALLSERVICE']._serialized_end=3176
 # @@protoc_insertion_point(module_scope)

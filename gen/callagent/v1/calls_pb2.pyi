@@ -154,7 +154,9 @@ class StartCallRequest(_message.Message):
     ask_user_mode: _builtins.str
     """any or stream."""
     request_id: _builtins.str
-    """Optional idempotency key (AIP-155 request_id); scoped to the caller."""
+    """Optional idempotency key (AIP-155 request_id); scoped to the caller. Unset means
+    no key; set but blank (an empty or whitespace-only header) is refused.
+    """
     @_builtins.property
     def parsed_slots(self) -> _struct_pb2.Struct: ...
     def __init__(
@@ -166,13 +168,15 @@ class StartCallRequest(_message.Message):
         kind: _builtins.str = ...,
         parsed_slots: _struct_pb2.Struct | None = ...,
         ask_user_mode: _builtins.str = ...,
-        request_id: _builtins.str = ...,
+        request_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["parsed_slots", b"parsed_slots"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "parsed_slots", b"parsed_slots", "request_id", b"request_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_user_mode", b"ask_user_mode", "brief", b"brief", "kind", b"kind", "language", b"language", "parsed_slots", b"parsed_slots", "request_id", b"request_id", "target_phone", b"target_phone"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "ask_user_mode", b"ask_user_mode", "brief", b"brief", "kind", b"kind", "language", b"language", "parsed_slots", b"parsed_slots", "request_id", b"request_id", "target_phone", b"target_phone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__request_id: _TypeAlias = _typing.Literal["request_id"]  # noqa: Y015
+    _WhichOneofArgType__request_id: _TypeAlias = _typing.Literal["_request_id", b"_request_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_id) -> _WhichOneofReturnType__request_id | None: ...
 
 Global___StartCallRequest: _TypeAlias = StartCallRequest  # noqa: Y015
 

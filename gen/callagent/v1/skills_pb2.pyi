@@ -136,7 +136,9 @@ class RunSkillRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     skill_id: _builtins.str
     request_id: _builtins.str
-    """Idempotency-Key (AIP-155 request_id); empty means no replay tracking."""
+    """Idempotency-Key (AIP-155 request_id); unset means no replay tracking, set but
+    blank is refused.
+    """
     @_builtins.property
     def input(self) -> _httpbody_pb2.HttpBody:
         """The raw HTTP request body (content_type "application/json"); its data is the run
@@ -148,13 +150,15 @@ class RunSkillRequest(_message.Message):
         *,
         skill_id: _builtins.str = ...,
         input: _httpbody_pb2.HttpBody | None = ...,
-        request_id: _builtins.str = ...,
+        request_id: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["input", b"input"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "input", b"input", "request_id", b"request_id"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "request_id", b"request_id", "skill_id", b"skill_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_request_id", b"_request_id", "input", b"input", "request_id", b"request_id", "skill_id", b"skill_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__request_id: _TypeAlias = _typing.Literal["request_id"]  # noqa: Y015
+    _WhichOneofArgType__request_id: _TypeAlias = _typing.Literal["_request_id", b"_request_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__request_id) -> _WhichOneofReturnType__request_id | None: ...
 
 Global___RunSkillRequest: _TypeAlias = RunSkillRequest  # noqa: Y015
 
