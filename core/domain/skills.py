@@ -21,7 +21,7 @@ import orjson
 from jsonschema import Draft202012Validator, FormatChecker
 from jsonschema.exceptions import ValidationError, best_match
 
-from core.domain import call_states, errors, idempotency, tasks
+from core.domain import call_states, errors, idempotency, tasks, texts
 from core.domain.errors import CallagentError
 
 ANSWER_MODES = ("voice", "context")
@@ -299,6 +299,9 @@ class Registry:
                 starting "<field>: " and metadata field=<field> for bad input.
         """
         entry = self._entry(skill_id)
+        where = texts.nul_path(data)
+        if where is not None:
+            raise input_error(where, "contains a NUL character, which cannot be stored")
         error = best_match(entry.validator.iter_errors(data))
         if error is not None:
             field = _field_of(error)

@@ -23,6 +23,7 @@ from grpc_status import rpc_status
 
 from core.app.auth import Authenticator, Principal
 from core.domain.errors import CallagentError
+from core.rpc import storable
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
             async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 async with _rpc_errors(context, method):
                     await authenticate(method, context)
+                    storable.check(request)
                     result = inner_unary(request, context)
                     return await result if inspect.isawaitable(result) else result
                 raise AssertionError("_rpc_errors aborts on every error")
@@ -157,6 +159,7 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
         ) -> AsyncIterator[Any]:
             async with _rpc_errors(context, method):
                 await authenticate(method, context)
+                storable.check(request)  # a request message; a stream of them is internal
                 async for item in inner_stream(request, context):
                     yield item
 

@@ -340,3 +340,59 @@ async def test_unparsable_json_is_422(
         headers={**key(customer), "Content-Type": "application/json"},
     )
     assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"brief": "Table for 2\u0000"},
+        {"parsed_slots": {"note": "a\u0000b"}},
+        {"parsed_slots": {"k\u0000": 1}},
+    ],
+)
+async def test_a_nul_character_in_a_call_is_400(
+    http: httpx.AsyncClient,
+    core: Core,
+    customer: api_keys.CreatedKey,
+    telephony: FakeTelephony,
+    patch: dict[str, Any],
+) -> None:
+    response = await http.post("/calls", json={**BODY, **patch}, headers=key(customer))
+    assert response.status_code == 400, response.text
+    assert code_of(response) == "INVALID_ARGUMENT_FIELD"
+    await no_calls(core, telephony)
+
+
+async def test_a_nul_character_in_an_answer_is_400(
+    http: httpx.AsyncClient, customer: api_keys.CreatedKey
+) -> None:
+    started = await http.post("/calls", json=BODY, headers=key(customer))
+    call_id = started.json()["call"]["call_id"]
+    response = await http.post(
+        f"/calls/{call_id}/answer", json={"answer": "yes\u0000"}, headers=key(customer)
+    )
+    assert response.status_code == 400, response.text
+    assert code_of(response) == "INVALID_ARGUMENT_FIELD"
+
+
+async def test_a_nul_character_in_an_id_is_the_unknown_id_404(
+    http: httpx.AsyncClient, customer: api_keys.CreatedKey
+) -> None:
+    unknown = await http.get("/calls/call_nope", headers=key(customer))
+    with_nul = await http.get("/calls/call_%00nope", headers=key(customer))
+    assert unknown.status_code == with_nul.status_code == 404
+    assert with_nul.json() == unknown.json()
+    booking = await http.get("/v1/booking/bookings/b%00", headers=key(customer))
+    assert booking.status_code == 404, booking.text
+
+
+async def test_a_nul_character_in_a_skill_run_is_400(
+    http: httpx.AsyncClient, core: Core, customer: api_keys.CreatedKey, telephony: FakeTelephony
+) -> None:
+    response = await http.post(
+        "/skills/concierge/run",
+        json={"phone": "+15550100", "brief": "Ask whether they are open\u0000"},
+        headers=key(customer),
+    )
+    assert response.status_code == 400, response.text
+    await no_calls(core, telephony)
