@@ -39,7 +39,7 @@ test: $(STAMP)  ## run the whole test suite (embedded PostgreSQL unless DATABASE
 test-unit: $(STAMP)  ## only the pure unit tests: no database, no sockets (seconds)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-fuzz: $(STAMP)  ## fuzz the REST contract against a live stack (FUZZ_EXAMPLES=100 per operation and mode)
+fuzz: $(STAMP)  ## fuzz the REST contract against a live stack (FUZZ_EXAMPLES=100 per operation and mode; FUZZ_SEED=N explores other inputs)
 	$(BIN)/python -m tests.fuzz
 
 run: $(STAMP)  ## run the whole stack: embedded PostgreSQL, core, gateway

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import os
 import pathlib
 import tempfile
 import time
@@ -27,7 +28,7 @@ from typing import Any
 
 import requests
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -46,6 +47,8 @@ CONTRACT = next(
 CHECKS = [not_a_server_error, response_schema_conformance]
 # Credential inputs other than X-API-Key: in the keyed modes a random value would only earn a 401.
 OTHER_CREDENTIALS = {"header": ("X-Gateway-Context",), "query": ("api_key",)}
+# FUZZ_SEED=<int> explores other inputs than the fixed derandomized run (`make fuzz FUZZ_SEED=7`).
+SEED = int(os.environ["FUZZ_SEED"]) if os.environ.get("FUZZ_SEED") else None
 REQUEST_TIMEOUT = 5.0  # seconds; an event stream is cut after its first event or this long
 
 
@@ -112,7 +115,8 @@ class Report:
         lines = [
             f"contract fuzz: {self.total} requests in {self.seconds:.1f} s, "
             f"{self.server_errors} 5xx, {self.schema_violations} schema violations, "
-            f"{self.unanswered} unanswered",
+            f"{self.unanswered} unanswered "
+            f"({'seed ' + str(SEED) if SEED is not None else 'derandomized'})",
             "per operation:",
             *(f"  {n:6d}  {op}" for op, n in sorted(self.per_operation.items())),
             "per status: "
@@ -191,7 +195,7 @@ def fuzz_operation(
     @settings(
         max_examples=examples,
         database=None,  # no .hypothesis/ in the repo; runs are reproducible via derandomize
-        derandomize=True,
+        derandomize=SEED is None,
         deadline=None,
         phases=[Phase.explicit, Phase.generate],  # findings are collected, never shrunk
         suppress_health_check=list(HealthCheck),
@@ -238,6 +242,8 @@ def fuzz_operation(
             described = _describe(response) + (f"\n    {message[:600]}" if message else "")
             report.record(label, response.status_code, kind, request, described)
 
+    if SEED is not None:
+        run = seed(SEED)(run)
     try:
         run()
     except Unsatisfiable:
