@@ -9,7 +9,7 @@ field. Raw JSON bytes (a skill run's body) are checked where they are parsed
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from google.protobuf.message import Message
 
@@ -23,23 +23,20 @@ def _strings(message: Message, prefix: str = "") -> Iterator[tuple[str, str]]:
         path = prefix + field.name
         entry = field.message_type
         if entry is not None and entry.GetOptions().map_entry:
-            for key, item in value.items():
-                if isinstance(key, str):
-                    yield path, key
-                if isinstance(item, Message):
-                    yield from _strings(item, f"{path}.")
-                elif isinstance(item, str):
-                    yield path, item
+            yield from ((path, key) for key in value if isinstance(key, str))
+            yield from _items(path, value.values())
         elif field.is_repeated:
-            for item in value:
-                if isinstance(item, Message):
-                    yield from _strings(item, f"{path}.")
-                elif isinstance(item, str):
-                    yield path, item
-        elif isinstance(value, Message):
-            yield from _strings(value, f"{path}.")
-        elif isinstance(value, str):
-            yield path, value
+            yield from _items(path, value)
+        else:
+            yield from _items(path, [value])
+
+
+def _items(path: str, items: Iterable[object]) -> Iterator[tuple[str, str]]:
+    for item in items:
+        if isinstance(item, Message):
+            yield from _strings(item, f"{path}.")
+        elif isinstance(item, str):
+            yield path, item
 
 
 def check(request: object) -> None:
