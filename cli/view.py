@@ -147,9 +147,10 @@ def parse_answer(typed: str, question: Question) -> tuple[str, str] | None:
 class CallView:
     """Everything the terminal shows about one call, built from its SSE events alone.
 
-    Final transcript lines are kept, an interim line replaces the speaker's previous one.
-    The callee is heard twice (the model's own transcription and the supervisor's ear):
-    while the ear works its lines win, and a line repeated by the other source is dropped.
+    Final transcript lines are kept, an interim line replaces the speaker's previous one
+    (core stores and sends finals only today). Each callee line comes from one source: the
+    supervisor's ear, or the model's transcription once the ear is lost. Calls recorded
+    before that carry both; for them the ear's lines win and a repeated line is dropped.
     """
 
     def __init__(self, call_id: str, phone: str, *, status: str = "", started: float = 0.0):

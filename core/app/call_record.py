@@ -18,10 +18,12 @@ from core.store.sql import calls as sql
 
 
 async def add_transcript(pool: asyncpg.Pool[Any], call_id: str, line: dict[str, Any]) -> None:
-    """Final lines join transcript_full; every line becomes a `transcript` event."""
+    """A final line joins transcript_full and becomes a `transcript` event. Interim lines
+    (media sends none) are dropped: the durable log keeps each utterance once, as said."""
+    if not line.get("final"):
+        return
     async with pool.acquire() as conn, conn.transaction():
-        if line.get("final"):
-            await conn.execute(sql.APPEND_TRANSCRIPT, call_id, line)
+        await conn.execute(sql.APPEND_TRANSCRIPT, call_id, line)
         await events.append(conn, call_id, "transcript", line)
 
 

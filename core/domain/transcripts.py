@@ -7,9 +7,11 @@ media reported during the call. Those lines carry only a start (`offset_ms`, cou
 the call's first media stream), so every end is an estimate and the result says so:
 `degraded: true`, `merge: "live_only"`, `calibration_delta_ms: None`, no `words`.
 
-Callee speech reaches us twice: from our own Deepgram ear (`supervisor_stt`, the better
-text) and from Gemini's input transcription (`gemini`). One copy is kept, the ear's when
-it heard anything, so a callee turn never appears twice.
+Media reports each callee utterance once: from our own Deepgram ear (`supervisor_stt`)
+while it works, and from Gemini's input transcription (`gemini`) only after the ear was
+lost (or when there is none), so every stored callee line is kept. Calls recorded before
+that rule carry both copies, interleaved; for them a Gemini callee line that arrived
+before the ear's last line is dropped (the ear was still listening, so it has its own copy).
 """
 
 from __future__ import annotations
@@ -65,13 +67,23 @@ def spoken_ms(text: str) -> int:
 
 
 def kept_lines(lines: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The final, non-empty lines, with the callee's Gemini copies dropped whenever the
-    ear transcribed the callee at all (mixing both would repeat every callee turn)."""
+    """The final, non-empty lines (in arrival order), without the Gemini callee lines that
+    arrived while the ear was still transcribing (before its last line): those are copies.
+    Gemini's lines after the ear's last one (the ear was lost) are the callee's only record."""
     final = [ln for ln in lines if ln.get("final", True) and str(ln.get("text") or "").strip()]
-    ear_heard = any(ln.get("speaker") == CALLEE and ln.get("source") == EAR for ln in final)
-    if not ear_heard:
-        return final
-    return [ln for ln in final if not (ln.get("speaker") == CALLEE and ln.get("source") == GEMINI)]
+    ear_last = max(
+        (
+            i
+            for i, ln in enumerate(final)
+            if ln.get("speaker") == CALLEE and ln.get("source") == EAR
+        ),
+        default=-1,
+    )
+    return [
+        ln
+        for i, ln in enumerate(final)
+        if not (i < ear_last and ln.get("speaker") == CALLEE and ln.get("source") == GEMINI)
+    ]
 
 
 def _source(line: Mapping[str, Any]) -> str:

@@ -5,7 +5,7 @@ over, across stream replacements (DTMF re-opens the stream). Its stages run in o
 `asyncio.TaskGroup`, so any stage failing tears the whole call down cleanly:
 
     Twilio media ─► InboundAudio (8k -> 16k, bounded) ─► GeminiLiveSession.send_audio
-                └─► DeepgramEar.push (μ-law as is) ─► transcripts, Supervisor rules
+                └─► EarBacklog ─► DeepgramEar.push (μ-law as is) ─► transcripts, Supervisor
     GeminiLiveSession.events() ─► Playout (24k -> 8k μ-law, paced, marks, clear) ─► Twilio
                                └─► ToolRelay (ask_user, end_call, send_dtmf, report_signal)
     CoreLink.commands() ─► answers to ask_user, hang-up
@@ -15,6 +15,11 @@ goodbye heard (bounded), then the hang-up. A DTMF press replaces the stream: the
 the new stream of the same call id to `attach_stream()`, and the conversation, the core session
 and the queued audio carry on; if no stream returns within `reattach_timeout_sec`, the call
 fails.
+
+Each utterance is reported to core once: the agent's lines from Gemini's output transcription,
+the callee's from the ear (`supervisor_stt`). Gemini's transcription of the callee stays
+internal until the ear is lost (or not configured); from then on it is the callee's record,
+reported as `gemini`. Only final lines are reported.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from google import genai
 
 from media.call import core_link
 from media.call.ending import CallEnding
-from media.call.inbound import InboundAudio
+from media.call.inbound import EarBacklog, InboundAudio
 from media.call.playout import Playout, StreamLeg
 from media.call.sessions import CallSettings, live_session, supervisor_ear
 from media.call.supervisor import Action, Decision, Supervisor, SupervisorSettings
@@ -97,6 +102,8 @@ class CallBridge:
         self._playout = Playout(self._s.outbound_lead_ms)
         self._playout.attach(leg)
         self._inbound = InboundAudio()
+        self._ear_backlog: EarBacklog | None = EarBacklog()  # until the ear is built
+        self._ear_shift_ms = 0  # the start of the call the backlog had to drop
         self._supervisor = Supervisor(
             SupervisorSettings(
                 voicemail_action=Action(self._s.voicemail_action),
@@ -156,6 +163,8 @@ class CallBridge:
     async def on_media(self, mulaw: bytes) -> None:
         if self._ear is not None:
             self._ear.push(mulaw)
+        elif self._ear_backlog is not None:
+            self._ear_backlog.push(mulaw)
         pcm8k = audio.ulaw_to_pcm16(mulaw)
         if audioop.rms(pcm8k, 2) >= self.VOICE_RMS:
             self._last_voice = time.monotonic()
@@ -227,7 +236,12 @@ class CallBridge:
             )
             await self._ending.hang_up()
             return
-        self._ear = supervisor_ear(self._s, task, self.call_id)
+        self._ear = ear = supervisor_ear(self._s, task, self.call_id)
+        backlog, self._ear_backlog = self._ear_backlog, None
+        if ear is not None and backlog is not None:
+            self._ear_shift_ms = backlog.dropped_ms
+            for chunk in backlog.drain():  # what the callee said while the model connected
+                ear.push(chunk)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -329,7 +343,7 @@ class CallBridge:
         assert self._link is not None
         async for event in ear.events():
             if isinstance(event, CalleeTranscript) and event.is_final and event.text:
-                offset = round(event.start_s * 1000)
+                offset = round(event.start_s * 1000) + self._ear_shift_ms
                 line = core_link.Transcript("callee", event.text, True, offset, "supervisor_stt")
                 self._link.send_transcript(line)
                 self._last_words = time.monotonic()
@@ -471,12 +485,13 @@ class CallBridge:
             self._apply(self._supervisor.on_agent_utterance(text, self._clock()))
 
     def _flush_callee(self) -> None:
+        """Gemini's line of the callee: reported (and read by the supervisor) only once the
+        ear is lost; while the ear works, its own line of the same words is the record."""
         text = "".join(self._callee_text).strip()
         self._callee_text.clear()
         if text and self._link is not None:
-            self._link.send_transcript(
-                core_link.Transcript("callee", text, True, self._callee_at, "gemini")
-            )
             self._last_words = time.monotonic()
             if self._degraded:
+                line = core_link.Transcript("callee", text, True, self._callee_at, "gemini")
+                self._link.send_transcript(line)
                 self._apply(self._supervisor.on_callee_final(text, self._clock()))

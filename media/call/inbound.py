@@ -1,8 +1,9 @@
-"""The caller's audio on its way to Gemini: resampled, and held back until the model is up.
+"""The callee's audio on its way to Gemini and to the supervisor's ear, held back until each
+is up.
 
 Twilio delivers 8 kHz μ-law every 20 ms from the moment the stream starts, while the Gemini
 Live session may still be connecting; the model wants 16 kHz PCM and the newest audio rather
-than a growing backlog.
+than a growing backlog. The ear (`EarBacklog`) wants every word from the first frame on.
 """
 
 from __future__ import annotations
@@ -44,3 +45,50 @@ class InboundAudio:
             chunk = b"".join(self._backlog)
             self._backlog.clear()
         await self._live.send_audio(chunk)
+
+
+class EarBacklog:
+    """The callee's μ-law for the supervisor's ear, kept until the ear exists.
+
+    The ear is built only once core answered and the model session is up; the callee may
+    already be talking by then (a greeting, an IVR menu, a voicemail prompt). Frames are kept
+    (the newest `max_bytes`, 30 s by default) and handed over in chunks of `chunk_bytes`, so
+    the ear hears the call from its first frame and its clock starts with the stream's.
+    """
+
+    def __init__(self, max_bytes: int = 30 * 8000, chunk_bytes: int = 8000) -> None:
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._bytes = 0
+        self._max = max_bytes
+        self._chunk = chunk_bytes
+        self.dropped_bytes = 0
+
+    @property
+    def dropped_ms(self) -> int:
+        """How much of the start was dropped (8 μ-law bytes a millisecond)."""
+        return self.dropped_bytes // 8
+
+    def push(self, mulaw: bytes) -> None:
+        self._frames.append(mulaw)
+        self._bytes += len(mulaw)
+        while self._bytes > self._max:
+            dropped = self._frames.popleft()
+            self._bytes -= len(dropped)
+            self.dropped_bytes += len(dropped)
+
+    def drain(self) -> list[bytes]:
+        """Everything kept, oldest first, joined into chunks of about `chunk_bytes`."""
+        chunks: list[bytes] = []
+        pending: list[bytes] = []
+        size = 0
+        for frame in self._frames:
+            pending.append(frame)
+            size += len(frame)
+            if size >= self._chunk:
+                chunks.append(b"".join(pending))
+                pending, size = [], 0
+        if pending:
+            chunks.append(b"".join(pending))
+        self._frames.clear()
+        self._bytes = 0
+        return chunks

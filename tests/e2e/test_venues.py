@@ -6,6 +6,7 @@ events. All on loopback ports, in one process."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 import datetime
 import pathlib
@@ -56,6 +57,7 @@ class World_:
     core: server.Core
     rest: FakeTwilioRest
     customer: api_keys.CreatedKey
+    world: World
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +116,7 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
             ):
                 customer = await new_customer(core.pool, quota=1_000_000)
                 await core.pool.execute("UPDATE customers SET max_concurrent_calls = 20")
-                yield World_(http, core, rest, customer)
+                yield World_(http, core, rest, customer, world)
         finally:
             await carrier.aclose()
             await core.stop(grace=1)
@@ -175,6 +177,31 @@ def event_types(call: dict[str, Any]) -> list[str]:
     return [e["type"] for e in call["events"]]
 
 
+async def assert_each_line_once(world: World_, call: dict[str, Any]) -> None:
+    """Each utterance is stored once: the callee's lines come from the ear alone, each one a
+    line the venue said (its first words, said while the model connected, included), and
+    the durable `transcript` events are exactly the stored final lines."""
+    async with world.core.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+        full = await conn.fetchval(
+            "SELECT transcript_full FROM calls WHERE call_id = $1", call["call_id"]
+        )
+        events = await conn.fetch(
+            "SELECT payload FROM call_events WHERE call_id = $1 AND type = 'transcript' "
+            "ORDER BY event_id",
+            call["call_id"],
+        )
+    assert [dict(e["payload"]) for e in events] == full
+    assert all(line["final"] for line in full)
+    callee = [line for line in full if line["speaker"] == "callee"]
+    assert callee and {line["source"] for line in callee} == {"supervisor_stt"}
+    conv = world.world.get(call["call_sid"])
+    assert conv is not None
+    venue = [line.text for line in conv.lines if line.speaker == "venue"]
+    heard = [line["text"] for line in callee]
+    assert heard[0] == venue[0]
+    assert not collections.Counter(heard) - collections.Counter(venue)
+
+
 async def test_books_as_asked(stack: World_) -> None:
     call = await place(stack, "+15550100", "Table for 2 tomorrow at 19:00 under Anna")
     assert call["status"] == "completed" and call["outcome_type"] == "booked"
@@ -187,6 +214,7 @@ async def test_books_as_asked(stack: World_) -> None:
     assert {"agent", "callee"} <= speakers
     assert any(line["source"] == "supervisor_stt" for line in call["transcript_full"])
     assert event_types(call)[0] == "status" and "outcome" in event_types(call)
+    await assert_each_line_once(stack, call)
     headers = {"X-API-Key": stack.customer.api_key}
     merged = await stack.http.get(f"/calls/{call['call_id']}/transcript-merged", headers=headers)
     assert merged.status_code == 200, merged.text
@@ -233,6 +261,7 @@ async def test_ivr_menu_needs_a_digit(stack: World_) -> None:
     )
     assert ["1"] in [c.digits for c in stack.rest.calls if c.digits]
     assert call["outcome_type"] == "booked"
+    await assert_each_line_once(stack, call)
 
 
 async def test_hangs_up_mid_call(stack: World_) -> None:
@@ -250,11 +279,13 @@ async def test_russian_venue(stack: World_) -> None:
     assert any(
         any("а" <= ch <= "я" for ch in line["text"].lower()) for line in call["transcript_full"]
     )
+    await assert_each_line_once(stack, call)
 
 
 async def test_talks_over_the_agent(stack: World_) -> None:
     call = await place(stack, "+15550109", "Table for 2 tomorrow at 19:00 under Anna")
     assert call["outcome_type"] == "booked"
+    await assert_each_line_once(stack, call)
 
 
 async def test_unknown_number_gets_the_default_venue(stack: World_) -> None:

@@ -43,6 +43,7 @@ class InMemoryCoreLink:
         return self.attaches[0][0] if self.attaches else ""
 
     async def attach(self, call_id: str, call_sid: str, stream_sid: str, pod: str) -> CallTask:
+        await self._owner.attach_gate.wait()
         if call_id in self._owner.refused:
             raise CoreLinkError("core does not know this call")
         self.attaches.append((call_id, call_sid, stream_sid, pod))
@@ -103,6 +104,8 @@ class InMemoryCore:
         self.task_for = task_for or (lambda call_id: CallTask(call_id, f"Task of {call_id}"))
         self.links: dict[str, InMemoryCoreLink] = {}
         self.refused: set[str] = set()
+        self.attach_gate = asyncio.Event()  # clear it to hold every attach until set again
+        self.attach_gate.set()
         self._changed = asyncio.Event()
 
     def __call__(self) -> InMemoryCoreLink:

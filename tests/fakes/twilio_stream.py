@@ -183,7 +183,7 @@ class TwilioStreamClient:
         return [r.kind for r in self.outbound]
 
     async def wait_until(self, condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-        """Wait until `condition()` holds; re-checked after every message and played frame."""
+        """Wait until `condition()` holds; re-checked after every message and every frame."""
         async with asyncio.timeout(timeout_s):
             while not condition():
                 self._changed.clear()
@@ -240,7 +240,7 @@ class TwilioStreamClient:
                 self.sent_frames += 1
                 if self._unplayed and self._unplayed[0].kind == "media":
                     self.heard.append(self._unplayed.popleft().payload)
-                    self._notify()
+                self._notify()
                 await self._echo_due(ws)
                 await asyncio.sleep(max(0.0, started + (n + 1) * FRAME_S - time.monotonic()))
 

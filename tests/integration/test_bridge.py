@@ -440,6 +440,72 @@ async def test_deepgram_drop_degrades_to_gemini_transcription(world: World) -> N
         assert sources == {"gemini"}
 
 
+def callee_lines(link: InMemoryCoreLink) -> list[tuple[str, str]]:
+    return [(t.text, t.source) for t in link.transcripts if t.speaker == "callee"]
+
+
+async def agent_says(world: World, link: InMemoryCoreLink, text: str) -> None:
+    """A model turn, waited for until its line reached core: every model event sent before
+    it (an input transcription) has been handled by then."""
+    await world.gemini.say(tone_24k(200, SOFT), text, pace=0)
+    await world.core.wait_until(lambda: any(t.text == text for t in link.transcripts))
+
+
+async def test_a_callee_utterance_is_one_line_from_the_ear(world: World) -> None:
+    world.deepgram.script_utterance("Yes, we have a table at seven.", at_audio_s=0.2)
+    async with world.client():
+        link = await started(world)
+        await world.core.wait_until(lambda: bool(callee_lines(link)))
+        # Gemini hears the same words; its copy stays internal while the ear works.
+        await world.gemini.transcribe_input("yes we have a table at seven")
+        await agent_says(world, link, "Great, for four please.")
+    assert callee_lines(link) == [("Yes, we have a table at seven.", "supervisor_stt")]
+    assert all(t.final for t in link.transcripts)  # the ear's interim result is not reported
+
+
+async def test_the_callees_first_words_reach_the_ear_while_the_model_connects(
+    world: World,
+) -> None:
+    # Quiet μ-law that is not silence (0xFF), so the ear's audio can be matched byte for byte.
+    greeting = bytes([0xFE, 0xFD, 0x7E, 0x7D]) * 40 * 20  # 400 ms
+    world.deepgram.script_utterance("Luigi's, good evening.", at_audio_s=0.0)
+    world.core.attach_gate.clear()  # the bridge waits for core; Twilio's frames keep coming
+    client = world.client()
+    client.speak(greeting)
+    async with client:
+        await client.wait_until(lambda: client.sent_frames >= 40)  # 800 ms before the attach
+        world.core.attach_gate.set()
+        link = await started(world)
+        await world.deepgram.wait_until(
+            lambda: (
+                bool(world.deepgram.sessions)
+                and world.deepgram.sessions[0].audio_bytes > len(greeting)
+            )
+        )
+        await world.core.wait_until(lambda: bool(callee_lines(link)))
+    assert bytes(world.deepgram.sessions[0].audio[: len(greeting)]) == greeting
+    assert [(t.text, t.source, t.offset_ms) for t in link.transcripts if t.speaker == "callee"] == [
+        ("Luigi's, good evening.", "supervisor_stt", 0)
+    ]
+
+
+async def test_once_the_ear_is_lost_geminis_callee_lines_are_the_record(world: World) -> None:
+    world.deepgram.script_utterance("Hello, Luigi's.", at_audio_s=0.2)
+    async with world.client():
+        link = await started(world)
+        await world.core.wait_until(lambda: bool(callee_lines(link)))
+        await world.gemini.transcribe_input("hello luigis")
+        await agent_says(world, link, "Hi, a table for four tonight?")
+        world.deepgram.drop()
+        await world.core.wait_until(lambda: any(d.kind == "ear_lost" for d in link.decisions))
+        await world.gemini.transcribe_input("We are fully booked tonight.")
+        await world.core.wait_until(lambda: len(callee_lines(link)) == 2)
+    assert callee_lines(link) == [
+        ("Hello, Luigi's.", "supervisor_stt"),
+        ("We are fully booked tonight.", "gemini"),
+    ]
+
+
 async def test_hang_up_from_core_hangs_up_at_once(world: World) -> None:
     async with world.client(call_sid="CA" + "8" * 32) as client:
         link = await started(world)

@@ -117,3 +117,51 @@ async def test_completed_call_merges_its_live_lines(
     # Struct numbers travel as doubles; clients get the integers back.
     assert all(type(t[k]) is int for t in body["turns"] for k in ("start_ms", "end_ms"))
     assert type(body["duration_ms"]) is int
+
+
+async def test_each_utterance_is_stored_once_and_interim_lines_not_at_all(
+    http: httpx.AsyncClient, core: Core, channel: grpc.aio.Channel, customer: api_keys.CreatedKey
+) -> None:
+    call = (await http.post("/calls", json=BODY, headers=key(customer))).json()["call"]
+    call_id, sid = call["call_id"], call["call_sid"]
+    assert await report(channel, kind="status", call_sid=sid, status="in_progress")
+    lines = [
+        line("callee", "Luigi's", 100, "supervisor_stt", final=False),
+        line("callee", "Luigi's, good evening.", 100, "supervisor_stt"),
+        line("agent", "Hi, a table for two at seven?", 2000, "gemini"),
+        # The ear is lost: Gemini's transcription of the callee is the record from here on.
+        line("callee", "Sorry, we are fully booked.", 4000, "gemini"),
+        line("agent", "Sor", 6000, "gemini", final=False),
+        line("agent", "Sorry to hear that, goodbye.", 6000, "gemini"),
+    ]
+    async with session(core, call_id) as media:
+        await media.next()
+        for each in lines:
+            media.send(transcript=each)
+
+        async def stored() -> bool:
+            got = (await http.get(f"/calls/{call_id}", headers=key(customer))).json()
+            return len(got["transcript_full"]) == 4
+
+        await eventually(stored)
+    assert await report(channel, kind="status", call_sid=sid, status="completed", duration_sec=9)
+    full = (await http.get(f"/calls/{call_id}", headers=key(customer))).json()["transcript_full"]
+    assert [(t["speaker"], t["text"], t["source"]) for t in full] == [
+        ("callee", "Luigi's, good evening.", "supervisor_stt"),
+        ("agent", "Hi, a table for two at seven?", "gemini"),
+        ("callee", "Sorry, we are fully booked.", "gemini"),
+        ("agent", "Sorry to hear that, goodbye.", "gemini"),
+    ]
+    rows = await core.pool.fetch(
+        "SELECT payload FROM call_events WHERE call_id = $1 AND type = 'transcript' "
+        "ORDER BY event_id",
+        call_id,
+    )
+    assert [dict(r["payload"]) for r in rows] == full  # the durable log: the same lines once
+    merged = (await http.get(f"/calls/{call_id}/transcript-merged", headers=key(customer))).json()
+    assert [(t["speaker"], t["text"], t["source"]) for t in merged["turns"]] == [
+        ("callee", "Luigi's, good evening.", "supervisor_stt"),
+        ("agent", "Hi, a table for two at seven?", "live_agent"),
+        ("callee", "Sorry, we are fully booked.", "gemini"),
+        ("agent", "Sorry to hear that, goodbye.", "live_agent"),
+    ]

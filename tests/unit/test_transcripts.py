@@ -76,6 +76,24 @@ def test_geminis_callee_lines_stand_in_when_the_ear_heard_nothing() -> None:
     ]
 
 
+def test_geminis_callee_lines_after_the_ears_last_line_are_the_fallback_record() -> None:
+    merged = merge_live(
+        [
+            line("callee", "Hello, Luigi's.", 0, "supervisor_stt"),
+            line("agent", "Hi, a table for two?", 1000),
+            line("callee", "we are fully booked", 3000, "gemini"),  # the ear was lost
+            line("callee", "sorry", 5000, "gemini"),
+        ],
+        10,
+    )
+    assert [(t["text"], t["source"]) for t in merged["turns"]] == [
+        ("Hello, Luigi's.", "supervisor_stt"),
+        ("Hi, a table for two?", "live_agent"),
+        ("we are fully booked", "gemini"),
+        ("sorry", "gemini"),
+    ]
+
+
 def test_non_final_and_blank_lines_are_left_out() -> None:
     partial = {**line("agent", "Hel", 0), "final": False}
     merged = merge_live([partial, line("agent", "   ", 10), line("agent", " Hello ", 20)], 5)
