@@ -292,6 +292,11 @@ class SimCarrier:
         except (httpx.HTTPError, ValueError) as err:
             log.warning("recording callback not delivered", extra={"error": str(err)})
 
+    @property
+    def calls_in_progress(self) -> int:
+        """Calls whose life (callbacks included, the recording's last) has not ended."""
+        return len(self._tasks)
+
     async def aclose(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:
