@@ -250,9 +250,11 @@ class TwilioTelephony:
                         retryable=resp.status in _RETRYABLE_STATUSES,
                         status=resp.status,
                     )
+            # aiohttp undoes a Content-Encoding, after which the length would be wrong.
+            encoded = resp.headers.get("Content-Encoding", "identity") != "identity"
             yield telephony.RecordingMedia(
                 content_type=resp.headers.get("Content-Type", "audio/mpeg"),
-                content_length=resp.content_length,
+                content_length=None if encoded else resp.content_length,
                 chunks=self._chunks(resp),
             )
 
