@@ -9,7 +9,8 @@ AMD result follows the venue's greeting (`machine_end_beep` after a voicemail be
 update ends the current stream: `Status=completed` hangs up, new `Twiml` runs next (that is
 how DTMF is sent). The bridge closing its socket ends the call (no verb follows), and so
 does the venue hanging up. After the call: the final status callback with `CallDuration`,
-then, if asked, the recording callback whose media is the audio the carrier captured (WAV).
+then, if asked, the recording callback whose media is the audio the carrier captured,
+served as real MP3 (`sim.mp3`) at `.mp3` and as WAV at `.wav`, like Twilio.
 
 If the stream cannot be opened (no bridge listening), the call stays up silently for
 `talk_seconds` and completes, which is the minimal life `make run` had before the bridge.
@@ -30,7 +31,8 @@ import httpx
 from websockets.exceptions import WebSocketException
 
 from sim.callee import Callee
-from sim.media_stream import Recorder, StreamLeg
+from sim.media_stream import Recorder, StreamLeg, wav_of
+from sim.mp3 import encode_mp3
 from sim.twilio_rest import FakeCall, FakeTwilioRest, RecordedForm
 from sim.venues import Answering, venue_for
 from sim.voice import WordTiming
@@ -278,14 +280,22 @@ class SimCarrier:
         if form.get("Record") != "true" or not state.recorder.outbound:
             return
         track = form.get("RecordingTrack") or "both"
-        media = state.recorder.wav(track)
-        self.world.add_recording(media, recording_words(state.conv, track))
+        pcm = state.recorder.pcm(track)
+        wav = wav_of(pcm)
+        mp3 = await asyncio.to_thread(encode_mp3, pcm)  # LAME takes a while on a long call
+        # Deepgram's stand-in knows a recording's words by the bytes it is sent: the MP3.
+        self.world.add_recording(mp3, recording_words(state.conv, track))
         await self._pause(0.2)
         try:
             seconds = max(1, round(state.recorder.seconds))
-            await self._rest.fire_recording(state.sid, media=media, duration_sec=seconds)
+            await self._rest.fire_recording(state.sid, media=mp3, wav=wav, duration_sec=seconds)
         except (httpx.HTTPError, ValueError) as err:
             log.warning("recording callback not delivered", extra={"error": str(err)})
+
+    @property
+    def calls_in_progress(self) -> int:
+        """Calls whose life (callbacks included, the recording's last) has not ended."""
+        return len(self._tasks)
 
     async def aclose(self) -> None:
         tasks = list(self._tasks.values())

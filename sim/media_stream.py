@@ -67,8 +67,8 @@ class Recorder:
         self.inbound += said
         self.outbound += heard
 
-    def wav(self, track: str = "both") -> bytes:
-        """A mono 8 kHz PCM16 WAV of one track, or of both mixed."""
+    def pcm(self, track: str = "both") -> bytes:
+        """Mono 8 kHz PCM16 (little-endian) of one track, or of both mixed."""
         inbound = np.frombuffer(codec.ulaw_decode(bytes(self.inbound)), dtype="<i2")
         outbound = np.frombuffer(codec.ulaw_decode(bytes(self.outbound)), dtype="<i2")
         if track == "inbound":
@@ -78,13 +78,22 @@ class Recorder:
         else:
             total = inbound.astype(np.int32) + outbound.astype(np.int32)
             mixed = np.clip(total, -32768, 32767).astype("<i2")
-        buffer = io.BytesIO()
-        with wave.open(buffer, "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(8000)
-            out.writeframes(mixed.tobytes())
-        return buffer.getvalue()
+        return mixed.tobytes()
+
+    def wav(self, track: str = "both") -> bytes:
+        """A mono 8 kHz PCM16 WAV of one track, or of both mixed."""
+        return wav_of(self.pcm(track))
+
+
+def wav_of(pcm16: bytes, sample_rate: int = 8000) -> bytes:
+    """A mono PCM16 WAV file holding `pcm16`."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm16)
+    return buffer.getvalue()
 
 
 class StreamLeg:

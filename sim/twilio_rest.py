@@ -3,7 +3,8 @@
 It speaks the wire protocol of docs/protocols.md section E1 (items 1, 2, 5, 6) so the
 production `TwilioTelephony` is driven through the real twilio SDK: Basic auth, form
 bodies with repeated keys, `Calls.json` / `Calls/{CA}.json` / `Recordings.json` /
-`Recordings/{RE}.mp3`, Twilio-shaped error bodies, and callbacks signed with
+`Recordings/{RE}.mp3` (MP3, `audio/mpeg`) and `.wav` or no extension (WAV, `audio/x-wav`),
+each with its Content-Length, Twilio-shaped error bodies, and callbacks signed with
 `RequestValidator.compute_signature` to the URLs the SDK sent. Calls do not progress by
 themselves: a test fires each status, AMD and recording callback, so ordering is explicit;
 the simulated world (`sim.carrier`) drives them through the `on_create`/`on_update` hooks.
@@ -143,10 +144,14 @@ class CallUpdate:
 
 @dataclasses.dataclass(slots=True)
 class FakeRecording:
+    """One stored recording: its MP3, and its WAV when the carrier captured the audio
+    (a recording a test adds from MP3 bytes alone has no WAV: `.wav` answers 404)."""
+
     sid: str
     call_sid: str
-    media: bytes
+    mp3: bytes
     duration_sec: int
+    wav: bytes | None = None
     status: str = "completed"
 
 
@@ -191,7 +196,10 @@ class FakeTwilioRest:
                 Route(f"{prefix}/Calls.json", self._create_call, methods=["POST"]),
                 Route(f"{prefix}/Calls/{{call_sid}}.json", self._update_call, methods=["POST"]),
                 Route(f"{prefix}/Recordings.json", self._list_recordings, methods=["GET"]),
-                Route(f"{prefix}/Recordings/{{sid}}.mp3", self._recording_media, methods=["GET"]),
+                Route(f"{prefix}/Recordings/{{sid}}.mp3", self._recording_mp3, methods=["GET"]),
+                Route(f"{prefix}/Recordings/{{sid}}.wav", self._recording_wav, methods=["GET"]),
+                # No extension: Twilio serves the WAV.
+                Route(f"{prefix}/Recordings/{{sid}}", self._recording_wav, methods=["GET"]),
             ]
         )
         self._server = LoopbackServer(app, port)
@@ -225,9 +233,15 @@ class FakeTwilioRest:
         return next(c for c in self.calls if c.sid == call_sid)
 
     def add_recording(
-        self, call_sid: str, media: bytes = SILENT_MP3_FRAME * 8, duration_sec: int = 1
+        self,
+        call_sid: str,
+        media: bytes = SILENT_MP3_FRAME * 8,
+        duration_sec: int = 1,
+        *,
+        wav: bytes | None = None,
     ) -> FakeRecording:
-        recording = FakeRecording("RE" + uuid.uuid4().hex, call_sid, media, duration_sec)
+        """Store a completed recording: `media` is its MP3, `wav` the same audio as WAV."""
+        recording = FakeRecording("RE" + uuid.uuid4().hex, call_sid, media, duration_sec, wav)
         self.recordings[recording.sid] = recording
         while self.max_recordings is not None and len(self.recordings) > self.max_recordings:
             del self.recordings[next(iter(self.recordings))]
@@ -312,14 +326,16 @@ class FakeTwilioRest:
         *,
         media: bytes = SILENT_MP3_FRAME * 8,
         duration_sec: int = 1,
+        wav: bytes | None = None,
         **extra: str,
     ) -> httpx.Response:
-        """Store a completed recording for the call and send its recording status callback."""
+        """Store a completed recording for the call (`media` its MP3, `wav` its WAV) and
+        send its recording status callback."""
         call = self.call(call_sid)
         url = call.form.get("RecordingStatusCallback")
         if call.form.get("Record") != "true" or url is None:
             raise ValueError(f"call {call_sid} did not ask to be recorded")
-        recording = self.add_recording(call_sid, media, duration_sec)
+        recording = self.add_recording(call_sid, media, duration_sec, wav=wav)
         params = {
             "AccountSid": self.account_sid,
             "CallSid": call_sid,
@@ -406,15 +422,22 @@ class FakeTwilioRest:
         }
         return JSONResponse(page)
 
-    async def _recording_media(self, request: Request) -> Response:
+    async def _recording_mp3(self, request: Request) -> Response:
+        return self._recording_media(request, "mp3")
+
+    async def _recording_wav(self, request: Request) -> Response:
+        return self._recording_media(request, "wav")
+
+    def _recording_media(self, request: Request, kind: str) -> Response:
+        """The media in the format asked for, with Twilio's Content-Type (Starlette adds
+        the Content-Length)."""
         if (refused := self._refusal(request)) is not None:
             return refused
         recording = self.recordings.get(request.path_params["sid"])
-        if recording is None:
+        media = None if recording is None else recording.mp3 if kind == "mp3" else recording.wav
+        if media is None:
             return _twilio_error(404, 20404, "The requested resource was not found")
-        # The simulated carrier records WAV (there is no MP3 encoder in the sim).
-        wav = recording.media.startswith(b"RIFF")
-        return Response(recording.media, media_type="audio/wav" if wav else "audio/mpeg")
+        return Response(media, media_type="audio/mpeg" if kind == "mp3" else "audio/x-wav")
 
     def _call_json(self, call: FakeCall) -> dict[str, Any]:
         now = _now_rfc2822()

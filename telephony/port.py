@@ -10,8 +10,10 @@ a caller's retry policy reads: it is True only when the provider certainly did N
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 from common.errors import ProviderError
@@ -54,13 +56,29 @@ class Recording:
     """One recording the provider holds for a call.
 
     `status` is the provider's recording status (`completed` is the only one whose media
-    is final); `duration_sec` is None while the provider does not know it yet.
+    is final); `duration_sec` is None while the provider does not know it yet. `url` is the
+    provider's own URL of the media (what its recording callback calls `RecordingUrl`);
+    it carries account identifiers and is stored, never shown.
     """
 
     sid: str
     call_sid: str
     status: str
     duration_sec: int | None
+    url: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecordingMedia:
+    """A recording's media being downloaded: read `chunks` once, in order.
+
+    `content_type` and `content_length` are what the provider answered (`audio/mpeg` for
+    MP3); `content_length` is None when it did not say.
+    """
+
+    content_type: str
+    content_length: int | None
+    chunks: AsyncIterator[bytes]
 
 
 class Telephony(Protocol):
@@ -88,8 +106,12 @@ class Telephony(Protocol):
         """The recordings the provider holds for a call (possibly none yet)."""
         ...
 
-    async def fetch_recording(self, recording_sid: str) -> bytes:
-        """The recording's media as MP3 bytes."""
+    def open_recording(
+        self, recording_sid: str
+    ) -> contextlib.AbstractAsyncContextManager[RecordingMedia]:
+        """Start downloading the recording's MP3; the download stays open (and its bytes
+        are read from the network as `chunks` is iterated) until the context exits. A
+        failure while reading a chunk raises `TelephonyError` from the iteration."""
         ...
 
     async def aclose(self) -> None:

@@ -40,6 +40,8 @@ STATUS_CALLBACK_EVENTS = ("initiated", "ringing", "answered", "completed")
 # Twilio answers 21220 ("Call is not in-progress") when asked to change a call that ended.
 _CALL_NOT_IN_PROGRESS = 21220
 _RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A recording is read from the carrier (and passed on) in pieces of at most this size.
+RECORDING_CHUNK = 64 * 1024
 # How long a stream token in fresh TwiML stays valid: the stream starts when the callee answers
 # (ring timeout at most, plus Twilio's queueing), or seconds after a DTMF `<Play>`.
 STREAM_TOKEN_TTL_SEC = 600
@@ -218,29 +220,51 @@ class TwilioTelephony:
                 call_sid=str(r.call_sid),
                 status=str(r.status),
                 duration_sec=_int_or_none(r.duration),
+                # The same URL the recording callback sends as RecordingUrl.
+                url=str(r.media_url) if r.media_url else self._recording_url(str(r.sid)),
             )
             for r in records
         ]
 
-    async def fetch_recording(self, recording_sid: str) -> bytes:
+    def _recording_url(self, recording_sid: str) -> str:
+        account = f"{self._api_base_url}/2010-04-01/Accounts/{self._account_sid}"
+        return f"{account}/Recordings/{recording_sid}"
+
+    @contextlib.asynccontextmanager
+    async def open_recording(self, recording_sid: str) -> AsyncIterator[telephony.RecordingMedia]:
+        """GET `.mp3` and hand its body on as it arrives; each read is bounded in time
+        separately, so a long recording is not cut off by the request timeout."""
         self._twilio()
         assert self._http is not None and self._http.session is not None
-        url = (
-            f"{self._api_base_url}/2010-04-01/Accounts/{self._account_sid}"
-            f"/Recordings/{recording_sid}.mp3"
-        )
+        session = self._http.session
         headers = {"Authorization": _basic_auth(self._account_sid, self._auth_token)}
-        async with self._guard("fetch_recording", ambiguous_is_retryable=True):
-            # Real Twilio may redirect to storage; aiohttp follows, dropping auth cross-host.
-            async with self._http.session.get(url, headers=headers) as resp:
-                body = bytes(await resp.read())
+        async with contextlib.AsyncExitStack() as stack:
+            async with self._guard("fetch_recording", ambiguous_is_retryable=True):
+                # Real Twilio may redirect to storage; aiohttp follows, dropping auth cross-host.
+                resp = await stack.enter_async_context(
+                    session.get(f"{self._recording_url(recording_sid)}.mp3", headers=headers)
+                )
                 if resp.status != 200:
                     raise telephony.TelephonyError(
                         f"recording fetch answered HTTP {resp.status}",
                         retryable=resp.status in _RETRYABLE_STATUSES,
                         status=resp.status,
                     )
-        return body
+            # aiohttp undoes a Content-Encoding, after which the length would be wrong.
+            encoded = resp.headers.get("Content-Encoding", "identity") != "identity"
+            yield telephony.RecordingMedia(
+                content_type=resp.headers.get("Content-Type", "audio/mpeg"),
+                content_length=None if encoded else resp.content_length,
+                chunks=self._chunks(resp),
+            )
+
+    async def _chunks(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        while True:
+            async with self._guard("fetch_recording", ambiguous_is_retryable=True):
+                chunk = await resp.content.read(RECORDING_CHUNK)
+            if not chunk:
+                return
+            yield bytes(chunk)
 
     def _guard(
         self, operation: str, *, ambiguous_is_retryable: bool

@@ -9,14 +9,24 @@ Every status change goes through `core.app.call_status.transition_in`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import asyncpg
 
-from core.app import call_status, credits, dial_queue, events, idempotency, maintenance, sessions
+from core.app import (
+    call_status,
+    credits,
+    dial_queue,
+    events,
+    idempotency,
+    maintenance,
+    recordings,
+    sessions,
+)
 from core.app.api_keys import new_id
 from core.app.call_status import Change
 from core.domain import call_states as st
@@ -26,7 +36,7 @@ from core.domain.idempotency import Key, Stored
 from core.domain.tasks import StartRequest
 from core.store.database import Conn
 from core.store.sql import calls as sql
-from telephony.port import Telephony, TelephonyError
+from telephony.port import RecordingMedia, Telephony, TelephonyError
 
 log = logging.getLogger(__name__)
 
@@ -327,14 +337,18 @@ class CallService:
         )
         return True
 
-    async def recording(self, call_id: str) -> bytes | None:
-        """The call's recording (MP3), None while the carrier is still processing it.
+    @contextlib.asynccontextmanager
+    async def open_recording(self, call_id: str) -> AsyncIterator[RecordingMedia | None]:
+        """The call's recording as the carrier serves it, read chunk by chunk while the
+        context is open; None while the carrier is still processing it.
 
         Prefers the sid from the recording callback; if that callback has not landed,
-        asks the carrier and remembers what it found.
+        asks the carrier, and remembers and announces what it found exactly as the
+        callback would have (`core.app.recordings.remember`).
 
         Raises:
-            CallagentError: NOT_FOUND for an unknown call or one that was never dialed.
+            CallagentError: NOT_FOUND for an unknown call or one that was never dialed;
+                CARRIER_ERROR when the carrier fails, also from reading a chunk.
         """
         row = await self._pool.fetchrow(sql.RECORDING_OF, call_id)
         if row is None or row["call_sid"] is None:
@@ -348,15 +362,14 @@ class CallService:
                     if r.status == "completed"
                 ]
                 if not found:
-                    return None
+                    yield None
+                    return
                 recording_sid = found[0].sid
-                await self._pool.execute(
-                    sql.REMEMBER_RECORDING,
-                    call_id,
-                    recording_sid,
-                    found[0].duration_sec,
+                await recordings.remember(
+                    self._pool, call_id, recording_sid, found[0].url, found[0].duration_sec
                 )
-            return await self._telephony.fetch_recording(recording_sid)
+            async with self._telephony.open_recording(recording_sid) as media:
+                yield media
         except TelephonyError as err:
             log.warning("recording fetch failed", extra={"call_id": call_id})
             raise CallagentError(

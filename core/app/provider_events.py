@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from core.app import events
+from core.app import recordings
 from core.app.call_status import Change
 from core.app.calls import CallService
 from core.domain import call_states as st
@@ -66,24 +66,14 @@ async def apply_provider_event(service: CallService, event: ProviderEvent) -> bo
         await pool.execute(sql.SET_ANSWERED_BY, call_id, event.answered_by)
         return True
     if event.kind == "recording":
-        if event.recording_status not in (None, "completed"):
+        if event.recording_status not in (None, "completed") or not event.recording_sid:
             return False
-        async with pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                sql.SET_RECORDING,
-                call_id,
-                event.recording_sid,
-                event.recording_url,
-                event.recording_duration_sec,
-            )
-            await events.append(
-                conn,
-                call_id,
-                "recording_ready",
-                {
-                    "recording_url": f"/calls/{call_id}/recording",
-                    "duration_sec": event.recording_duration_sec,
-                },
-            )
-        return True
+        # False for a repeat, or when the lazy lookup already stored and announced it.
+        return await recordings.remember(
+            pool,
+            call_id,
+            event.recording_sid,
+            event.recording_url,
+            event.recording_duration_sec,
+        )
     raise CallagentError("INVALID_ARGUMENT_FIELD", f"unknown event kind {event.kind!r}")

@@ -168,8 +168,9 @@ def expected_next_steps(call_id: str, queued: bool, ask_user_mode: str) -> list[
         f'"mode": "voice"}}. Use mode "context" for silent guidance the agent should act on '
         f"without saying it.",
         f"The call is over when its status is one of {', '.join(call_states.TERMINAL_IN_ORDER)}; "
-        f"GET {call} then carries the outcome, summary and transcript, GET {call}/recording "
-        f"the recording, and GET /v1/booking/bookings any booking it made.",
+        f"GET {call} then carries the outcome, summary and transcript, GET "
+        f"{call}/transcript-merged the whole conversation turn by turn (202 until it is "
+        f"ready), and GET /v1/booking/bookings any booking it made.",
         f"To stop the call, POST {call}/cancel; it is safe to retry.",
         "If this response was lost or timed out, retry the same request with the same "
         "Idempotency-Key: you get the same response back (replayed: true) and no second call. "

@@ -13,7 +13,7 @@ import orjson
 from callagent.v1 import calls_pb2, calls_pb2_grpc, telephony_pb2, telephony_pb2_grpc
 from google.protobuf import json_format
 
-from core.app import calls, events, provider_events, transcripts
+from core.app import calls, events, provider_events, recordings, transcripts
 from core.app.ask_user import AskUser
 from core.domain import idempotency as idempotency_rules
 from core.domain import tasks
@@ -41,7 +41,7 @@ def call_message(row: asyncpg.Record, *, details: bool = False) -> calls_pb2.Cal
         outcome_charge_cents=row["outcome_charge_cents"],
         created_at=ts(row["created_at"]),
         has_recording=row["has_recording"],
-        recording_url=f"/calls/{row['call_id']}/recording" if row["has_recording"] else None,
+        recording_url=recordings.recording_path(row["call_id"]) if row["has_recording"] else None,
         reservation_signals=row["reservation_signals"],
         owner_pod=row["owner_pod"],
     )
@@ -60,9 +60,6 @@ def event_message(event: events.Event) -> calls_pb2.CallEvent:
         data_json=event.data_json,
         created_at=ts(event.created_at),
     )
-
-
-RECORDING_CHUNK = 64 * 1024
 
 
 def start_response(started: calls.Started) -> calls_pb2.StartCallResponse:
@@ -175,18 +172,22 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
     async def StreamRecording(
         self, request: calls_pb2.StreamRecordingRequest, context: Ctx
     ) -> AsyncIterator[calls_pb2.StreamRecordingResponse]:
-        """Admin-only; anyone else gets the same NOT_FOUND as for a missing call."""
+        """Admin-only; anyone else gets the same NOT_FOUND as for a missing call.
+
+        The first message carries the carrier's content type and length, then each chunk
+        goes on as the carrier delivers it: the recording is never held whole in memory.
+        """
         if not current_principal().is_admin:
             raise not_found("call")
-        media = await self._calls.recording(request.call_id)
-        if media is None:
-            yield calls_pb2.StreamRecordingResponse(pending=True)
-            return
-        for offset in range(0, max(len(media), 1), RECORDING_CHUNK):
+        async with self._calls.open_recording(request.call_id) as media:
+            if media is None:
+                yield calls_pb2.StreamRecordingResponse(pending=True)
+                return
             yield calls_pb2.StreamRecordingResponse(
-                content_type="audio/mpeg" if offset == 0 else "",
-                chunk=media[offset : offset + RECORDING_CHUNK],
+                content_type=media.content_type, content_length=media.content_length
             )
+            async for chunk in media.chunks:
+                yield calls_pb2.StreamRecordingResponse(chunk=chunk)
 
     async def GetMergedTranscript(
         self, request: calls_pb2.GetMergedTranscriptRequest, context: Ctx

@@ -30,7 +30,9 @@ def run_response(skill_id: str, started: calls.Started, task: skills.SkillTask) 
         credits_reserved=started.credits_reserved,
         status_url=f"/calls/{call_id}",
         answer_url=f"/calls/{call_id}/answer",
-        recording_url=f"/calls/{call_id}/recording",
+        # The recording itself is admin-only; what a customer can fetch of the call's
+        # conversation after it ends is the merged transcript.
+        recording_url=f"/calls/{call_id}/transcript-merged",
         replayed=False,
         expected_next_steps=skills.expected_next_steps(call_id, started.queued, task.ask_user_mode),
         queued=started.queued,

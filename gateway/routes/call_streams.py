@@ -172,25 +172,31 @@ async def get_recording(
         calls_pb2.StreamRecordingRequest(call_id=call_id),
         metadata=credentials(x_gateway_context, x_api_key or api_key),
     )
-    first = await call.read()  # a StreamRecordingResponse, or grpc.aio.EOF
+    try:
+        first = await call.read()  # the header message, or grpc.aio.EOF
+    except BaseException:
+        call.cancel()
+        raise
     if not isinstance(first, calls_pb2.StreamRecordingResponse) or first.pending:
         call.cancel()
         return JsonResponse({"status": "recording_pending"}, status_code=202)
     disposition = "attachment" if download else "inline"
+    headers = {"Content-Disposition": f'{disposition}; filename="call_{call_id}.mp3"'}
+    if first.HasField("content_length"):
+        headers["Content-Length"] = str(first.content_length)
 
     async def chunks() -> AsyncIterator[bytes]:
+        """Each chunk as core relays it from the carrier; never the whole file at once."""
         try:
-            item: object = first
-            while isinstance(item, calls_pb2.StreamRecordingResponse):  # until grpc.aio.EOF
-                yield item.chunk
-                item = await call.read()  # read() only: grpc forbids mixing it with async for
+            if first.chunk:
+                yield first.chunk
+            while isinstance(item := await call.read(), calls_pb2.StreamRecordingResponse):
+                yield item.chunk  # read() only: grpc forbids mixing it with async for
         finally:
             call.cancel()
 
     return StreamingResponse(
-        chunks(),
-        media_type=first.content_type or "audio/mpeg",
-        headers={"Content-Disposition": f'{disposition}; filename="call_{call_id}.mp3"'},
+        chunks(), media_type=first.content_type or "audio/mpeg", headers=headers
     )
 
 

@@ -17,7 +17,9 @@ from media.settings import MediaSettings
 from sim.carrier import SimCarrier
 from sim.twilio_rest import FakeTwilioRest
 from telephony.settings import TwilioSettings
+from tests import mp3_frames
 from tests.conftest import (
+    BOOTSTRAP_KEY,
     INTERNAL_TOKEN,
     eventually,
     free_port,
@@ -53,7 +55,13 @@ async def world(db_dsn: str) -> AsyncIterator[dict[str, Any]]:
                 serve_asgi(create_gateway(make_gateway_settings(core.port))) as gateway_url,
                 httpx.AsyncClient(base_url=gateway_url) as http,
             ):
-                yield {"rest": rest, "core": core, "http": http, "media_url": media_url}
+                yield {
+                    "rest": rest,
+                    "core": core,
+                    "http": http,
+                    "media_url": media_url,
+                    "carrier": carrier,
+                }
         finally:
             await carrier.aclose()
             await core.stop(grace=1)
@@ -111,3 +119,44 @@ async def test_forged_callback_is_refused_and_changes_nothing(world: dict[str, A
         "SELECT status FROM calls WHERE call_id = $1", call["call_id"]
     )
     assert status != "failed"
+
+
+async def test_the_recording_downloads_as_mp3_and_is_announced_once(
+    world: dict[str, Any],
+) -> None:
+    """The admin download may race the carrier's recording callback (a lazy lookup wins
+    when it comes first): either way one `recording_ready`, the same stored URL, MP3 bytes."""
+    core, http, rest = world["core"], world["http"], world["rest"]
+    customer = await new_customer(core.pool)
+    call = (await http.post("/calls", json=BODY, headers={"X-API-Key": customer.api_key})).json()
+    call_id = call["call"]["call_id"]
+    url = f"/calls/{call_id}/recording"
+    admin = {"X-API-Key": BOOTSTRAP_KEY}
+
+    async def served() -> bool:
+        return (await http.get(url, headers=admin)).status_code == 200
+
+    await eventually(served, limit=30)
+    got = await http.get(url, params={"download": "true"}, headers=admin)
+    (recording,) = rest.recordings.values()
+    assert got.content == recording.mp3 and got.content[:2] == b"\xff\xfb"
+    assert got.headers["content-type"] == "audio/mpeg"
+    assert got.headers["content-length"] == str(len(recording.mp3))
+    assert mp3_frames.duration_s(got.content) > 0
+
+    async def carrier_done() -> bool:
+        return world["carrier"].calls_in_progress == 0
+
+    await eventually(carrier_done, limit=30)  # the recording callback, if any, was handled
+    events = await core.pool.fetch(
+        "SELECT payload FROM call_events WHERE call_id = $1 AND type = 'recording_ready'",
+        call_id,
+    )
+    assert [e["payload"]["recording_url"] for e in events] == [url]
+    stored = await core.pool.fetchrow(
+        "SELECT recording_sid, recording_url FROM calls WHERE call_id = $1", call_id
+    )
+    assert stored is not None and stored["recording_sid"] == recording.sid
+    assert stored["recording_url"] == (
+        f"{rest.base_url}/2010-04-01/Accounts/{ACCOUNT}/Recordings/{recording.sid}"
+    )

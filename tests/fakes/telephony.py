@@ -6,9 +6,12 @@ outcomes, and it can be scripted to refuse the next dial the way a carrier would
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import itertools
 import secrets
+from collections.abc import AsyncIterator
 
 from telephony import port as telephony
 
@@ -32,6 +35,11 @@ class FakeTelephony:
         self.dtmf: list[tuple[str, str, str]] = []
         self.recordings: dict[str, list[telephony.Recording]] = {}
         self.recording_media: dict[str, bytes] = {}
+        # Recordings are served in pieces of this size; while `recording_gate` is set and
+        # not yet released, only the first piece is served (to show a reader that streams).
+        self.recording_chunk = 64 * 1024
+        self.recording_gate: asyncio.Event | None = None
+        self.recordings_open = 0
         self.ended: set[str] = set()
         self.closed = False
         self._next_dial_error: telephony.TelephonyError | None = None
@@ -46,7 +54,8 @@ class FakeTelephony:
     def add_recording(self, call_sid: str, media: bytes, duration_sec: int = 1) -> str:
         """Store a completed recording for `call_sid`; return its sid."""
         sid = f"RE{next(self._counter):032x}"
-        record = telephony.Recording(sid, call_sid, "completed", duration_sec)
+        url = f"https://carrier.invalid/Recordings/{sid}"
+        record = telephony.Recording(sid, call_sid, "completed", duration_sec, url)
         self.recordings.setdefault(call_sid, []).append(record)
         self.recording_media[sid] = media
         return sid
@@ -77,14 +86,23 @@ class FakeTelephony:
         self._check_open()
         return list(self.recordings.get(call_sid, []))
 
-    async def fetch_recording(self, recording_sid: str) -> bytes:
+    @contextlib.asynccontextmanager
+    async def open_recording(self, recording_sid: str) -> AsyncIterator[telephony.RecordingMedia]:
         self._check_open()
+        media = self.recording_media.get(recording_sid)
+        if media is None:
+            raise telephony.TelephonyError("recording not found", retryable=False, status=404)
+        self.recordings_open += 1
         try:
-            return self.recording_media[recording_sid]
-        except KeyError:
-            raise telephony.TelephonyError(
-                "recording not found", retryable=False, status=404
-            ) from None
+            yield telephony.RecordingMedia("audio/mpeg", len(media), self._pieces(media))
+        finally:
+            self.recordings_open -= 1
+
+    async def _pieces(self, media: bytes) -> AsyncIterator[bytes]:
+        for offset in range(0, len(media), self.recording_chunk):
+            if offset and self.recording_gate is not None:
+                await self.recording_gate.wait()
+            yield media[offset : offset + self.recording_chunk]
 
     async def aclose(self) -> None:
         self.closed = True

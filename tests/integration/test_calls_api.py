@@ -256,33 +256,3 @@ async def test_cancel_unknown_foreign_and_final_is_false(
     assert (await http.post(f"/calls/{call['call_id']}/cancel", headers=key(customer))).json() == {
         "cancelled": False
     }
-
-
-async def test_recording_is_admin_only_and_streams(
-    http: httpx.AsyncClient,
-    core: Core,
-    channel: grpc.aio.Channel,
-    customer: api_keys.CreatedKey,
-    telephony: FakeTelephony,
-) -> None:
-    from tests.conftest import BOOTSTRAP_KEY
-
-    call = (await http.post("/calls", json=BODY, headers=key(customer))).json()["call"]
-    url = f"/calls/{call['call_id']}/recording"
-    owner = await http.get(url, headers=key(customer))
-    missing = await http.get("/calls/call_nope/recording", headers=key(customer))
-    assert owner.status_code == missing.status_code == 404
-    assert owner.content == missing.content
-    pending = await http.get(url, headers={"X-API-Key": BOOTSTRAP_KEY})
-    assert pending.status_code == 202 and pending.json() == {"status": "recording_pending"}
-    media = b"ID3" + bytes(range(256)) * 600  # > one 64 KiB chunk
-    telephony.add_recording(call["call_sid"], media)
-    got = await http.get(url, params={"api_key": BOOTSTRAP_KEY, "download": "true"})
-    assert got.status_code == 200
-    assert got.headers["content-type"] == "audio/mpeg"
-    assert got.headers["content-disposition"].startswith("attachment")
-    assert got.content == media
-    # found through the carrier's API and remembered for next time
-    details = (await http.get(f"/calls/{call['call_id']}", headers=key(customer))).json()
-    assert details["has_recording"] is True
-    assert details["recording_url"] == url

@@ -33,6 +33,7 @@ from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
 from telephony.settings import TwilioSettings
 from telephony.twilio_rest import TwilioTelephony
+from tests import mp3_frames
 from tests.conftest import INTERNAL_TOKEN, free_port, serve_asgi
 from tests.fakes.core_link import InMemoryCore, InMemoryCoreLink
 
@@ -229,8 +230,9 @@ async def test_books_as_asked_with_recording_and_transcripts(stack: Stack) -> No
     await stack.sink.wait(lambda: bool(stack.sink.of(sid, "recording")))
     recording = stack.sink.of(sid, "recording")[0]
     assert recording.recording_sid is not None and recording.recording_status == "completed"
-    media = await stack.telephony.fetch_recording(recording.recording_sid)
-    assert media.startswith(b"RIFF")
+    async with stack.telephony.open_recording(recording.recording_sid) as got:
+        media = b"".join([chunk async for chunk in got.chunks])
+    assert got.content_type == "audio/mpeg" and mp3_frames.frames(media)  # MP3, frame by frame
     config = DeepgramConfig(
         SecretStr(DEEPGRAM_KEY), http_base=stack.deepgram.http_base, ws_base=stack.deepgram.ws_base
     )

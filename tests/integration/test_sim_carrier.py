@@ -13,6 +13,7 @@ import time
 import wave
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import httpx
 import numpy as np
 import pytest
 from starlette.applications import Starlette
@@ -32,6 +33,7 @@ from sim.twilio_rest import FakeTwilioRest, LoopbackServer
 from sim.world import World
 from telephony import stream_tokens
 from telephony.twilio_rest import TwilioTelephony
+from tests import mp3_frames
 
 ACCOUNT = "AC" + "ca77" * 8
 TOKEN = "sim-carrier-twilio-token"
@@ -209,11 +211,22 @@ async def test_stream_wire_marks_clear_hang_up_and_recording(line: Line) -> None
     leg = line.carrier.legs[0]
     assert leg.protocol_errors == [] and leg.clears == 1 and leg.ended_by == "carrier"
     assert leg.marks_echoed == ["played", "cut"]
+    # The recording is real MP3, served as audio/mpeg with its length, and as long as the
+    # call's audio; its WAV (same audio, at Twilio's `.wav`) is checked sample by sample.
+    async with line.telephony.open_recording(recording.recording_sid) as got:
+        assert got.content_type == "audio/mpeg"
+        mp3 = b"".join([chunk async for chunk in got.chunks])
+    assert got.content_length == len(mp3) and mp3[:2] == b"\xff\xfb"
+    assert recording.recording_url is not None
+    async with httpx.AsyncClient(auth=(ACCOUNT, TOKEN), trust_env=False) as client:
+        served = await client.get(f"{recording.recording_url}.wav")
+    assert served.headers["content-type"] == "audio/x-wav"
     # The recording (outbound track: what the callee heard) holds the played audio only.
-    media = await line.telephony.fetch_recording(recording.recording_sid)
-    with wave.open(io.BytesIO(media)) as wav:
+    with wave.open(io.BytesIO(served.content)) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (8000, 1, 2)
         heard = pcm16_to_ulaw(wav.readframes(wav.getnframes()))
+        seconds = wav.getnframes() / 8000
+    assert 0 <= mp3_frames.duration_s(mp3) - seconds < 0.1  # LAME adds < 2 frames of padding
     played = voiced_frames(agent_audio(0.5))
     assert played <= voiced_frames(heard) < played + voiced_frames(agent_audio(3.0)) // 2
 

@@ -73,7 +73,13 @@ async def test_run_becomes_a_call(
     assert body["status"] == "dialing" and body["call_sid"] == telephony.dials[0].call_sid
     assert body["status_url"] == f"/calls/{call_id}"
     assert body["answer_url"] == f"/calls/{call_id}/answer"
-    assert body["recording_url"] == f"/calls/{call_id}/recording"
+    # Customers are pointed at what they may fetch: the merged transcript (202 while the
+    # call is live), not the admin-only recording, which answers them 404.
+    assert body["recording_url"] == f"/calls/{call_id}/transcript-merged"
+    merged = await http.get(body["recording_url"], headers=key(customer))
+    assert merged.status_code == 202 and merged.json() == {"status": "merger_pending"}
+    assert any(f"GET {body['recording_url']}" in step for step in body["expected_next_steps"])
+    assert not any("/recording" in step for step in body["expected_next_steps"])
     assert body["replayed"] is False and body["credits_reserved"] == 100
     assert any("events" in step for step in body["expected_next_steps"])
     call = (await http.get(f"/calls/{call_id}", headers=key(customer))).json()

@@ -10,13 +10,14 @@ import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 
 from media.twilio import webhooks as twilio_webhooks
 from telephony import port as telephony
 from telephony import stream_tokens
-from telephony.twilio_rest import STREAM_TOKEN_TTL_SEC, TwilioTelephony
+from telephony.twilio_rest import RECORDING_CHUNK, STREAM_TOKEN_TTL_SEC, TwilioTelephony
 from tests.fakes.telephony import FakeTelephony
 from tests.fakes.twilio_rest import SILENT_MP3_FRAME, FakeTwilioRest, LoopbackServer
 
@@ -215,17 +216,44 @@ async def test_recordings_are_listed_and_fetched_with_basic_auth(
     sid = await adapter.dial("call_1", TO)
     other = await adapter.dial("call_2", TO)
     assert await adapter.list_recordings(sid) == []
-    media = SILENT_MP3_FRAME * 3
+    media = SILENT_MP3_FRAME * 400  # 167 kB: more than two of the adapter's reads
     stored = fake.add_recording(sid, media, duration_sec=7)
     fake.add_recording(other)
 
+    url = f"{fake.base_url}/2010-04-01/Accounts/{fake.account_sid}/Recordings/{stored.sid}"
     assert await adapter.list_recordings(sid) == [
-        telephony.Recording(stored.sid, sid, "completed", 7)
+        telephony.Recording(stored.sid, sid, "completed", 7, url)
     ]
-    assert await adapter.fetch_recording(stored.sid) == media
+    async with adapter.open_recording(stored.sid) as got:
+        assert (got.content_type, got.content_length) == ("audio/mpeg", len(media))
+        chunks = [chunk async for chunk in got.chunks]
+    assert b"".join(chunks) == media
+    assert len(chunks) >= 3 and max(map(len, chunks)) <= RECORDING_CHUNK
     with pytest.raises(telephony.TelephonyError) as info:
-        await adapter.fetch_recording("RE" + "0" * 32)
+        async with adapter.open_recording("RE" + "0" * 32):
+            pass
     assert (info.value.status, info.value.retryable) == (404, False)
+
+
+async def test_the_fake_serves_each_format_as_what_it_is(fake: FakeTwilioRest) -> None:
+    wav = b"RIFF" + bytes(40)
+    stored = fake.add_recording("CA1", SILENT_MP3_FRAME * 2, wav=wav)
+    mp3_only = fake.add_recording("CA2", SILENT_MP3_FRAME)
+    base = f"{fake.base_url}/2010-04-01/Accounts/{fake.account_sid}/Recordings"
+    auth = (fake.account_sid, fake.auth_token)
+    async with httpx.AsyncClient(auth=auth, trust_env=False) as client:
+        mp3 = await client.get(f"{base}/{stored.sid}.mp3")
+        as_wav = await client.get(f"{base}/{stored.sid}.wav")
+        bare = await client.get(f"{base}/{stored.sid}")
+        no_wav = await client.get(f"{base}/{mp3_only.sid}.wav")
+        anonymous = await client.get(f"{base}/{stored.sid}.mp3", auth=None)
+    assert mp3.headers["content-type"] == "audio/mpeg"
+    assert mp3.headers["content-length"] == str(2 * len(SILENT_MP3_FRAME))
+    assert mp3.content == SILENT_MP3_FRAME * 2
+    for got in (as_wav, bare):  # no extension: Twilio's default, WAV
+        assert got.headers["content-type"] == "audio/x-wav"
+        assert (got.headers["content-length"], got.content) == (str(len(wav)), wav)
+    assert (no_wav.status_code, anonymous.status_code) == (404, 401)
 
 
 async def test_closed_adapter_refuses_work(fake: FakeTwilioRest) -> None:

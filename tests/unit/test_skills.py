@@ -390,3 +390,5 @@ def test_expected_next_steps_follow_queueing_and_ask_user_mode() -> None:
     text = " ".join(direct)
     for fact in ("POST /calls/call_1/answer", "request_id", "same Idempotency-Key", "cancel"):
         assert fact in text
+    # Only admin keys may fetch the recording: customers are sent to the merged transcript.
+    assert "GET /calls/call_1/transcript-merged" in text and "/recording" not in text

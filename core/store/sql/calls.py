@@ -107,19 +107,16 @@ UPDATE calls SET outcome_type = $2, outcome_summary = $3 WHERE call_id = $1
 
 RECORDING_OF = "SELECT call_sid, recording_sid FROM calls WHERE call_id = $1"
 
-REMEMBER_RECORDING = """
-UPDATE calls SET recording_sid = $2, recording_duration = $3
-WHERE call_id = $1 AND recording_sid IS NULL
-"""
-
 ID_BY_SID = "SELECT call_id FROM calls WHERE call_sid = $1"
 
 SET_ANSWERED_BY = "UPDATE calls SET answered_by = $2, updated_at = now() WHERE call_id = $1"
 
+# The first recording found (callback or lookup) is the call's; None when it had one.
 SET_RECORDING = """
 UPDATE calls SET recording_sid = $2, recording_url = $3, recording_duration = $4,
     updated_at = now()
-WHERE call_id = $1
+WHERE call_id = $1 AND recording_sid IS NULL
+RETURNING call_id
 """
 
 # $1 statuses before answer, $2 / $3 seconds without news before / after answer.

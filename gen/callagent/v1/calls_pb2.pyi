@@ -508,23 +508,30 @@ class StreamRecordingResponse(_message.Message):
     CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     PENDING_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
+    CONTENT_LENGTH_FIELD_NUMBER: _builtins.int
     content_type: _builtins.str
-    """Set on the first message only."""
+    """Set on the first message only: the carrier's content type (audio/mpeg for MP3)."""
     pending: _builtins.bool
     """True when the recording is still being processed (then no chunks follow)."""
     chunk: _builtins.bytes
+    """The media, in order; the first message carries none."""
+    content_length: _builtins.int
+    """Set on the first message only, when the carrier said how many bytes follow."""
     def __init__(
         self,
         *,
         content_type: _builtins.str = ...,
         pending: _builtins.bool = ...,
         chunk: _builtins.bytes = ...,
+        content_length: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_content_length", b"_content_length", "content_length", b"content_length"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "content_type", b"content_type", "pending", b"pending"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_content_length", b"_content_length", "chunk", b"chunk", "content_length", b"content_length", "content_type", b"content_type", "pending", b"pending"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__content_length: _TypeAlias = _typing.Literal["content_length"]  # noqa: Y015
+    _WhichOneofArgType__content_length: _TypeAlias = _typing.Literal["_content_length", b"_content_length"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__content_length) -> _WhichOneofReturnType__content_length | None: ...
 
 Global___StreamRecordingResponse: _TypeAlias = StreamRecordingResponse  # noqa: Y015
 
