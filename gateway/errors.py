@@ -123,6 +123,9 @@ def from_http_exception(err: HTTPException) -> JsonResponse:
     return http_error(err.status_code, code, message, headers=err.headers)
 
 
+_I64, _U64 = -(2**63), 2**64  # the integers orjson serializes
+
+
 def _clean(text: str) -> str:
     """`text` shortened and made encodable (a lone surrogate becomes "?")."""
     if len(text) > MAX_ECHO_CHARS:
@@ -131,7 +134,12 @@ def _clean(text: str) -> str:
 
 
 def _echo(value: Any) -> Any:
-    """What a 422 may echo of an input: scalars, short strings, small containers."""
+    """What a 422 may echo of an input: scalars, short strings, small containers.
+
+    An integer JSON can carry but orjson cannot (beyond 64 bits) is echoed as text.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and not _I64 <= value < _U64:
+        return _clean(str(value))
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
