@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import zoneinfo
 
@@ -39,15 +40,16 @@ class BookingTime:
     utc: dt.datetime
 
 
-def valid_zone(name: str | None) -> str | None:
-    """`name` when it is an IANA zone zoneinfo knows, else None."""
-    if not name or not isinstance(name, str):
+@functools.cache
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def valid_zone(name: object) -> str | None:
+    """`name` when it is an IANA zone the time-zone database has, else None."""
+    if not isinstance(name, str):
         return None
-    try:
-        zoneinfo.ZoneInfo(name.strip())
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return None
-    return name.strip()
+    return name.strip() if name.strip() in _zones() else None
 
 
 def zone_of_number(phone: str) -> str | None:

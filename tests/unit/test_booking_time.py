@@ -17,6 +17,12 @@ def test_zone_explicit_then_number_then_utc() -> None:
     assert booking_time.venue_zone("not a number") == "UTC"
 
 
+def test_only_real_zones_are_zones() -> None:
+    assert booking_time.valid_zone(" Europe/Berlin ") == "Europe/Berlin"
+    for bad in ("Europe", "Etc", "/etc/passwd", "a/../b", "zone.tab", "", None, 3):
+        assert booking_time.valid_zone(bad) is None
+
+
 def test_local_wall_time_becomes_true_utc() -> None:
     summer = booking_time.booking_time("2030-06-14T19:00", "America/New_York")
     assert summer == BookingTime(

@@ -161,6 +161,21 @@ def test_restaurant_cancel(registry: skills.Registry) -> None:
     assert "отмените бронь" in russian.brief and "14 июня 2030 г." in russian.brief
 
 
+def test_venue_timezone_and_booking_id_reach_the_slots(registry: skills.Registry) -> None:
+    extra = {"venue_timezone": "Europe/Berlin", "booking_id": "b-1"}
+    task = registry.validate("restaurant_cancel", {**CANCEL, **extra})
+    assert task.parsed_slots["venue_timezone"] == "Europe/Berlin"
+    assert task.parsed_slots["booking_id"] == "b-1"
+    hotel = registry.validate("hotel_booking", {**HOTEL, "venue_timezone": "Asia/Yerevan"})
+    assert hotel.parsed_slots["venue_timezone"] == "Asia/Yerevan"
+
+
+def test_an_unknown_venue_timezone_names_the_field(registry: skills.Registry) -> None:
+    err = _input_error(registry, "restaurant_booking", {**BOOKING, "venue_timezone": "Mars/Base"})
+    assert err.metadata == {"field": "venue_timezone"}
+    assert "IANA" in err.message
+
+
 def test_doctor_appointment_window(registry: skills.Registry) -> None:
     data = {
         **DOCTOR,
