@@ -63,18 +63,20 @@ async def record_outcome(
             decisions=row["supervisor_decisions"] or (),
             signals=row["reservation_signals"] or (),
         )
+        zone = booking_time.venue_zone(row["target_phone"], slots.get("venue_timezone"))
+        when = booking_time.booking_time(outcome.get("date_time"), zone)
         booking_id = cancelled_id = None
         if rules.cancels_booking(kind, row["kind"]):
             request = rules.CancelRequest(
                 target_phone=row["target_phone"],
                 booking_id=str(slots.get("booking_id") or ""),
                 holder_name=str(slots.get("name") or outcome.get("holder_name") or ""),
-                local_time=booking_time.local_from_slots(slots),
+                local_time=booking_time.local_from_slots(slots) or (when.local if when else None),
             )
             cancelled_id = await bookings.cancel_matching(conn, row["customer_id"], request)
         plan = rules.booking_for(kind, row["kind"], ending)
         if plan is not None:
-            booking_id = await _create_booking(conn, call_id, row, slots, outcome, plan)
+            booking_id = await _create_booking(conn, call_id, row, slots, outcome, plan, when)
         stored = {
             **outcome,
             "outcome": kind,
@@ -93,8 +95,8 @@ async def _create_booking(
     slots: dict[str, Any],
     outcome: dict[str, Any],
     plan: rules.BookingPlan,
+    when: booking_time.BookingTime | None,
 ) -> str:
-    zone = booking_time.venue_zone(row["target_phone"], slots.get("venue_timezone"))
     agent_lines = [
         str(line.get("text") or "")
         for line in row["transcript_full"] or ()
@@ -113,7 +115,7 @@ async def _create_booking(
         venue_name=_text(slots.get("venue_name"))
         or _text(slots.get("hotel_name"))
         or _text(outcome.get("venue_name")),
-        when=booking_time.booking_time(outcome.get("date_time"), zone),
+        when=when,
         guests=outcome.get("guests"),
         booking_holder_name=_text(outcome.get("holder_name")),
         contact_phone=rules.contact_phone(
