@@ -355,12 +355,22 @@ def card_rows(call: dict[str, Any], booking: dict[str, Any] | None) -> list[tupl
         ("guests", "guests"),
         ("name", "booking_holder_name"),
         ("venue", "venue_name"),
+        ("phone", "contact_phone"),
         ("refusal", "refusal_reason"),
     ):
         value = booking.get(key)
         if value not in (None, ""):
-            rows.append((label, when_text(value) if key == "booking_date" else str(value)))
+            rows.append((label, booking_when(booking) if key == "booking_date" else str(value)))
     return rows
+
+
+def booking_when(booking: dict[str, Any]) -> str:
+    """The booking's time: the venue's wall time and zone, with UTC beside it when they differ."""
+    utc = when_text(booking.get("booking_date"))
+    local, zone = booking.get("booking_local_time"), booking.get("venue_timezone")
+    if not local or not zone or zone == "UTC":
+        return utc
+    return f"{when_text(local)} {zone} ({utc} UTC)"
 
 
 # ---- I/O: the API, the event stream, the keyboard ------------------------------------------

@@ -166,6 +166,16 @@ class BookingDTO(BaseModel):
     refusal_reason: str | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
+    booking_local_time: dt.datetime | None = Field(
+        default=None,
+        description="Additive: the agreed wall time at the venue (naive, in venue_timezone); "
+        "booking_date is the same instant in UTC.",
+    )
+    venue_timezone: str | None = Field(
+        default=None,
+        description="Additive: the IANA zone of booking_local_time: the skill's "
+        "venue_timezone input, else the zone of the venue's number, else UTC.",
+    )
 
 
 class MeDTO(BaseModel):

@@ -63,6 +63,8 @@ def booking(b: bookings_pb2.Booking) -> dict[str, Any]:
         "refusal_reason": opt(b, "refusal_reason"),
         "created_at": iso(b, "created_at"),
         "updated_at": iso(b, "updated_at"),
+        "booking_local_time": opt(b, "booking_local_time"),
+        "venue_timezone": opt(b, "venue_timezone"),
     }
 
 

@@ -157,6 +157,7 @@ class AgentPolicy:
         self.at_voicemail = False
         self.last_said: Speak | None = None
         self.heard_up_to = 0  # id of the last venue line already answered
+        self.venue_name = str(instructions.slots.get("venue_name") or "")  # or as they say it
 
     def _t(self, en: str, ru: str) -> str:
         return ru if self.lang == "ru" else en
@@ -192,7 +193,9 @@ class AgentPolicy:
     def _finish(self, outcome: str, summary: str, **extra: Any) -> Finish:
         self.ended = True
         self.pending = None
-        args: dict[str, Any] = {"outcome": outcome, "summary": summary}
+        args: dict[str, Any] = {"outcome": outcome, "summary": summary, "language": self.lang}
+        if self.venue_name:
+            args["venue_name"] = self.venue_name
         args.update({k: v for k, v in extra.items() if v not in (None, "")})
         return Finish(args)
 
@@ -210,6 +213,8 @@ class AgentPolicy:
         if self.ended:
             return []
         act, data = line.act, line.data
+        if data.get("venue") and not self.venue_name:
+            self.venue_name = data["venue"]
         if act == "greeting":
             if self.ins.language == "auto":
                 self.lang = line.language
@@ -359,7 +364,8 @@ class AgentPolicy:
             f"Отлично, {self._what(booked)}{self._under()}. Спасибо, до свидания!",
         )
         changed = booked.time != self.asked.time or booked.date != self.asked.date
-        summary = f"Booked {dialogue.describe(booked, self.today, 'en')}"
+        verb = "Cancelled" if booked.kind == "restaurant_cancel" else "Booked"
+        summary = f"{verb} {dialogue.describe(booked, self.today, 'en')}"
         summary += f" under {booked.name}." if booked.name else "."
         if changed:
             asked = dialogue.say_time(self.asked.time)

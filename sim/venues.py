@@ -173,7 +173,7 @@ class VenueMind:
                 f"Hi, you've reached {v.name}. We can't take your call right now. "
                 "Please leave a message after the tone."
             )
-            return [Say("voicemail_greeting", text)]
+            return [Say("voicemail_greeting", text, {"venue": v.name})]
         if self.wrong_digit:
             return [Say("ivr_hours", f"We are open from {self._hours()}. Goodbye."), HangUp()]
         if not self.menu_passed:
@@ -181,7 +181,7 @@ class VenueMind:
                 f"Thank you for calling {v.name}. For reservations, press {v.ivr_digit}. "
                 "For opening hours, press 2."
             )
-            return [Say("ivr_menu", text, {"reservations_digit": v.ivr_digit})]
+            return [Say("ivr_menu", text, {"reservations_digit": v.ivr_digit, "venue": v.name})]
         return [self._greeting()]
 
     def _greeting(self) -> Say:
@@ -190,7 +190,7 @@ class VenueMind:
             f"Good evening, {v.name}, this is {v.host} speaking. How can I help you?",
             f"Добрый день, {v.name}, меня зовут {v.host}. Чем могу помочь?",
         )
-        return Say("greeting", text)
+        return Say("greeting", text, {"venue": v.name})
 
     def on_digits(self, digits: str) -> None:
         """Keys pressed on the line; an IVR routes on them and the next `opening()` says where."""
@@ -255,6 +255,12 @@ class VenueMind:
 
     def _answer_request(self) -> Say:
         r, v = self.request, self.venue
+        if r.kind == "restaurant_cancel":  # a cancellation needs only the name
+            return (
+                self._confirm()
+                if r.name
+                else Say("ask_name", self._t("Under what name?", "На какое имя?"))
+            )
         if r.time is not None and not v.opens <= r.time < v.closes:
             reason = self._t(
                 f"we are only open from {self._hours()}", f"мы работаем с {self._hours()}"
@@ -286,6 +292,12 @@ class VenueMind:
         self.booked = self.request
         what = dialogue.describe(self.request, self.today, self.lang)
         name = self.request.name or ""
+        if self.request.kind == "restaurant_cancel":
+            text = self._t(
+                f"Done, I've cancelled {what} under {name}.",
+                f"Готово, я отменила {what} на имя {name}.",
+            )
+            return Say("confirm", text, self.request.as_data())
         text = self._t(
             f"Perfect, I've booked {what} under {name}. See you then!",
             f"Отлично, я записала {what} на имя {name}. Ждём вас!",

@@ -1,8 +1,9 @@
 """What media reports during a call, written onto the call: transcript lines, supervisor
-decisions, reservation signals and the agent's outcome (which also makes the booking).
+decisions, reservation signals and the agent's outcome (which also makes or cancels a booking).
 
-Each write appends the matching event in the same transaction. Which outcome makes
-which booking is the domain's rule (`core.domain.bookings.booking_for`).
+Each write appends the matching event in the same transaction. Which outcome makes which
+booking, which booking a cancellation cancels, and when the booking is, are the domain's rules
+(`core.domain.bookings`, `core.domain.booking_time`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from typing import Any
 import asyncpg
 
 from core.app import bookings, events
+from core.domain import booking_time
 from core.domain import bookings as rules
 from core.domain.errors import not_found
+from core.store.database import Conn
 from core.store.sql import calls as sql
 
 
@@ -45,33 +48,89 @@ async def add_signal(pool: asyncpg.Pool[Any], call_id: str, name: str) -> None:
 async def record_outcome(
     pool: asyncpg.Pool[Any], call_id: str, outcome: dict[str, Any]
 ) -> str | None:
-    """Store the agent's end_call outcome; return the booking id it created, if any."""
+    """Store the agent's end_call outcome; return the booking id it created, if any.
+
+    A successful cancellation marks the matching booking `cancelled` instead (its id is kept
+    on the outcome as `cancelled_booking_id`) and creates none.
+    """
     kind = rules.outcome_kind(outcome.get("outcome", ""))
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(sql.LOCK_FOR_OUTCOME, call_id)
         if row is None:
             raise not_found("call")
-        booking_id = None
-        plan = rules.booking_for(kind, row["kind"])
-        if plan is not None:
-            booking_id = await bookings.create(
-                conn,
-                customer_id=row["customer_id"],
-                call_id=call_id,
-                type=plan.type,
+        slots: dict[str, Any] = row["parsed_slots"] if isinstance(row["parsed_slots"], dict) else {}
+        ending = rules.ending_of(
+            str(outcome.get("ending") or ""),
+            call_status=row["status"],
+            decisions=row["supervisor_decisions"] or (),
+            signals=row["reservation_signals"] or (),
+        )
+        zone = booking_time.venue_zone(row["target_phone"], slots.get("venue_timezone"))
+        when = booking_time.booking_time(outcome.get("date_time"), zone)
+        booking_id = cancelled_id = None
+        if rules.cancels_booking(kind, row["kind"]):
+            request = rules.CancelRequest(
                 target_phone=row["target_phone"],
-                status=plan.status,
-                language=row["language"],
-                venue_name=outcome.get("venue_name") or None,
-                booking_date=rules.booking_date(outcome.get("date_time", "")),
-                guests=outcome.get("guests"),
-                booking_holder_name=outcome.get("holder_name") or None,
-                details=outcome.get("summary") or None,
-                refusal_reason=outcome.get("refusal_reason") or None,
+                booking_id=str(slots.get("booking_id") or ""),
+                holder_name=str(slots.get("name") or outcome.get("holder_name") or ""),
+                local_time=booking_time.local_from_slots(slots) or (when.local if when else None),
             )
-        stored = {**outcome, "outcome": kind, "booking_id": booking_id}
+            cancelled_id = await bookings.cancel_matching(conn, row["customer_id"], request)
+        plan = rules.booking_for(kind, row["kind"], ending)
+        if plan is not None:
+            booking_id = await _create_booking(conn, call_id, row, slots, outcome, plan, when)
+        stored = {
+            **outcome,
+            "outcome": kind,
+            "ending": ending,
+            "booking_id": booking_id,
+            "cancelled_booking_id": cancelled_id,
+        }
         await conn.execute(sql.SET_OUTCOME, call_id, stored, kind, outcome.get("summary") or None)
     return booking_id
+
+
+async def _create_booking(
+    conn: Conn,
+    call_id: str,
+    row: asyncpg.Record,
+    slots: dict[str, Any],
+    outcome: dict[str, Any],
+    plan: rules.BookingPlan,
+    when: booking_time.BookingTime | None,
+) -> str:
+    agent_lines = [
+        str(line.get("text") or "")
+        for line in row["transcript_full"] or ()
+        if isinstance(line, dict) and line.get("speaker") == "agent"
+    ]
+    return await bookings.create(
+        conn,
+        customer_id=row["customer_id"],
+        call_id=call_id,
+        type=plan.type,
+        target_phone=row["target_phone"],
+        status=plan.status,
+        language=rules.spoken_language(
+            row["language"], str(outcome.get("language") or ""), agent_lines
+        ),
+        venue_name=_text(slots.get("venue_name"))
+        or _text(slots.get("hotel_name"))
+        or _text(outcome.get("venue_name")),
+        when=when,
+        guests=outcome.get("guests"),
+        booking_holder_name=_text(outcome.get("holder_name")),
+        contact_phone=rules.contact_phone(
+            row["target_phone"], str(outcome.get("contact_phone") or "")
+        ),
+        details=_text(outcome.get("summary")),
+        refusal_reason=_text(outcome.get("refusal_reason")),
+    )
+
+
+def _text(value: Any) -> str | None:
+    """A non-blank string, trimmed, or None."""
+    return value.strip() or None if isinstance(value, str) else None
 
 
 async def attach_session(

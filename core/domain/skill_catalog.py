@@ -13,7 +13,7 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from core.domain import skills, tasks
+from core.domain import booking_time, skills, tasks
 from core.domain.skills import Skill, SkillTask
 
 _SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -81,6 +81,13 @@ _TIME = {
     "type": "string",
     "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$",
     "description": "local time at the venue, 24-hour HH:MM",
+}
+_TIMEZONE = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "description": "the venue's IANA time zone, e.g. Europe/Berlin (default: the zone of its "
+    "number, else UTC); the booking's UTC time is computed in it",
 }
 _COMMON = {
     "language": {
@@ -153,13 +160,18 @@ def _task(
 
 
 def _optional(data: Mapping[str, Any], *fields: str) -> dict[str, str]:
-    return {field: _clean(data[field]) for field in fields if field in data}
+    """The optional text inputs given; `venue_timezone` must name a real IANA zone."""
+    found = {field: _clean(data[field]) for field in fields if field in data}
+    zone = found.get("venue_timezone")
+    if zone is not None and booking_time.valid_zone(zone) is None:
+        raise skills.input_error("venue_timezone", f"{zone!r} is not an IANA time zone")
+    return found
 
 
 def _restaurant_booking(data: Mapping[str, Any]) -> SkillTask:
     ru = data.get("language") == "ru"
     guests, time, name = int(data["party_size"]), str(data["time"]), _clean(data["name"])
-    extra = _optional(data, "venue_name", "notes")
+    extra = _optional(data, "venue_name", "notes", "venue_timezone")
     flex = int(data.get("flexibility_minutes", 0))
     venue = extra.get("venue_name")
     if ru:
@@ -203,7 +215,7 @@ def _restaurant_booking(data: Mapping[str, Any]) -> SkillTask:
 def _restaurant_cancel(data: Mapping[str, Any]) -> SkillTask:
     ru = data.get("language") == "ru"
     time, name = str(data["time"]), _clean(data["name"])
-    extra = _optional(data, "venue_name", "reason")
+    extra = _optional(data, "venue_name", "reason", "venue_timezone", "booking_id")
     venue = extra.get("venue_name")
     if ru:
         parts = [
@@ -237,7 +249,7 @@ def _doctor_appointment(data: Mapping[str, Any]) -> SkillTask:
     if dt.date.fromisoformat(date_to) < dt.date.fromisoformat(date_from):
         raise skills.input_error("date_to", f"{date_to} is before date_from {date_from}")
     name = _clean(data["patient_name"])
-    extra = _optional(data, "reason", "doctor_name")
+    extra = _optional(data, "reason", "doctor_name", "venue_timezone")
     part_of_day = str(data.get("preferred_time_of_day", "any"))
     doctor = extra.get("doctor_name")
     if ru:
@@ -289,7 +301,7 @@ def _hotel_booking(data: Mapping[str, Any]) -> SkillTask:
     if nights <= 0:
         raise skills.input_error("check_out", f"{check_out} must be after check_in {check_in}")
     guests, name = int(data["guests"]), _clean(data["guest_name"])
-    extra = _optional(data, "hotel_name", "room_type")
+    extra = _optional(data, "hotel_name", "room_type", "venue_timezone")
     hotel, room = extra.get("hotel_name"), extra.get("room_type")
     if ru:
         parts = [
@@ -359,6 +371,7 @@ SKILLS: tuple[Skill, ...] = (
                 "party_size": {"type": "integer", "minimum": 1, "maximum": 50},
                 "name": _text("name the table is booked under", 100),
                 "venue_name": _text("restaurant's name, said on the call", 200),
+                "venue_timezone": _TIMEZONE,
                 "notes": _text("wishes to pass on (seating, occasion, allergies)", 1000),
                 "flexibility_minutes": {
                     "type": "integer",
@@ -390,6 +403,8 @@ SKILLS: tuple[Skill, ...] = (
                 "date": _date("day of the booking"),
                 "time": _TIME,
                 "venue_name": _text("restaurant's name, said on the call", 200),
+                "venue_timezone": _TIMEZONE,
+                "booking_id": _text("the booking to mark cancelled, if known", 64),
                 "reason": _text("reason to give if asked", 500),
             },
             {"venue_phone": "+15550101", "name": "Anna", "date": "2030-06-14", "time": "19:00"},
@@ -414,6 +429,7 @@ SKILLS: tuple[Skill, ...] = (
                 },
                 "reason": _text("reason for the visit", 500),
                 "doctor_name": _text("a specific doctor, if wanted", 100),
+                "venue_timezone": _TIMEZONE,
             },
             {
                 "clinic_phone": "+15550102",
@@ -439,6 +455,7 @@ SKILLS: tuple[Skill, ...] = (
                 "guests": {"type": "integer", "minimum": 1, "maximum": 20},
                 "hotel_name": _text("hotel's name, said on the call", 200),
                 "room_type": _text("wanted room type, e.g. double with a sea view", 100),
+                "venue_timezone": _TIMEZONE,
             },
             {
                 "hotel_phone": "+15550103",

@@ -16,6 +16,7 @@ Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 def booking_message(row: asyncpg.Record) -> bookings_pb2.Booking:
+    local = row["booking_local_time"]
     return bookings_pb2.Booking(
         booking_id=row["booking_id"],
         customer_id=row["customer_id"],
@@ -33,6 +34,8 @@ def booking_message(row: asyncpg.Record) -> bookings_pb2.Booking:
         refusal_reason=row["refusal_reason"],
         created_at=ts(row["created_at"]),
         updated_at=ts(row["updated_at"]),
+        booking_local_time=local.isoformat() if local is not None else None,
+        venue_timezone=row["venue_timezone"],
     )
 
 

@@ -144,6 +144,9 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                         "holder_name": o.holder_name,
                         "refusal_reason": o.refusal_reason,
                         "venue_name": o.venue_name,
+                        "ending": o.ending,
+                        "language": o.language,
+                        "contact_phone": o.contact_phone,
                     }
                     await call_record.record_outcome(pool, call_id, outcome)
             except CallagentError as err:

@@ -254,7 +254,7 @@ class CallBridge:
                     call_id=self.call_id,
                     call_sid=self.call_sid,
                     ask_timeout_s=self._s.ask_user_timeout_sec,
-                    on_end_call=lambda outcome: self._end(outcome, goodbye=True, reason="end_call"),
+                    on_end_call=self._agent_ended,
                     on_dtmf=self._dtmf_sent,
                 )
                 tg.create_task(self._playout.run(), name="playout")
@@ -380,12 +380,14 @@ class CallBridge:
             elif now - self._t0 >= s.max_call_duration_sec:
                 self._start_wrap_up(
                     agent_prompt.wrap_up_cue("max_duration"),
-                    core_link.Outcome("needs_follow_up", "The call reached its time limit."),
+                    core_link.Outcome(
+                        "needs_follow_up", "The call reached its time limit.", ending="time_limit"
+                    ),
                 )
             elif not self._supervisor.holding and now - self._last_voice >= s.silence_timeout_sec:
                 self._start_wrap_up(
                     agent_prompt.wrap_up_cue("silence"),
-                    core_link.Outcome("failed", "Nobody spoke on the line."),
+                    core_link.Outcome("failed", "Nobody spoke on the line.", ending="silence"),
                 )
 
     # ---- supervisor ------------------------------------------------------------------------
@@ -407,10 +409,14 @@ class CallBridge:
             self._spawn(self._barge_in())
             self._start_wrap_up(
                 agent_prompt.voicemail_cue(self._s.voicemail_message),
-                core_link.Outcome("needs_follow_up", "Reached voicemail and left a message."),
+                core_link.Outcome(
+                    "needs_follow_up", "Reached voicemail and left a message.", ending="voicemail"
+                ),
             )
         elif d.action is Action.HANG_UP:
-            machine = core_link.Outcome("failed", "An answering machine answered; no message.")
+            machine = core_link.Outcome(
+                "failed", "An answering machine answered; no message.", ending="voicemail"
+            )
             self._end(machine, goodbye=False, reason="voicemail")
         elif d.action is Action.IDENTIFY:
             self._spawn(self._say(agent_prompt.screening_cue()))
@@ -421,15 +427,23 @@ class CallBridge:
         elif d.action is Action.WAIT:
             self._spawn(self._say(agent_prompt.hold_cue(), turn_complete=False))
         elif d.action is Action.GIVE_UP:
-            held = core_link.Outcome("needs_follow_up", "Gave up after waiting on hold.")
+            held = core_link.Outcome("needs_follow_up", "Gave up on hold.", ending="hold")
             self._end(held, goodbye=False, reason="hold too long")
         elif d.action is Action.END_NEEDS_FOLLOW_UP:
-            stuck = core_link.Outcome("needs_follow_up", "The agent kept repeating itself.")
+            stuck = core_link.Outcome(
+                "needs_follow_up", "The agent kept repeating itself.", ending="agent_repeating"
+            )
             self._end(stuck, goodbye=True, reason="agent repeating")
         elif d.action is Action.DEGRADE:
             self._degraded = True
 
     # ---- ending ----------------------------------------------------------------------------
+
+    def _agent_ended(self, outcome: core_link.Outcome) -> None:
+        """The agent's end_call; in a wrap-up it carries the wrap-up's ending (voicemail, …)."""
+        if self._wrap_up is not None and not outcome.ending:
+            outcome = dataclasses.replace(outcome, ending=self._wrap_up.ending)
+        self._end(outcome, goodbye=True, reason="end_call")
 
     def _start_wrap_up(self, cue: str, fallback: core_link.Outcome) -> None:
         """Ask the model to close the call; `fallback` is the outcome if it does not."""

@@ -92,6 +92,10 @@ class Outcome:
     holder_name: str = ""
     refusal_reason: str = ""
     venue_name: str = ""
+    # voicemail, silence, time_limit, hold, agent_repeating; "" for an ordinary end_call.
+    ending: str = ""
+    language: str = ""
+    contact_phone: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -256,6 +260,9 @@ class GrpcCoreLink:
             holder_name=outcome.holder_name,
             refusal_reason=outcome.refusal_reason,
             venue_name=outcome.venue_name,
+            ending=outcome.ending,
+            language=outcome.language,
+            contact_phone=outcome.contact_phone,
         )
         if outcome.guests is not None:
             pb.guests = outcome.guests

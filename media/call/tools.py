@@ -37,6 +37,7 @@ def outcome_from_args(args: Mapping[str, Any]) -> core_link.Outcome:
     if outcome not in agent_prompt.OUTCOMES:
         outcome = "needs_follow_up"
     guests: int | None = None
+    language = str(args.get("language") or "").strip().lower()
     with contextlib.suppress(TypeError, ValueError):
         guests = int(args["guests"]) if args.get("guests") is not None else None
     return core_link.Outcome(
@@ -46,6 +47,9 @@ def outcome_from_args(args: Mapping[str, Any]) -> core_link.Outcome:
         guests=guests,
         holder_name=str(args.get("holder_name") or ""),
         refusal_reason=str(args.get("refusal_reason") or ""),
+        venue_name=str(args.get("venue_name") or "").strip()[:200],
+        language=language if language in agent_prompt.SPOKEN_LANGUAGES else "",
+        contact_phone=str(args.get("contact_phone") or "").strip()[:32],
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from google.genai import types
 
 OUTCOMES = ("booked", "refused", "alternative_offered", "needs_follow_up", "failed")
+SPOKEN_LANGUAGES = ("en", "ru")
 ANSWER_PREFIX = "[CUSTOMER ANSWER - say this to the other person]"
 GUIDANCE_PREFIX = "[CUSTOMER GUIDANCE - act on it, do not read it aloud]"
 SUPERVISOR_PREFIX = "[SUPERVISOR]"
@@ -59,6 +60,13 @@ def agent_tools() -> list[types.FunctionDeclaration]:
                         type=types.Type.INTEGER, description="Number of people booked."
                     ),
                     "holder_name": _string("Name the booking is under."),
+                    "venue_name": _string("The venue's name, as they said it on the call."),
+                    "language": _string(
+                        "Language the conversation was held in.", list(SPOKEN_LANGUAGES)
+                    ),
+                    "contact_phone": _string(
+                        "A phone number the venue gave for this booking, E.164, if any."
+                    ),
                     "refusal_reason": _string("Why the venue refused, in their words."),
                     "summary": _string("Two or three sentences on what was agreed or why not."),
                 },
@@ -153,7 +161,8 @@ def build_system_instruction(
         "silently).\n"
         "- end_call: once the task is resolved either way, after a short goodbye: outcome "
         "booked, refused, alternative_offered (they offered something the customer did not "
-        "accept), needs_follow_up, or failed, with the agreed details and a summary.\n"
+        "accept), needs_follow_up, or failed, with the agreed details, the venue's name, the "
+        "language you spoke and a summary.\n"
         "- send_dtmf: to press keys in an automated phone menu.\n"
         "- report_signal: as soon as you notice voicemail, a phone menu, hold music, a "
         "transfer, a wrong number, a deposit requirement or a promised confirmation.",

@@ -12,6 +12,7 @@ import datetime
 import pathlib
 import shutil
 import tempfile
+import zoneinfo
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -168,7 +169,9 @@ async def place(
             "SELECT type, payload FROM call_events WHERE call_id = $1 ORDER BY event_id", call_id
         )
     ]
-    bookings = (await world.http.get("/v1/booking/bookings", headers=headers)).json()
+    listed = await world.http.get("/v1/booking/bookings?limit=100", headers=headers)
+    bookings = listed.json()
+    call["bookings"] = bookings
     call["booking"] = next((b for b in bookings if b["call_id"] == call_id), None)
     return call
 
@@ -209,6 +212,12 @@ async def test_books_as_asked(stack: World_) -> None:
     assert booking["status"] == "active" and booking["guests"] == 2
     assert booking["booking_holder_name"] == "Anna"
     assert booking["booking_date"] == f"{TOMORROW}T19:00:00"
+    # a fictional number has no zone: UTC, with the local wall time kept
+    assert booking["booking_local_time"] == booking["booking_date"]
+    assert booking["venue_timezone"] == "UTC"
+    assert booking["venue_name"] == "Trattoria Roma"
+    assert booking["contact_phone"] == "+15550100"
+    assert booking["language"] == "en"
     assert call["outcome_charge_cents"] > 0
     speakers = {line["speaker"] for line in call["transcript_full"]}
     assert {"agent", "callee"} <= speakers
@@ -253,6 +262,41 @@ async def test_voicemail_is_detected(stack: World_) -> None:
     kinds = [d["kind"] for d in call["supervisor_decisions"]]
     assert "voicemail" in kinds
     assert call["outcome_type"] in ("needs_follow_up", "failed")
+    assert call["booking"] is None  # a voicemail leaves no booking
+
+
+async def test_booking_date_is_true_utc_in_the_venues_zone(stack: World_) -> None:
+    call = await place(
+        stack,
+        "+15550150",
+        "Table for 2 tomorrow at 19:00 under Anna",
+        parsed_slots={"venue_timezone": "America/New_York"},
+    )
+    booking = call["booking"]
+    local = datetime.datetime.fromisoformat(f"{TOMORROW}T19:00")
+    utc = local.replace(tzinfo=zoneinfo.ZoneInfo("America/New_York")).astimezone(datetime.UTC)
+    assert booking["booking_date"] == utc.replace(tzinfo=None).isoformat()
+    assert booking["booking_local_time"] == local.isoformat()
+    assert booking["venue_timezone"] == "America/New_York"
+    assert booking["venue_name"] == "Corner Cafe" and booking["contact_phone"] == "+15550150"
+
+
+async def test_cancelling_a_booked_table_leaves_it_cancelled(stack: World_) -> None:
+    booked = await place(stack, "+15550100", "Table for 3 tomorrow at 20:00 under Clara")
+    assert booked["booking"]["status"] == "active"
+    cancel = await place(
+        stack,
+        "+15550100",
+        "Cancel the table for 3 tomorrow at 20:00 under Clara",
+        kind="restaurant_cancel",
+        parsed_slots={"name": "Clara", "date": TOMORROW, "time": "20:00"},
+    )
+    assert cancel["outcome_type"] == "booked", cancel["outcome_summary"]
+    assert cancel["booking"] is None  # no new row
+    [after] = [b for b in cancel["bookings"] if b["booking_id"] == booked["booking"]["booking_id"]]
+    assert after["status"] == "cancelled"
+    moved = datetime.datetime.fromisoformat(after["updated_at"])
+    assert moved > datetime.datetime.fromisoformat(booked["booking"]["updated_at"])
 
 
 async def test_ivr_menu_needs_a_digit(stack: World_) -> None:

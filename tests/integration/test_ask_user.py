@@ -297,10 +297,12 @@ async def test_session_reports_become_the_call_record(
             outcome=media_pb2.CallOutcome(
                 outcome="booked",
                 summary="Table for 2 at 19:00 under Anna",
-                date_time="2026-12-01T19:00:00",
+                date_time="2030-12-01T19:00:00",
                 guests=2,
                 holder_name="Anna",
                 venue_name="Luigi's",
+                language="en",
+                contact_phone="+1 (212) 555-1234",
             )
         )
 
@@ -330,7 +332,9 @@ async def test_session_reports_become_the_call_record(
     assert booking["call_id"] == call_id and booking["status"] == "active"
     assert booking["type"] == "restaurant" and booking["guests"] == 2
     assert booking["booking_holder_name"] == "Anna"
-    assert booking["booking_date"] == "2026-12-01T19:00:00"
+    assert booking["booking_date"] == "2030-12-01T19:00:00"
+    assert booking["venue_name"] == "Luigi's" and booking["language"] == "en"
+    assert booking["contact_phone"] == "+12125551234"
 
 
 async def test_telegram_question_and_reply_reach_the_call(db_dsn: str) -> None:

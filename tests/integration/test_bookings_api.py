@@ -8,6 +8,7 @@ import httpx
 
 from core.app import api_keys, bookings
 from core.domain import bookings as booking_rules
+from core.domain.booking_time import BookingTime
 from core.main import Core
 from tests.conftest import new_customer
 
@@ -35,14 +36,14 @@ async def test_list_filters_and_orders(
         "active",
         guests=4,
         booking_holder_name="Anna",
-        booking_date=dt.datetime(2026, 12, 1, 19, 0, tzinfo=dt.UTC),
+        when=BookingTime(dt.datetime(2030, 12, 1, 19), "UTC", dt.datetime(2030, 12, 1, 19)),
     )
     second = await _book(core, customer, "cancelled", refusal_reason="fully booked")
     listed = (await http.get("/v1/booking/bookings", headers=headers)).json()
     assert [b["booking_id"] for b in listed] == [second, first]
     active = (await http.get("/v1/booking/bookings?status=active", headers=headers)).json()
     assert [b["booking_id"] for b in active] == [first]
-    assert active[0]["booking_date"] == "2026-12-01T19:00:00"
+    assert active[0]["booking_date"] == "2030-12-01T19:00:00"
     assert active[0]["guests"] == 4 and active[0]["call_id"] is None
     one = (await http.get("/v1/booking/bookings?limit=1", headers=headers)).json()
     assert len(one) == 1

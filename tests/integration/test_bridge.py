@@ -358,7 +358,7 @@ async def test_voicemail_leaves_the_configured_message_then_hangs_up(
         assert link.decisions[0] == core_link.DecisionReport(
             "voicemail", "amd:machine_end_beep", "leave_message"
         )
-        assert [o.outcome for o in link.outcomes] == ["needs_follow_up"]
+        assert [(o.outcome, o.ending) for o in link.outcomes] == [("needs_follow_up", "voicemail")]
         assert world.phone.hangups == ["CA" + "4" * 32]
         assert client.echoed and client.echoed[-1] in world.phone.echoed_at_hangup
 
@@ -372,7 +372,7 @@ async def test_voicemail_hang_up_setting_hangs_up_without_a_message(
             await post_amd(world, "CA" + "5" * 32, "machine_end_beep")
             await world.core.wait_until(lambda: link.closed)
         assert link.decisions[0].action == "hang_up"
-        assert [o.outcome for o in link.outcomes] == ["failed"]
+        assert [(o.outcome, o.ending) for o in link.outcomes] == [("failed", "voicemail")]
         assert world.phone.hangups == ["CA" + "5" * 32]
         assert not any("answering machine" in t for t in world.gemini.received_texts)
 
@@ -388,7 +388,7 @@ async def test_silence_timeout_ends_the_call_with_an_outcome(
             turn = await asyncio.wait_for(world.gemini.next_user_turn(), 10)
             assert "silent" in turn.text  # the model is asked to say goodbye first
             await world.core.wait_until(lambda: link.closed)
-        assert [o.outcome for o in link.outcomes] == ["failed"]
+        assert [(o.outcome, o.ending) for o in link.outcomes] == [("failed", "silence")]
         assert world.phone.hangups == ["CA" + "6" * 32]
 
 
@@ -400,9 +400,14 @@ async def test_max_duration_ends_after_the_goodbye(
             link = await started(world)
             turn = await asyncio.wait_for(world.gemini.next_user_turn(), 10)
             assert "time limit" in turn.text
+            # the agent's own end_call in the wrap-up carries the wrap-up's ending
+            summary = {"outcome": "needs_follow_up", "summary": "Out of time.", "language": "en"}
+            await world.gemini.tool_call("end_call", summary)
             await world.gemini.say(tone_24k(300, LOUD), "Sorry, I have to go. Goodbye!")
             await world.core.wait_until(lambda: link.closed)
-        assert [o.outcome for o in link.outcomes] == ["needs_follow_up"]
+        assert link.outcomes == [
+            core_link.Outcome("needs_follow_up", "Out of time.", ending="time_limit", language="en")
+        ]
         assert world.phone.hangups == ["CA" + "7" * 32]
         assert client.echoed[-1] in world.phone.echoed_at_hangup
 

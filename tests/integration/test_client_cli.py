@@ -123,7 +123,7 @@ def booked() -> dict[str, Any]:
         "outcome": media_pb2.CallOutcome(
             outcome="booked",
             summary=BRIEF,
-            date_time="2026-12-01T19:00:00",
+            date_time="2030-12-01T19:00:00",
             guests=2,
             holder_name="Anna",
             venue_name="Luigi's",
@@ -260,7 +260,7 @@ async def test_terminal_answers_typed_lines_and_prints_the_card(
     assert card["duration"] == "1m 15s" and card["charge"].startswith("$")
     assert card["booking"].startswith("active (")
     assert (card["guests"], card["name"], card["venue"]) == ("2", "Anna", "Luigi's")
-    assert card["date"] == "2026-12-01 19:00"
+    assert card["date"] == "2030-12-01 19:00"
 
 
 async def test_api_errors_exit_non_zero_with_the_message(

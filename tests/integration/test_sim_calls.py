@@ -208,6 +208,7 @@ async def test_books_as_asked_with_recording_and_transcripts(stack: Stack) -> No
     assert call.outcome.outcome == "booked"
     assert call.outcome.date_time == f"{TOMORROW}T19:00"
     assert call.outcome.guests == 2 and call.outcome.holder_name == "Anna"
+    assert call.outcome.venue_name == "Trattoria Roma" and call.outcome.language == "en"
     assert statuses(stack, sid) == ["dialing", "ringing", "in_progress", "completed"]
     assert [e.answered_by for e in stack.sink.of(sid, "amd")] == ["human"]
     assert call.said[0].startswith(DEFAULT_DISCLOSURES["en"])
@@ -290,6 +291,7 @@ async def test_menus_machines_and_hang_ups_at_once(stack: Stack) -> None:
     assert any(d.kind == "voicemail" for d in voicemail.link.decisions)
     assert voicemail.said[-1] == VOICEMAIL_MESSAGE, stack.dump(voicemail.sid)
     assert voicemail.outcome is not None and voicemail.outcome.outcome == "needs_follow_up"
+    assert voicemail.outcome.ending == "voicemail"
 
     assert statuses(stack, gone.sid)[-1] == "completed"
     (gone_leg,) = [leg for leg in stack.carrier.legs if leg.call_sid == gone.sid]
@@ -298,4 +300,5 @@ async def test_menus_machines_and_hang_ups_at_once(stack: Stack) -> None:
 
     assert russian.outcome is not None and russian.outcome.outcome == "booked"
     assert russian.outcome.holder_name == "Иван" and russian.outcome.guests == 3
+    assert russian.outcome.venue_name == "Пельменная №1" and russian.outcome.language == "ru"
     assert "Пельменная" in russian.heard

@@ -17,7 +17,8 @@ PENDING = "pending_user_confirm"
     ("outcome", "kind", "plan"),
     [
         ("booked", "restaurant_booking", BookingPlan("active", "restaurant")),
-        ("booked", "restaurant_cancel", BookingPlan("active", "restaurant")),
+        ("booked", "restaurant_cancel", None),
+        ("refused", "restaurant_cancel", None),
         ("alternative_offered", "doctor_appointment", BookingPlan(PENDING, "doctor")),
         ("needs_follow_up", "hotel_booking", BookingPlan(PENDING, "hotel")),
         ("refused", "concierge", BookingPlan("cancelled", "other")),
@@ -41,13 +42,86 @@ def test_every_planned_booking_is_a_valid_row() -> None:
             assert plan.status in bookings.STATUSES and plan.type in bookings.TYPES
 
 
-def test_booking_dates() -> None:
-    assert bookings.booking_date("") is None
-    assert bookings.booking_date("next Tuesday-ish") is None
-    assert bookings.booking_date("2030-06-14T19:00") == dt.datetime(2030, 6, 14, 19, 0)
-    aware = dt.datetime(2030, 6, 14, 19, 0, tzinfo=dt.timezone(dt.timedelta(hours=3)))
-    assert bookings.stored_date(aware) == dt.datetime(2030, 6, 14, 16, 0)
-    assert bookings.stored_date(None) is None
+@pytest.mark.parametrize("ending", ["voicemail", "no_answer", "silence", "time_limit"])
+def test_cut_short_calls_leave_no_booking_unless_the_venue_confirmed_one(ending: str) -> None:
+    for outcome in ("needs_follow_up", "alternative_offered", "refused", "failed"):
+        assert bookings.booking_for(outcome, "restaurant_booking", ending) is None
+    confirmed = bookings.booking_for("booked", "restaurant_booking", ending)
+    assert confirmed == BookingPlan("active", "restaurant")
+
+
+def test_other_endings_keep_their_booking() -> None:
+    assert bookings.booking_for("needs_follow_up", "hotel_booking", "hold") == BookingPlan(
+        PENDING, "hotel"
+    )
+
+
+def test_only_a_successful_cancellation_cancels() -> None:
+    assert bookings.cancels_booking("booked", "restaurant_cancel")
+    assert not bookings.cancels_booking("refused", "restaurant_cancel")
+    assert not bookings.cancels_booking("booked", "restaurant_booking")
+
+
+def test_ending_reported_or_seen_by_core() -> None:
+    assert bookings.ending_of("time_limit") == "time_limit"
+    assert bookings.ending_of("", call_status="no_answer") == "no_answer"
+    assert bookings.ending_of("", decisions=[{"kind": "voicemail"}]) == "voicemail"
+    assert bookings.ending_of("", signals=["ivr_menu", "voicemail"]) == "voicemail"
+    assert bookings.ending_of("", decisions=[{"kind": "hold"}], signals=["ivr_menu"]) == ""
+    assert bookings.ending_of("made-up", call_status="completed") == ""
+
+
+NOW = dt.datetime(2030, 6, 14, 19, 0)
+
+
+def _open(booking_id: str, **over: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "booking_id": booking_id,
+        "status": "active",
+        "target_phone": "+15550100",
+        "booking_holder_name": "Anna",
+        "booking_local_time": NOW,
+        "booking_date": NOW,
+    }
+    return {**row, **over}
+
+
+def test_cancellation_matches_phone_name_and_time() -> None:
+    rows = [
+        _open("other-venue", target_phone="+15550101"),
+        _open("other-name", booking_holder_name="Boris"),
+        _open("other-time", booking_local_time=NOW + dt.timedelta(hours=1)),
+        _open("done", status="cancelled"),
+        _open("match", booking_holder_name="  anna "),
+        _open("older-match"),
+    ]
+    want = bookings.CancelRequest("+15550100", holder_name="ANNA", local_time=NOW)
+    assert bookings.cancellation_target(rows, want) == "match"
+
+
+def test_cancellation_by_id_must_be_open() -> None:
+    rows = [_open("a"), _open("b", status="past")]
+    assert bookings.cancellation_target(rows, bookings.CancelRequest("+1", booking_id="a")) == "a"
+    assert bookings.cancellation_target(rows, bookings.CancelRequest("+1", booking_id="b")) is None
+
+
+def test_cancellation_without_a_match_cancels_nothing() -> None:
+    want = bookings.CancelRequest("+15550199", holder_name="Anna")
+    assert bookings.cancellation_target([_open("a")], want) is None
+
+
+def test_spoken_language() -> None:
+    assert bookings.spoken_language("auto", "ru") == "ru"
+    assert bookings.spoken_language("en", "") == "en"
+    assert bookings.spoken_language("auto", "", ["Здравствуйте, это ИИ"]) == "ru"
+    assert bookings.spoken_language("auto", "xx", ["Hello there"]) == "en"
+    assert bookings.spoken_language("auto") == "auto"
+
+
+def test_contact_phone() -> None:
+    assert bookings.contact_phone("+15550100") == "+15550100"
+    assert bookings.contact_phone("+15550100", "+44 20 7946 0958") == "+442079460958"
+    assert bookings.contact_phone("+15550100", "call Maria") == "+15550100"
 
 
 def test_status_filter() -> None:

@@ -245,6 +245,16 @@ def test_final_card_has_outcome_charge_and_booking() -> None:
     refused = {**booking, "status": "cancelled", "guests": None, "refusal_reason": "fully booked"}
     rows = dict(card_rows({**CALL, "outcome_type": "refused"}, refused))
     assert rows["refusal"] == "fully booked" and "guests" not in rows
+    zoned = {
+        **booking,
+        "booking_date": "2030-06-14T23:00:00",
+        "booking_local_time": "2030-06-14T19:00:00",
+        "venue_timezone": "America/New_York",
+        "contact_phone": "+12125551234",
+    }
+    rows = dict(card_rows(CALL, zoned))
+    assert rows["date"] == "2030-06-14 19:00 America/New_York (2030-06-14 23:00 UTC)"
+    assert rows["phone"] == "+12125551234"
     failed = {**CALL, "status": "no_answer", "outcome_type": None, "outcome_summary": None}
     rows = dict(card_rows({**failed, "duration_sec": None, "outcome_charge_cents": 0}, None))
     assert rows == {

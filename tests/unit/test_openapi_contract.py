@@ -2,7 +2,8 @@
 
 Every contract operation must be present with the same parameters (extra ones only
 if optional), the same request/response schemas (by name, field names, field types
-and required fields) and the same status codes. Extra operations are allowed only
+and required fields; extra fields only if optional: additive ones) and the same status
+codes. Extra operations are allowed only
 under a tag the contract does not use.
 """
 
@@ -51,6 +52,33 @@ def _shape(schema: dict[str, Any], components: dict[str, Any], depth: int = 0) -
             tuple(sorted(schema.get("required", []))),
         )
     return (kind, schema.get("format"))
+
+
+def _fits(theirs: Any, mine: Any) -> bool:
+    """Our shape serves the contract's: equal, except that objects may add optional fields."""
+    if theirs == mine:
+        return True
+    if not (isinstance(theirs, tuple) and isinstance(mine, tuple)) or len(theirs) != len(mine):
+        return False
+    if theirs[0] != mine[0]:
+        return False
+    if theirs[0] == "object":
+        t_props, m_props = dict(theirs[1]), dict(mine[1])
+        extra = set(m_props) - set(t_props)
+        return (
+            theirs[2] == mine[2]
+            and not extra & set(mine[2])
+            and all(k in m_props and _fits(v, m_props[k]) for k, v in t_props.items())
+        )
+    if theirs[0] == "anyOf":
+        left = list(mine[1])
+        for t in theirs[1]:
+            match = next((m for m in left if _fits(t, m)), None)
+            if match is None:
+                return False
+            left.remove(match)
+        return not left
+    return all(_fits(t, m) for t, m in zip(theirs[1:], mine[1:], strict=True))
 
 
 def _operations(spec: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -119,18 +147,27 @@ def test_request_and_response_schemas_match(specs: tuple[dict[str, Any], dict[st
         theirs_body, my_body = _body_schema(op), _body_schema(mine)
         assert (theirs_body is None) == (my_body is None), key
         if theirs_body is not None:
-            assert _shape(theirs_body, c_comp) == _shape(my_body, o_comp), key
+            assert _fits(_shape(theirs_body, c_comp), _shape(my_body, o_comp)), key
             assert op["requestBody"].get("required") == mine["requestBody"].get("required"), key
         for status, response in op["responses"].items():
             assert status in mine["responses"], (key, status)
             content = response.get("content", {}).get("application/json", {})
             my_content = mine["responses"][status].get("content", {}).get("application/json", {})
             if content.get("schema"):
-                assert _shape(content["schema"], c_comp) == _shape(
-                    my_content.get("schema", {}), o_comp
+                assert _fits(
+                    _shape(content["schema"], c_comp), _shape(my_content.get("schema", {}), o_comp)
                 ), (key, status)
 
 
 def test_schema_names_match(specs: tuple[dict[str, Any], dict[str, Any]]) -> None:
     contract, ours = specs
     assert set(contract["components"]["schemas"]) <= set(ours["components"]["schemas"])
+
+
+def test_additive_fields_must_be_optional() -> None:
+    booking = ("object", (("id", ("string", None)),), ("id",))
+    added = ("object", (("id", ("string", None)), ("zone", ("string", None))), ("id",))
+    required = ("object", (("id", ("string", None)), ("zone", ("string", None))), ("id", "zone"))
+    assert _fits(booking, added) and _fits(("array", booking), ("array", added))
+    assert not _fits(booking, required)
+    assert not _fits(added, booking)

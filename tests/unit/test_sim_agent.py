@@ -39,7 +39,8 @@ def policy(
 ) -> AgentPolicy:
     language = str(kwargs.pop("language", "en"))
     slots = kwargs.pop("slots", {})
-    text = build_system_instruction(brief, language, "restaurant_booking", slots, DISCLOSURE)  # type: ignore[arg-type]
+    kind = str(kwargs.pop("kind", "restaurant_booking"))
+    text = build_system_instruction(brief, language, kind, slots, DISCLOSURE)  # type: ignore[arg-type]
     return AgentPolicy(read_instructions(text), TODAY)
 
 
@@ -111,8 +112,26 @@ def test_greets_with_the_disclosure_first_then_books() -> None:
         "date_time": "2025-05-02T19:00",
         "guests": 2,
         "holder_name": "Anna",
+        "language": "en",
     }
     assert p.respond(venue("goodbye")) == []  # ended: nothing more
+
+
+def test_reports_the_venue_name_it_heard() -> None:
+    p = policy()
+    hello = p.respond(venue("greeting", {"venue": "Trattoria Roma"}))
+    said = hello[0]
+    assert isinstance(said, Speak)
+    args = finish(p.respond(venue("confirm", said.data)))
+    assert args["venue_name"] == "Trattoria Roma" and args["outcome"] == "booked"
+
+
+def test_a_confirmed_cancellation_is_reported_as_done() -> None:
+    p = policy("Cancel the table for 2 tomorrow at 19:00 under Anna.", kind="restaurant_cancel")
+    said = p.respond(venue("greeting"))[0]
+    assert isinstance(said, Speak) and "cancel" in said.text
+    args = finish(p.respond(venue("confirm", said.data)))
+    assert args["outcome"] == "booked" and str(args["summary"]).startswith("Cancelled")
 
 
 def test_asks_the_customer_about_another_time_and_accepts() -> None:

@@ -120,7 +120,8 @@ def test_talks_over_the_first_request_only() -> None:
 def test_ivr_routes_on_the_digit() -> None:
     m = mind("+15550106")
     menu = only(m.opening())
-    assert menu.act == "ivr_menu" and menu.data == {"reservations_digit": "1"}
+    assert menu.act == "ivr_menu"
+    assert menu.data == {"reservations_digit": "1", "venue": "Grand Hotel Central"}
     assert m.hear("request", "en", ASK) == []  # a menu does not listen
     m.on_digits("1")
     assert acts(m.opening()) == ["greeting"]
@@ -145,3 +146,10 @@ def test_silence_gets_a_nudge_then_a_hang_up() -> None:
     m = mind("+15550100")
     assert acts(m.on_silence()) == ["still_there"]
     assert acts(m.on_silence()) == ["goodbye", "hang_up"]
+
+
+def test_a_cancellation_is_confirmed_whatever_the_tables() -> None:
+    m = mind("+15550101")  # fully booked, but a cancellation needs no table
+    assert only(m.opening()).data == {"venue": "Le Petit Bistro"}
+    done = only(m.hear("request", "en", {**ASK, "kind": "restaurant_cancel"}))
+    assert done.act == "confirm" and "cancelled" in done.text

@@ -91,7 +91,9 @@ def test_longest_allowed_input_still_fits_in_a_brief(
 ) -> None:
     data = dict(skill.input_schema["examples"][0])
     for field, spec in skill.input_schema["properties"].items():
-        if "maxLength" in spec:
+        if field == "venue_timezone":  # must name a real zone; it never reaches the brief
+            data[field] = "America/Argentina/ComodRivadavia"
+        elif "maxLength" in spec:
             data[field] = "ж" * spec["maxLength"]
     task = registry.validate(skill.skill_id, {**data, "language": "ru"})
     assert len(task.brief) <= tasks.MAX_BRIEF
@@ -159,6 +161,21 @@ def test_restaurant_cancel(registry: skills.Registry) -> None:
     }
     russian = registry.validate("restaurant_cancel", {**CANCEL, "language": "ru"})
     assert "отмените бронь" in russian.brief and "14 июня 2030 г." in russian.brief
+
+
+def test_venue_timezone_and_booking_id_reach_the_slots(registry: skills.Registry) -> None:
+    extra = {"venue_timezone": "Europe/Berlin", "booking_id": "b-1"}
+    task = registry.validate("restaurant_cancel", {**CANCEL, **extra})
+    assert task.parsed_slots["venue_timezone"] == "Europe/Berlin"
+    assert task.parsed_slots["booking_id"] == "b-1"
+    hotel = registry.validate("hotel_booking", {**HOTEL, "venue_timezone": "Asia/Yerevan"})
+    assert hotel.parsed_slots["venue_timezone"] == "Asia/Yerevan"
+
+
+def test_an_unknown_venue_timezone_names_the_field(registry: skills.Registry) -> None:
+    err = _input_error(registry, "restaurant_booking", {**BOOKING, "venue_timezone": "Mars/Base"})
+    assert err.metadata == {"field": "venue_timezone"}
+    assert "IANA" in err.message
 
 
 def test_doctor_appointment_window(registry: skills.Registry) -> None:

@@ -155,7 +155,8 @@ WHERE call_id = $1 AND NOT ($2 = ANY(reservation_signals))
 """
 
 LOCK_FOR_OUTCOME = """
-SELECT c.customer_id, c.target_phone, c.language, t.kind
+SELECT c.customer_id, c.target_phone, c.language, c.status, c.reservation_signals,
+    c.supervisor_decisions, c.transcript_full, t.kind, t.parsed_slots
 FROM calls c JOIN tasks t USING (task_id) WHERE c.call_id = $1 FOR UPDATE OF c
 """
 

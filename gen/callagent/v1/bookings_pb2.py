@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x61llagent/v1/bookings.proto\x12\x0c\x63\x61llagent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x04\n\x07\x42ooking\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x14\n\x07\x63\x61ll_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x14\n\x0ctarget_phone\x18\x05 \x01(\t\x12\x17\n\nvenue_name\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x30\n\x0c\x62ooking_date\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x06guests\x18\x08 \x01(\x05H\x02\x88\x01\x01\x12 \n\x13\x62ooking_holder_name\x18\t \x01(\tH\x03\x88\x01\x01\x12\x1a\n\rcontact_phone\x18\n \x01(\tH\x04\x88\x01\x01\x12\x14\n\x07\x64\x65tails\x18\x0b \x01(\tH\x05\x88\x01\x01\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x10\n\x08language\x18\r \x01(\t\x12\x1b\n\x0erefusal_reason\x18\x0e \x01(\tH\x06\x88\x01\x01\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\n\n\x08_call_idB\r\n\x0b_venue_nameB\t\n\x07_guestsB\x16\n\x14_booking_holder_nameB\x10\n\x0e_contact_phoneB\n\n\x08_detailsB\x11\n\x0f_refusal_reason\"4\n\x13ListBookingsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"?\n\x14ListBookingsResponse\x12\'\n\x08\x62ookings\x18\x01 \x03(\x0b\x32\x15.callagent.v1.Booking\"\'\n\x11GetBookingRequest\x12\x12\n\nbooking_id\x18\x01 \x01(\t\"<\n\x12GetBookingResponse\x12&\n\x07\x62ooking\x18\x01 \x01(\x0b\x32\x15.callagent.v1.Booking2\x81\x02\n\x0e\x42ookingService\x12s\n\x0cListBookings\x12!.callagent.v1.ListBookingsRequest\x1a\".callagent.v1.ListBookingsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/booking/bookings\x12z\n\nGetBooking\x12\x1f.callagent.v1.GetBookingRequest\x1a .callagent.v1.GetBookingResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/booking/bookings/{booking_id}b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x61llagent/v1/bookings.proto\x12\x0c\x63\x61llagent.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\x05\n\x07\x42ooking\x12\x12\n\nbooking_id\x18\x01 \x01(\t\x12\x13\n\x0b\x63ustomer_id\x18\x02 \x01(\t\x12\x14\n\x07\x63\x61ll_id\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x14\n\x0ctarget_phone\x18\x05 \x01(\t\x12\x17\n\nvenue_name\x18\x06 \x01(\tH\x01\x88\x01\x01\x12\x30\n\x0c\x62ooking_date\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x06guests\x18\x08 \x01(\x05H\x02\x88\x01\x01\x12 \n\x13\x62ooking_holder_name\x18\t \x01(\tH\x03\x88\x01\x01\x12\x1a\n\rcontact_phone\x18\n \x01(\tH\x04\x88\x01\x01\x12\x14\n\x07\x64\x65tails\x18\x0b \x01(\tH\x05\x88\x01\x01\x12\x0e\n\x06status\x18\x0c \x01(\t\x12\x10\n\x08language\x18\r \x01(\t\x12\x1b\n\x0erefusal_reason\x18\x0e \x01(\tH\x06\x88\x01\x01\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1f\n\x12\x62ooking_local_time\x18\x11 \x01(\tH\x07\x88\x01\x01\x12\x1b\n\x0evenue_timezone\x18\x12 \x01(\tH\x08\x88\x01\x01\x42\n\n\x08_call_idB\r\n\x0b_venue_nameB\t\n\x07_guestsB\x16\n\x14_booking_holder_nameB\x10\n\x0e_contact_phoneB\n\n\x08_detailsB\x11\n\x0f_refusal_reasonB\x15\n\x13_booking_local_timeB\x11\n\x0f_venue_timezone\"4\n\x13ListBookingsRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"?\n\x14ListBookingsResponse\x12\'\n\x08\x62ookings\x18\x01 \x03(\x0b\x32\x15.callagent.v1.Booking\"\'\n\x11GetBookingRequest\x12\x12\n\nbooking_id\x18\x01 \x01(\t\"<\n\x12GetBookingResponse\x12&\n\x07\x62ooking\x18\x01 \x01(\x0b\x32\x15.callagent.v1.Booking2\x81\x02\n\x0e\x42ookingService\x12s\n\x0cListBookings\x12!.callagent.v1.ListBookingsRequest\x1a\".callagent.v1.ListBookingsResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/v1/booking/bookings\x12z\n\nGetBooking\x12\x1f.callagent.v1.GetBookingRequest\x1a .callagent.v1.GetBookingResponse\")\x82\xd3\xe4\x93\x02#\x12!/v1/booking/bookings/{booking_id}b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,15 +38,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_BOOKINGSERVICE'].methods_by_name['GetBooking']._loaded_options = None
   _globals['_BOOKINGSERVICE'].methods_by_name['GetBooking']._serialized_options = b'\202\323\344\223\002#\022!/v1/booking/bookings/{booking_id}'
   _globals['_BOOKING']._serialized_start=109
-  _globals['_BOOKING']._serialized_end=667
-  _globals['_LISTBOOKINGSREQUEST']._serialized_start=669
-  _globals['_LISTBOOKINGSREQUEST']._serialized_end=721
-  _globals['_LISTBOOKINGSRESPONSE']._serialized_start=723
-  _globals['_LISTBOOKINGSRESPONSE']._serialized_end=786
-  _globals['_GETBOOKINGREQUEST']._serialized_start=788
-  _globals['_GETBOOKINGREQUEST']._serialized_end=827
-  _globals['_GETBOOKINGRESPONSE']._serialized_start=829
-  _globals['_GETBOOKINGRESPONSE']._serialized_end=889
-  _globals['_BOOKINGSERVICE']._serialized_start=892
-  _globals['_BOOKINGSERVICE']._serialized_end=1149
+  _globals['_BOOKING']._serialized_end=771
+  _globals['_LISTBOOKINGSREQUEST']._serialized_start=773
+  _globals['_LISTBOOKINGSREQUEST']._serialized_end=825
+  _globals['_LISTBOOKINGSRESPONSE']._serialized_start=827
+  _globals['_LISTBOOKINGSRESPONSE']._serialized_end=890
+  _globals['_GETBOOKINGREQUEST']._serialized_start=892
+  _globals['_GETBOOKINGREQUEST']._serialized_end=931
+  _globals['_GETBOOKINGRESPONSE']._serialized_start=933
+  _globals['_GETBOOKINGRESPONSE']._serialized_end=993
+  _globals['_BOOKINGSERVICE']._serialized_start=996
+  _globals['_BOOKINGSERVICE']._serialized_end=1253
 # @@protoc_insertion_point(module_scope)

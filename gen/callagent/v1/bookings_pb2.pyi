@@ -41,6 +41,8 @@ class Booking(_message.Message):
     REFUSAL_REASON_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    BOOKING_LOCAL_TIME_FIELD_NUMBER: _builtins.int
+    VENUE_TIMEZONE_FIELD_NUMBER: _builtins.int
     booking_id: _builtins.str
     customer_id: _builtins.str
     call_id: _builtins.str
@@ -56,8 +58,14 @@ class Booking(_message.Message):
     """One of: active, pending_user_confirm, past, cancelled."""
     language: _builtins.str
     refusal_reason: _builtins.str
+    booking_local_time: _builtins.str
+    """The agreed wall time at the venue, ISO 8601 without offset (booking_date is its UTC)."""
+    venue_timezone: _builtins.str
+    """The IANA time zone booking_local_time was read in."""
     @_builtins.property
-    def booking_date(self) -> _timestamp_pb2.Timestamp: ...
+    def booking_date(self) -> _timestamp_pb2.Timestamp:
+        """The agreed time in UTC (naive in the public API)."""
+
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -81,13 +89,17 @@ class Booking(_message.Message):
         refusal_reason: _builtins.str | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        booking_local_time: _builtins.str | None = ...,
+        venue_timezone: _builtins.str | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_booking_holder_name", b"_booking_holder_name", "_call_id", b"_call_id", "_contact_phone", b"_contact_phone", "_details", b"_details", "_guests", b"_guests", "_refusal_reason", b"_refusal_reason", "_venue_name", b"_venue_name", "booking_date", b"booking_date", "booking_holder_name", b"booking_holder_name", "call_id", b"call_id", "contact_phone", b"contact_phone", "created_at", b"created_at", "details", b"details", "guests", b"guests", "refusal_reason", b"refusal_reason", "updated_at", b"updated_at", "venue_name", b"venue_name"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_booking_holder_name", b"_booking_holder_name", "_booking_local_time", b"_booking_local_time", "_call_id", b"_call_id", "_contact_phone", b"_contact_phone", "_details", b"_details", "_guests", b"_guests", "_refusal_reason", b"_refusal_reason", "_venue_name", b"_venue_name", "_venue_timezone", b"_venue_timezone", "booking_date", b"booking_date", "booking_holder_name", b"booking_holder_name", "booking_local_time", b"booking_local_time", "call_id", b"call_id", "contact_phone", b"contact_phone", "created_at", b"created_at", "details", b"details", "guests", b"guests", "refusal_reason", b"refusal_reason", "updated_at", b"updated_at", "venue_name", b"venue_name", "venue_timezone", b"venue_timezone"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_booking_holder_name", b"_booking_holder_name", "_call_id", b"_call_id", "_contact_phone", b"_contact_phone", "_details", b"_details", "_guests", b"_guests", "_refusal_reason", b"_refusal_reason", "_venue_name", b"_venue_name", "booking_date", b"booking_date", "booking_holder_name", b"booking_holder_name", "booking_id", b"booking_id", "call_id", b"call_id", "contact_phone", b"contact_phone", "created_at", b"created_at", "customer_id", b"customer_id", "details", b"details", "guests", b"guests", "language", b"language", "refusal_reason", b"refusal_reason", "status", b"status", "target_phone", b"target_phone", "type", b"type", "updated_at", b"updated_at", "venue_name", b"venue_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_booking_holder_name", b"_booking_holder_name", "_booking_local_time", b"_booking_local_time", "_call_id", b"_call_id", "_contact_phone", b"_contact_phone", "_details", b"_details", "_guests", b"_guests", "_refusal_reason", b"_refusal_reason", "_venue_name", b"_venue_name", "_venue_timezone", b"_venue_timezone", "booking_date", b"booking_date", "booking_holder_name", b"booking_holder_name", "booking_id", b"booking_id", "booking_local_time", b"booking_local_time", "call_id", b"call_id", "contact_phone", b"contact_phone", "created_at", b"created_at", "customer_id", b"customer_id", "details", b"details", "guests", b"guests", "language", b"language", "refusal_reason", b"refusal_reason", "status", b"status", "target_phone", b"target_phone", "type", b"type", "updated_at", b"updated_at", "venue_name", b"venue_name", "venue_timezone", b"venue_timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__booking_holder_name: _TypeAlias = _typing.Literal["booking_holder_name"]  # noqa: Y015
     _WhichOneofArgType__booking_holder_name: _TypeAlias = _typing.Literal["_booking_holder_name", b"_booking_holder_name"]  # noqa: Y015
+    _WhichOneofReturnType__booking_local_time: _TypeAlias = _typing.Literal["booking_local_time"]  # noqa: Y015
+    _WhichOneofArgType__booking_local_time: _TypeAlias = _typing.Literal["_booking_local_time", b"_booking_local_time"]  # noqa: Y015
     _WhichOneofReturnType__call_id: _TypeAlias = _typing.Literal["call_id"]  # noqa: Y015
     _WhichOneofArgType__call_id: _TypeAlias = _typing.Literal["_call_id", b"_call_id"]  # noqa: Y015
     _WhichOneofReturnType__contact_phone: _TypeAlias = _typing.Literal["contact_phone"]  # noqa: Y015
@@ -100,8 +112,12 @@ class Booking(_message.Message):
     _WhichOneofArgType__refusal_reason: _TypeAlias = _typing.Literal["_refusal_reason", b"_refusal_reason"]  # noqa: Y015
     _WhichOneofReturnType__venue_name: _TypeAlias = _typing.Literal["venue_name"]  # noqa: Y015
     _WhichOneofArgType__venue_name: _TypeAlias = _typing.Literal["_venue_name", b"_venue_name"]  # noqa: Y015
+    _WhichOneofReturnType__venue_timezone: _TypeAlias = _typing.Literal["venue_timezone"]  # noqa: Y015
+    _WhichOneofArgType__venue_timezone: _TypeAlias = _typing.Literal["_venue_timezone", b"_venue_timezone"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__booking_holder_name) -> _WhichOneofReturnType__booking_holder_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__booking_local_time) -> _WhichOneofReturnType__booking_local_time | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__call_id) -> _WhichOneofReturnType__call_id | None: ...
     @_typing.overload
@@ -114,6 +130,8 @@ class Booking(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__refusal_reason) -> _WhichOneofReturnType__refusal_reason | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__venue_name) -> _WhichOneofReturnType__venue_name | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__venue_timezone) -> _WhichOneofReturnType__venue_timezone | None: ...
 
 Global___Booking: _TypeAlias = Booking  # noqa: Y015
 

@@ -218,6 +218,9 @@ class CallOutcome(_message.Message):
     HOLDER_NAME_FIELD_NUMBER: _builtins.int
     REFUSAL_REASON_FIELD_NUMBER: _builtins.int
     VENUE_NAME_FIELD_NUMBER: _builtins.int
+    ENDING_FIELD_NUMBER: _builtins.int
+    LANGUAGE_FIELD_NUMBER: _builtins.int
+    CONTACT_PHONE_FIELD_NUMBER: _builtins.int
     outcome: _builtins.str
     """booked, refused, alternative_offered, needs_follow_up, failed."""
     summary: _builtins.str
@@ -227,6 +230,14 @@ class CallOutcome(_message.Message):
     holder_name: _builtins.str
     refusal_reason: _builtins.str
     venue_name: _builtins.str
+    ending: _builtins.str
+    """How the call ended when not by an ordinary end_call: voicemail, silence, time_limit,
+    hold, agent_repeating; empty otherwise.
+    """
+    language: _builtins.str
+    """The language the conversation was held in (en, ru), as the agent reports it."""
+    contact_phone: _builtins.str
+    """A number the venue gave for this booking, E.164, when it gave one."""
     def __init__(
         self,
         *,
@@ -237,10 +248,13 @@ class CallOutcome(_message.Message):
         holder_name: _builtins.str = ...,
         refusal_reason: _builtins.str = ...,
         venue_name: _builtins.str = ...,
+        ending: _builtins.str = ...,
+        language: _builtins.str = ...,
+        contact_phone: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_guests", b"_guests", "guests", b"guests"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guests", b"_guests", "date_time", b"date_time", "guests", b"guests", "holder_name", b"holder_name", "outcome", b"outcome", "refusal_reason", b"refusal_reason", "summary", b"summary", "venue_name", b"venue_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_guests", b"_guests", "contact_phone", b"contact_phone", "date_time", b"date_time", "ending", b"ending", "guests", b"guests", "holder_name", b"holder_name", "language", b"language", "outcome", b"outcome", "refusal_reason", b"refusal_reason", "summary", b"summary", "venue_name", b"venue_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__guests: _TypeAlias = _typing.Literal["guests"]  # noqa: Y015
     _WhichOneofArgType__guests: _TypeAlias = _typing.Literal["_guests", b"_guests"]  # noqa: Y015
