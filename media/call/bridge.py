@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 from google import genai
 
-from media.call import core_link
+from media.call import core_link, ending
 from media.call.ending import CallEnding
 from media.call.inbound import EarBacklog, InboundAudio
 from media.call.playout import Playout, StreamLeg
@@ -407,17 +407,10 @@ class CallBridge:
     def _act(self, d: Decision) -> None:
         if d.action is Action.LEAVE_MESSAGE:
             self._spawn(self._barge_in())
-            self._start_wrap_up(
-                agent_prompt.voicemail_cue(self._s.voicemail_message),
-                core_link.Outcome(
-                    "needs_follow_up", "Reached voicemail and left a message.", ending="voicemail"
-                ),
-            )
+            cue = agent_prompt.voicemail_cue(self._s.voicemail_message)
+            self._start_wrap_up(cue, ending.VOICEMAIL_MESSAGE_LEFT)
         elif d.action is Action.HANG_UP:
-            machine = core_link.Outcome(
-                "failed", "An answering machine answered; no message.", ending="voicemail"
-            )
-            self._end(machine, goodbye=False, reason="voicemail")
+            self._end(ending.MACHINE_NO_MESSAGE, goodbye=False, reason="voicemail")
         elif d.action is Action.IDENTIFY:
             self._spawn(self._say(agent_prompt.screening_cue()))
         elif d.action is Action.ALLOW_DTMF:
@@ -427,13 +420,9 @@ class CallBridge:
         elif d.action is Action.WAIT:
             self._spawn(self._say(agent_prompt.hold_cue(), turn_complete=False))
         elif d.action is Action.GIVE_UP:
-            held = core_link.Outcome("needs_follow_up", "Gave up on hold.", ending="hold")
-            self._end(held, goodbye=False, reason="hold too long")
+            self._end(ending.GAVE_UP_ON_HOLD, goodbye=False, reason="hold too long")
         elif d.action is Action.END_NEEDS_FOLLOW_UP:
-            stuck = core_link.Outcome(
-                "needs_follow_up", "The agent kept repeating itself.", ending="agent_repeating"
-            )
-            self._end(stuck, goodbye=True, reason="agent repeating")
+            self._end(ending.AGENT_REPEATING, goodbye=True, reason="agent repeating")
         elif d.action is Action.DEGRADE:
             self._degraded = True
 
@@ -468,8 +457,7 @@ class CallBridge:
     async def _await_stream(self) -> None:
         await asyncio.sleep(self._s.reattach_timeout_sec)
         if self._leg is None:
-            lost = core_link.Outcome("failed", "The media stream did not resume after DTMF.")
-            self._end(lost, goodbye=False, reason="stream not resumed")
+            self._end(ending.STREAM_NOT_RESUMED, goodbye=False, reason="stream not resumed")
 
     # ---- helpers ---------------------------------------------------------------------------
 

@@ -25,6 +25,19 @@ from telephony import port as telephony
 
 logger = logging.getLogger(__name__)
 
+# The outcomes the bridge reports itself when a supervisor rule or the stream ends the call.
+VOICEMAIL_MESSAGE_LEFT = core_link.Outcome(
+    "needs_follow_up", "Reached voicemail and left a message.", ending="voicemail"
+)
+MACHINE_NO_MESSAGE = core_link.Outcome(
+    "failed", "An answering machine answered; no message.", ending="voicemail"
+)
+GAVE_UP_ON_HOLD = core_link.Outcome("needs_follow_up", "Gave up on hold.", ending="hold")
+AGENT_REPEATING = core_link.Outcome(
+    "needs_follow_up", "The agent kept repeating itself.", ending="agent_repeating"
+)
+STREAM_NOT_RESUMED = core_link.Outcome("failed", "The media stream did not resume after DTMF.")
+
 Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None] | None"]
 
 
