@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from core.app import bookings, events
-from core.domain import booking_time
+from core.domain import booking_time, outcome_check
 from core.domain import bookings as rules
 from core.domain.errors import not_found
 from core.store.database import Conn
@@ -52,12 +52,29 @@ async def record_outcome(
 
     A successful cancellation marks the matching booking `cancelled` instead (its id is kept
     on the outcome as `cancelled_booking_id`) and creates none.
+
+    A claimed `booked` is first checked against the stored transcript (post-call analysis,
+    `core.domain.outcome_check`): one the callee's words do not support is stored as
+    `needs_follow_up` (the claim kept as `agent_claimed`), makes the booking that outcome
+    makes, and is logged as a supervisor decision with its event.
     """
     kind = rules.outcome_kind(outcome.get("outcome", ""))
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(sql.LOCK_FOR_OUTCOME, call_id)
         if row is None:
             raise not_found("call")
+        verdict = outcome_check.check(row["transcript_full"] or (), kind)
+        if verdict.contradicts_agent:
+            outcome = {**outcome, "agent_claimed": kind}
+            kind = "needs_follow_up"
+            decision = {
+                "kind": "post_call_analysis",
+                "reason": verdict.reason,
+                "action": "overruled",
+                "verdict": verdict.as_dict(),
+            }
+            await conn.execute(sql.APPEND_DECISION, call_id, decision)
+            await events.append(conn, call_id, "supervisor_decision", decision)
         slots: dict[str, Any] = row["parsed_slots"] if isinstance(row["parsed_slots"], dict) else {}
         ending = rules.ending_of(
             str(outcome.get("ending") or ""),
@@ -85,6 +102,7 @@ async def record_outcome(
             "ending": ending,
             "booking_id": booking_id,
             "cancelled_booking_id": cancelled_id,
+            "verification": verdict.as_dict(),
         }
         await conn.execute(sql.SET_OUTCOME, call_id, stored, kind, outcome.get("summary") or None)
     return booking_id

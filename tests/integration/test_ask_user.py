@@ -281,7 +281,7 @@ async def test_session_reports_become_the_call_record(
         media.send(
             transcript=media_pb2.TranscriptLine(
                 speaker="callee",
-                text="Hello, Luigi's",
+                text="Luigi's, booked for Anna, see you!",
                 final=True,
                 offset_ms=120,
                 source="supervisor_stt",
@@ -319,7 +319,7 @@ async def test_session_reports_become_the_call_record(
     assert got["transcript_full"] == [
         {
             "speaker": "callee",
-            "text": "Hello, Luigi's",
+            "text": "Luigi's, booked for Anna, see you!",
             "final": True,
             "offset_ms": 120,
             "source": "supervisor_stt",

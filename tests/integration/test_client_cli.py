@@ -175,6 +175,7 @@ async def test_json_follows_a_call_and_a_script_answers_by_post(
             )
         assert reply.json() == {"delivered": True}
         assert (await media.next()).answer.answer == "yes"
+        media.send(**said("callee", "Booked for 20:30, see you!", source="supervisor_stt"))
         media.send(**booked())
         await outcome_recorded(core, call_id)
         await core.calls.transition(call_id, "completed", Change(duration_sec=30))
@@ -191,6 +192,7 @@ async def test_json_follows_a_call_and_a_script_answers_by_post(
         "supervisor_decision",
         "ask_user",
         "answer",
+        "transcript",
         "outcome",
     ]
     assert [e["data"]["status"] for e in stream if e["event"] == "status"][-2:] == [
