@@ -138,9 +138,13 @@ def is_yes(text: str) -> bool | None:
 class AgentPolicy:
     """One call's agent: what it wants, what it heard, what it is waiting for."""
 
-    def __init__(self, instructions: Instructions, today: datetime.date) -> None:
+    def __init__(
+        self, instructions: Instructions, today: datetime.date, *, overclaim: bool = False
+    ) -> None:
         self.ins = instructions
         self.today = today
+        # A test-only flaw: report `booked` whatever the venue said (post-call analysis tests).
+        self.overclaim = overclaim
         self.request = dialogue.parse_request(
             instructions.brief, instructions.slots, today=today, kind=instructions.kind
         )
@@ -193,6 +197,12 @@ class AgentPolicy:
     def _finish(self, outcome: str, summary: str, **extra: Any) -> Finish:
         self.ended = True
         self.pending = None
+        if self.overclaim and outcome != "booked":
+            outcome, summary = (
+                "booked",
+                f"Booked {dialogue.describe(self.request, self.today, 'en')}.",
+            )
+            extra = self._booked_args(self.request)
         args: dict[str, Any] = {"outcome": outcome, "summary": summary, "language": self.lang}
         if self.venue_name:
             args["venue_name"] = self.venue_name

@@ -55,8 +55,10 @@ class SimAgents:
         identify_timeout_s: float = 2.0,
         opening_wait_s: float = 6.0,
         customer_timeout_s: float = 90.0,
+        overclaim: bool = False,
     ) -> None:
         self.world = world
+        self.overclaim = overclaim  # test-only: every agent claims `booked` (see AgentPolicy)
         self.identify_timeout_s = identify_timeout_s
         self.opening_wait_s = opening_wait_s
         self.customer_timeout_s = customer_timeout_s
@@ -78,7 +80,7 @@ class SimAgents:
         policy = self.policies.get(conv.call_sid)
         if policy is None:
             instructions = read_instructions(conn.system_instruction)
-            policy = AgentPolicy(instructions, datetime.date.today())
+            policy = AgentPolicy(instructions, datetime.date.today(), overclaim=self.overclaim)
             self.policies[conv.call_sid] = policy
         return policy
 

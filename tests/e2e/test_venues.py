@@ -59,6 +59,7 @@ class World_:
     rest: FakeTwilioRest
     customer: api_keys.CreatedKey
     world: World
+    agents: SimAgents
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
             ):
                 customer = await new_customer(core.pool, quota=1_000_000)
                 await core.pool.execute("UPDATE customers SET max_concurrent_calls = 20")
-                yield World_(http, core, rest, customer, world)
+                yield World_(http, core, rest, customer, world, agents)
         finally:
             await carrier.aclose()
             await core.stop(grace=1)
@@ -335,3 +336,38 @@ async def test_talks_over_the_agent(stack: World_) -> None:
 async def test_unknown_number_gets_the_default_venue(stack: World_) -> None:
     call = await place(stack, "+15550150", "Table for 2 tomorrow at 19:00 under Anna")
     assert call["outcome_type"] == "booked"
+
+
+async def test_an_agent_claiming_success_it_did_not_get_is_overruled(stack: World_) -> None:
+    """The sim's agent wrongly reports `booked` at the fully booked venue and at the one that
+    hangs up: no call ends `booked` and no booking is active."""
+    stack.agents.overclaim = True
+    try:
+        full, hung_up = await asyncio.gather(
+            place(stack, "+15550101", "Table for 2 tomorrow at 19:00 under Anna"),
+            place(stack, "+15550107", "Table for 2 tomorrow at 19:00 under Anna"),
+        )
+    finally:
+        stack.agents.overclaim = False
+    for call in (full, hung_up):
+        assert call["outcome_type"] != "booked", call["outcome_summary"]
+        assert call["booking"] is None or call["booking"]["status"] != "active"
+    # The fully booked venue refuses and stays on the line: the claim reaches core, and the
+    # post-call check overrules it.
+    analysis = [d for d in full["supervisor_decisions"] if d["kind"] == "post_call_analysis"]
+    assert [d["action"] for d in analysis] == ["overruled"], full["outcome_summary"]
+    assert "fully booked" in analysis[0]["reason"]
+    assert full["outcome_type"] == "needs_follow_up"
+    assert full["booking"]["status"] == "pending_user_confirm"
+    assert "supervisor_decision" in event_types(full)
+    # The venue that hangs up usually drops the line before the agent's end_call: media then
+    # reports the call `failed` itself and the late claim is never sent. If the claim got in
+    # first, it was overruled.
+    stored = await stack.core.pool.fetchval(
+        "SELECT outcome FROM calls WHERE call_id = $1", hung_up["call_id"]
+    )
+    decisions = [d["kind"] for d in hung_up["supervisor_decisions"]]
+    if stored.get("agent_claimed"):
+        assert "post_call_analysis" in decisions
+    else:
+        assert "post_call_analysis" not in decisions and hung_up["outcome_type"] == "failed"

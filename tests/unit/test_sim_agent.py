@@ -265,3 +265,13 @@ def test_text_turn_prefixes() -> None:
     assert customer_reply(customer_answer_text("yes", "context")) == "yes"
     assert customer_reply("hello") is None
     assert supervisor_cue("[SUPERVISOR] hold on") == "hold on"
+
+
+def test_an_overclaiming_agent_reports_booked_whatever_was_said() -> None:
+    p = policy()
+    over = AgentPolicy(p.ins, TODAY, overclaim=True)
+    refused = over.respond(venue("refuse", {"reason": "we are fully booked"}))
+    assert kinds(refused) == ["say:refused_bye", "end_call:booked"]
+    assert finish(refused)["guests"] == p.request.guests
+    hung_up = AgentPolicy(p.ins, TODAY, overclaim=True).respond(venue("hang_up_notice"))
+    assert kinds(hung_up) == ["end_call:booked"]
