@@ -247,21 +247,24 @@ async def _finished_call(core: server.Core, customer: api_keys.CreatedKey) -> tu
     return call_id, int(outcome_id)
 
 
-@pytest.mark.parametrize("past", [0, 1, 1000])
+@pytest.mark.parametrize("resume", ["at_outcome", "at_last", "beyond_last"])
 async def test_reconnect_at_or_past_the_outcome_closes_after_the_linger(
-    http: httpx.AsyncClient, core: server.Core, customer: api_keys.CreatedKey, past: int
+    http: httpx.AsyncClient, core: server.Core, customer: api_keys.CreatedKey, resume: str
 ) -> None:
     call_id, outcome_id = await _finished_call(core, customer)
     await _burst(core, call_id, 1)  # a late event after the outcome (e.g. recording_ready)
-    headers = {"X-API-Key": customer.api_key, "Last-Event-ID": str(outcome_id + past)}
+    late_id = await core.pool.fetchval(
+        "SELECT max(event_id) FROM call_events WHERE call_id = $1", call_id
+    )
+    last = {"at_outcome": outcome_id, "at_last": late_id, "beyond_last": late_id + 1000}[resume]
+    headers = {"X-API-Key": customer.api_key, "Last-Event-ID": str(last)}
     frames: list[dict[str, Any]] = []
     # The cap is 30 min: only the linger can end this stream within the timeout.
     async with asyncio.timeout(10):
         async with http.stream("GET", f"/calls/{call_id}/events", headers=headers) as response:
             assert response.status_code == 200
             frames = [f async for f in read_sse(response)]
-    late = [int(f["id"]) for f in frames]
-    assert late == ([outcome_id + 1] if past == 0 else [])
+    assert [int(f["id"]) for f in frames] == ([late_id] if resume == "at_outcome" else [])
 
 
 async def test_reconnect_before_the_outcome_still_sees_it_and_closes(
