@@ -66,6 +66,7 @@ _HTTP_CODES = {
     413: "REQUEST_TOO_LARGE",
 }
 MAX_ECHO_CHARS = 100
+_JSON_INT_MIN, _JSON_INT_MAX = -(2**63), 2**64 - 1  # what orjson can serialize
 
 
 def error_info(err: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
@@ -139,6 +140,12 @@ def _clean(text: str) -> str:
 
 def _echo(value: Any) -> Any:
     """What a 422 may echo of an input: scalars, short strings, small containers."""
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not _JSON_INT_MIN <= value <= _JSON_INT_MAX
+    ):
+        return _clean(str(value))  # JSON allows it, but orjson cannot write it back
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
