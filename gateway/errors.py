@@ -98,19 +98,26 @@ def fallback(code: grpc.StatusCode) -> tuple[int, str]:
     return _FALLBACK.get(code, _UPSTREAM)
 
 
-def from_rpc_error(err: grpc.aio.AioRpcError) -> JsonResponse:
+def error_body(err: grpc.aio.AioRpcError) -> tuple[int, dict[str, str]]:
+    """The HTTP status and the contract's `{"code", "message", ...}` for a core error
+    (also what an SSE stream sends in-band once its response has started)."""
     info = error_info(err)
     if info is not None:
         extra = dict(info.metadata)
         status_text = extra.pop("http_status", "")
         code = extra.pop("code", info.reason)
         status = int(status_text) if status_text.isdigit() else 500
-        return http_error(status, code, err.details() or "", **extra)
+        return status, {"code": code, "message": err.details() or "", **extra}
     status, code = fallback(err.code())
     message = _MESSAGES.get(code) or err.details() or code.lower().replace("_", " ")
     if status >= 500:
         log.warning("core call failed without ErrorInfo: %s", err.code().name)
-    return http_error(status, code, message)
+    return status, {"code": code, "message": message}
+
+
+def from_rpc_error(err: grpc.aio.AioRpcError) -> JsonResponse:
+    status, body = error_body(err)
+    return JsonResponse({"detail": body}, status_code=status)
 
 
 def from_rejected(err: Rejected) -> JsonResponse:

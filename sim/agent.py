@@ -98,9 +98,11 @@ class Tool:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Ask:
-    """`ask_user`: the answer comes back later (`AgentPolicy.on_answer`)."""
+    """`ask_user`: the answer comes back later (`AgentPolicy.on_answer`); `options` are
+    the choices on offer, when the customer should pick one."""
 
     question: str
+    options: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -353,7 +355,7 @@ class AgentPolicy:
             f"The venue cannot do {asked} {dialogue.say_date(self.request.date, self.today, 'en')}"
             f" but offers {other}. Shall I book {other}?"
         )
-        return [Ask(question), self._hold()]
+        return [Ask(question, (f"Yes, book {other}", "No")), self._hold()]
 
     def _accept(self) -> list[Move]:
         assert self.offer is not None

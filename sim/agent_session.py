@@ -18,6 +18,7 @@ import asyncio
 import collections
 import datetime
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -227,9 +228,10 @@ class AgentSession:
                 if move.name == "report_signal" and policy.pending == "supervisor":
                     self._asked_at = asyncio.get_running_loop().time()
             elif isinstance(move, Ask):
-                self._ask_id = await self.server.send_tool_call_on(
-                    self.conn, "ask_user", {"question": move.question}
-                )
+                args: dict[str, Any] = {"question": move.question}
+                if move.options:
+                    args["options"] = list(move.options)
+                self._ask_id = await self.server.send_tool_call_on(self.conn, "ask_user", args)
                 self._asked_at = asyncio.get_running_loop().time()
             elif isinstance(move, Finish):
                 await self.server.send_tool_call_on(self.conn, "end_call", move.args)

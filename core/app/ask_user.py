@@ -2,18 +2,27 @@
 
 A question is stored (`ask_user_requests`), announced as an `ask_user` event (the SSE
 "terminal" channel, always), and routed by the task's `ask_user_mode`:
-- `stream`: the event only — for CLI / agent clients that answer with POST /answer;
+- `stream`: the event, plus the customer's webhook if one is set — the contract tells
+  stream agents to keep the webhook as a backup, and `stream` only exists to keep
+  questions out of Telegram inboxes (the customer's chat and the fallback chat);
 - `any`: the first configured of the customer's Telegram chat, then the customer's
   HTTPS webhook (signed; a synchronous answer in its response counts), and, if
   neither took it, TELEGRAM_CHAT_ID_FALLBACK.
+The webhook gets the booking context with the question (brief, target phone, parsed
+slots), since a backend answering it has nothing else to go on.
+
 Answers from any channel go through `submit()`: one compare-and-set from `pending`,
 so the first answer wins, a late or repeated one is `delivered=false`, and the winner
-is pushed to the media session through `sessions.publish`.
+is pushed to the media session through `sessions.publish`. A question is `pending`
+only while the media session that asked it is attached: when the session ends,
+`cancel_pending()` closes its questions, so `delivered=true` always means a live
+session took the answer.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -42,6 +51,39 @@ class Channels:
     telegram_fallback_chat: int | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Question:
+    """One stored question, as the event and the webhook describe it."""
+
+    call_id: str
+    request_id: str
+    question: str
+    options: list[str]
+    timeout_sec: int
+    expires_at: dt.datetime
+
+    def event(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "question": self.question,
+            "options": self.options,
+            "timeout_sec": self.timeout_sec,
+            "expires_at": self.expires_at.isoformat(),
+            "answer_url": f"/calls/{self.call_id}/answer",
+        }
+
+    def webhook_payload(self, call: asyncpg.Record) -> dict[str, Any]:
+        """The event plus the booking context the contract promises the webhook."""
+        return {
+            "type": "ask_user",
+            "call_id": self.call_id,
+            **self.event(),
+            "brief": call["brief"],
+            "target_phone": call["target_phone"],
+            "parsed_slots": call["parsed_slots"] or {},
+        }
+
+
 class AskUser:
     def __init__(self, pool: asyncpg.Pool[Any], channels: Channels) -> None:
         self._pool = pool
@@ -57,8 +99,7 @@ class AskUser:
     ) -> None:
         """Store and announce the question, then deliver it per ask_user_mode."""
         delivery = await self.record(call_id, request_id, question, options, timeout_sec)
-        if delivery is not None:
-            await delivery()
+        await delivery()
 
     async def record(
         self,
@@ -67,17 +108,18 @@ class AskUser:
         question: str,
         options: list[str],
         timeout_sec: int,
-    ) -> Callable[[], Awaitable[None]] | None:
+    ) -> Callable[[], Awaitable[None]]:
         """Store and announce the question (in the order questions come); return the
-        delivery to outside channels still to run (None for ask_user_mode `stream`)."""
+        delivery to outside channels still to run."""
         question = question.strip()
         if not question or not request_id:
             raise CallagentError("INVALID_ARGUMENT_FIELD", "ask_user needs a question and an id")
+        options = [o.strip() for o in options if o.strip()]
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(sql.LOCK_CALL_AND_ROUTING, call_id)
             if row is None:
                 raise not_found("call")
-            await conn.execute(
+            expires_at = await conn.fetchval(
                 sql.INSERT,
                 request_id,
                 call_id,
@@ -85,81 +127,53 @@ class AskUser:
                 options,
                 float(timeout_sec),
             )
-            await events.append(
-                conn,
-                call_id,
-                "ask_user",
-                {
-                    "request_id": request_id,
-                    "question": question,
-                    "options": options,
-                    "timeout_sec": timeout_sec,
-                    "answer_url": f"/calls/{call_id}/answer",
-                },
-                locked=True,
-            )
-        if row["ask_user_mode"] != "any":
-            return None
-        return functools.partial(
-            self._route, call_id, request_id, question, options, timeout_sec, row
-        )
+            asked = Question(call_id, request_id, question, options, timeout_sec, expires_at)
+            await events.append(conn, call_id, "ask_user", asked.event(), locked=True)
+        return functools.partial(self._route, asked, row)
 
-    async def _route(
-        self,
-        call_id: str,
-        request_id: str,
-        question: str,
-        options: list[str],
-        timeout_sec: int,
-        row: asyncpg.Record,
-    ) -> None:
+    async def _route(self, asked: Question, row: asyncpg.Record) -> None:
+        stream = row["ask_user_mode"] == "stream"  # never Telegram, webhook still
         channel = "terminal"
-        if row["telegram_chat_id"] is not None and await self._telegram(
-            row["telegram_chat_id"], request_id, question, options
+        if (
+            not stream
+            and row["telegram_chat_id"] is not None
+            and await self._telegram(row["telegram_chat_id"], asked)
         ):
             channel = "telegram"
         elif row["ask_user_webhook_url"] and self._channels.webhook is not None:
             result = await self._channels.webhook.deliver(
                 row["ask_user_webhook_url"],
                 row["ask_user_webhook_secret"],
-                {
-                    "type": "ask_user",
-                    "call_id": call_id,
-                    "request_id": request_id,
-                    "question": question,
-                    "options": options,
-                    "timeout_sec": timeout_sec,
-                    "answer_url": f"/calls/{call_id}/answer",
-                },
+                asked.webhook_payload(row),
             )
             if result.delivered:
                 channel = "webhook"
                 if result.sync_answer:
                     await self.submit(
                         None,
-                        call_id,
+                        asked.call_id,
                         result.sync_answer,
-                        request_id,
+                        asked.request_id,
                         result.sync_mode or "voice",
                         via="webhook",
                     )
             else:
-                log.warning("ask_user webhook not delivered", extra={"call_id": call_id})
-        if channel == "terminal" and self._channels.telegram_fallback_chat is not None:
-            if await self._telegram(
-                self._channels.telegram_fallback_chat, request_id, question, options
-            ):
+                log.warning("ask_user webhook not delivered", extra={"call_id": asked.call_id})
+        fallback = self._channels.telegram_fallback_chat
+        if channel == "terminal" and not stream and fallback is not None:
+            if await self._telegram(fallback, asked):
                 channel = "telegram_fallback"
-        await self._pool.execute(sql.SET_CHANNEL, request_id, channel)
+        await self._pool.execute(sql.SET_CHANNEL, asked.request_id, channel)
 
-    async def _telegram(
-        self, chat_id: int, request_id: str, question: str, options: list[str]
-    ) -> bool:
+    async def _telegram(self, chat_id: int, asked: Question) -> bool:
         bot = self._channels.telegram
         if bot is None:
             return False
+        request_id = asked.request_id
         try:
-            message_id = await bot.send_question(chat_id, question, options or None, request_id)
+            message_id = await bot.send_question(
+                chat_id, asked.question, asked.options or None, request_id
+            )
         except TelegramError as err:
             log.warning("telegram delivery failed", extra={"retryable": err.retryable})
             return False
@@ -221,6 +235,22 @@ class AskUser:
                     conn, sessions.Command(call_id=call_id, kind="answer", request_id=taken)
                 )
         return taken is not None
+
+    async def cancel_pending(self, call_id: str) -> list[str]:
+        """The call's media session ended: close its pending questions (nobody is left
+        to hear an answer) and announce each as not delivered. Returns their ids."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql.LOCK_CALL, call_id)
+            closed = [r["request_id"] for r in await conn.fetch(sql.CANCEL_PENDING, call_id)]
+            for request_id in closed:
+                await events.append(
+                    conn,
+                    call_id,
+                    "answer",
+                    {"request_id": request_id, "delivered": False, "cancelled": True},
+                    locked=True,
+                )
+        return closed
 
     async def expire(self, request_id: str) -> bool:
         """Time a question out if still pending; True if this call did it."""

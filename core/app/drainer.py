@@ -4,8 +4,10 @@ Exactly one drainer dials, whatever the number of core replicas: the leader is w
 holds a session-level PostgreSQL advisory lock on a dedicated connection (if that
 connection dies, PostgreSQL frees the lock and another replica takes over). The leader
 recovers expired leases, claims the next entry (`core.app.dial_queue.claim`) and dials
-it, paced by a token bucket. `drain_once` runs one such round in the open, so tests and
-operators can step the queue instead of waiting for the background loop.
+it, paced by a token bucket. While a maintenance window is active nothing is claimed:
+queued calls keep their place and are dialed after the window. `drain_once` runs one
+such round in the open, so tests and operators can step the queue instead of waiting
+for the background loop.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from core.app import dial_queue
+from core.app import dial_queue, maintenance
 from core.app.calls import CallService
 from core.domain.errors import CallagentError
 from core.store import database
@@ -112,7 +114,8 @@ class Drainer:
 
     async def drain_once(self) -> str | None:
         """One round, awaited to the end: recover expired leases, claim the next dialable
-        entry and dial it. Returns the call id it dialed, None when nothing was dialable.
+        entry and dial it. Returns the call id it dialed, None when nothing was dialable
+        (also during a maintenance window).
 
         Safe beside a running leader: claims are row-locked, so no entry is taken twice.
         """
@@ -136,6 +139,10 @@ class Drainer:
         return await self._claim()
 
     async def _claim(self) -> tuple[str, str] | None:
+        if (await maintenance.get(self._pool)).active:
+            # A window refuses new calls; the queued ones wait in place (credits held)
+            # and are dialed once it is cleared, rather than dialed into it.
+            return None
         return await dial_queue.claim(
             self._pool,
             lease_sec=self._lease,

@@ -101,6 +101,14 @@ async def read_after(
     return [_event(r) for r in rows]
 
 
+async def outcome_seen(pool: asyncpg.Pool[Any], call_id: str, after: int) -> bool:
+    """True if a reader resuming after event `after` already has the call's outcome
+    (it will never see one again, so its stream must close on its own)."""
+    if after <= 0:
+        return False
+    return bool(await pool.fetchval(sql.OUTCOME_AT_OR_BEFORE, call_id, after))
+
+
 class _Topic:
     def __init__(self, last: int) -> None:
         self.last = last

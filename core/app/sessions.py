@@ -62,9 +62,12 @@ class SessionHub:
         self._queues[call_id] = queue  # a re-attach (new stream after DTMF) replaces the old
         return queue
 
-    def detach(self, call_id: str, queue: asyncio.Queue[Command]) -> None:
+    def detach(self, call_id: str, queue: asyncio.Queue[Command]) -> bool:
+        """Forget the session; False if a newer one for the call replaced it."""
         if self._queues.get(call_id) is queue:
             del self._queues[call_id]
+            return True
+        return False
 
     def holds(self, call_id: str) -> bool:
         return call_id in self._queues

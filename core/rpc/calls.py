@@ -148,11 +148,16 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         self, request: calls_pb2.StreamCallEventsRequest, context: Ctx
     ) -> AsyncIterator[calls_pb2.StreamCallEventsResponse]:
         """Backfill then live tail; ends `close_after_outcome_sec` after the outcome
-        event or at the stream cap, whichever comes first."""
+        event or at the stream cap, whichever comes first. A reader resuming at or past
+        the outcome (Last-Event-ID) gets the same linger, counted from its reconnect:
+        otherwise it would wait for an outcome that never comes again."""
         await self._calls.get_for(current_principal().customer_id, request.call_id)
+        past_outcome = await events.outcome_seen(
+            self._calls.pool, request.call_id, request.after_event_id
+        )
         await context.send_initial_metadata(())  # the owner check passed: start streaming
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._cap
+        deadline = loop.time() + (min(self._linger, self._cap) if past_outcome else self._cap)
         stream = events.follow(
             self._broker, self._calls.pool, request.call_id, request.after_event_id
         )

@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias
 
+import asyncpg
 import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc
 
@@ -75,8 +76,18 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                     reader.result()  # media closed its side (or failed): surface errors
                     return
         finally:
-            self._hub.detach(call_id, queue)
+            last = self._hub.detach(call_id, queue)
             await cancel_and_wait(reader, *work)
+            if last:
+                await self._close_questions(call_id)
+
+    async def _close_questions(self, call_id: str) -> None:
+        """No session waits for the call's open questions any more: an answer to one
+        must be `delivered=false`, not silently lost."""
+        try:
+            await self._ask.cancel_pending(call_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.warning("open questions not closed", extra={"call_id": call_id})
 
     async def _command(self, command: sessions.Command) -> media_pb2.SessionResponse | None:
         if command.kind == "hang_up":

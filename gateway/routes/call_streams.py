@@ -20,7 +20,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from gateway import inputs, views
 from gateway.credentials import credentials
-from gateway.errors import from_rpc_error, http_error
+from gateway.errors import error_body, from_rpc_error, http_error
 from gateway.responses import JsonResponse
 from gateway.stubs import Core
 
@@ -90,12 +90,7 @@ async def stream_call_events(
 ) -> Response:
     after = inputs.event_id(last_event_id) if last_event_id else 0
     metadata = credentials(x_gateway_context, x_api_key)
-    if not slots.take():
-        return http_error(
-            503,
-            "STREAM_LIMIT",
-            "this gateway serves its maximum number of event streams; retry shortly",
-        )
+    # The contract's order: auth and ownership (core's first status) before the cap.
     call = core.calls.StreamCallEvents(
         calls_pb2.StreamCallEventsRequest(call_id=call_id, after_event_id=after),
         metadata=metadata,
@@ -104,11 +99,16 @@ async def stream_call_events(
         failure = await _first_status(call)
     except BaseException:
         call.cancel()
-        slots.give_back()
         raise
     if failure is not None:
-        slots.give_back()
         return from_rpc_error(failure)
+    if not slots.take():
+        call.cancel()
+        return http_error(
+            503,
+            "STREAM_LIMIT",
+            "this gateway serves its maximum number of event streams; retry shortly",
+        )
 
     async def frames() -> AsyncIterator[bytes]:
         reader = aiter(call)
@@ -128,7 +128,8 @@ async def stream_call_events(
                 yield sse_frame(item.event)
         except grpc.aio.AioRpcError as err:
             # The response has started: report in-band, then end the stream.
-            error = {"code": err.code().name, "message": err.details() or ""}
+            # The contract's codes, as a JSON error body would carry them.
+            _, error = error_body(err)
             yield b"event: error\ndata: %s\n\n" % orjson.dumps(error)
         finally:
             if next_item is not None:

@@ -53,6 +53,18 @@ def outcome_from_args(args: Mapping[str, Any]) -> core_link.Outcome:
     )
 
 
+MAX_OPTIONS = 10
+
+
+def options_from_args(args: Mapping[str, Any]) -> tuple[str, ...]:
+    """ask_user's `options` as non-empty strings (the model may send junk or nothing)."""
+    raw = args.get("options")
+    if not isinstance(raw, list | tuple):
+        return ()
+    options = (str(o).strip() for o in raw if isinstance(o, str | int | float))
+    return tuple(o for o in options if o)[:MAX_OPTIONS]
+
+
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
 
 
@@ -116,7 +128,11 @@ class ToolRelay:
         request_id = uuid.uuid4().hex
         future: asyncio.Future[core_link.Answer] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        self._link.ask_user(core_link.AskUser(request_id, question, self._ask_timeout_s))
+        self._link.ask_user(
+            core_link.AskUser(
+                request_id, question, self._ask_timeout_s, options_from_args(call.args)
+            )
+        )
         try:
             async with asyncio.timeout(
                 self._ask_timeout_s + min(_ANSWER_GRACE_S, self._ask_timeout_s)

@@ -40,7 +40,17 @@ def agent_tools() -> list[types.FunctionDeclaration]:
             ),
             parameters=types.Schema(
                 type=types.Type.OBJECT,
-                properties={"question": _string("One short, self-contained question.")},
+                properties={
+                    "question": _string("One short, self-contained question."),
+                    "options": types.Schema(
+                        type=types.Type.ARRAY,
+                        items=types.Schema(type=types.Type.STRING),
+                        description=(
+                            "The choices on offer, each a few words (e.g. the times the venue "
+                            "proposed), when the customer should pick one; omit otherwise."
+                        ),
+                    ),
+                },
                 required=["question"],
             ),
         ),
@@ -155,7 +165,8 @@ def build_system_instruction(
         "Share the customer's personal details only as far as the task needs.",
         "TOOLS:\n"
         "- ask_user: when a decision or fact only the customer has is needed (an alternative "
-        "time, a deposit, a price, a missing detail). Tell the other person you are checking "
+        "time, a deposit, a price, a missing detail). When the other person offered choices, "
+        "pass them as options. Tell the other person you are checking "
         "and keep the line open. The reply arrives as a message starting with "
         f"{ANSWER_PREFIX} (say it to the other person) or {GUIDANCE_PREFIX} (act on it "
         "silently).\n"

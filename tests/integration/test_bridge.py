@@ -241,6 +241,18 @@ async def test_ask_user_voice_answer_is_spoken(world: World) -> None:
         assert turn.text == f"{ANSWER_PREFIX} Yes, 20:30 is fine."
 
 
+async def test_ask_user_options_go_to_core_with_the_question(world: World) -> None:
+    async with world.client():
+        link = await started(world)
+        args = {"question": "20:30 or 21:00?", "options": [" 20:30 ", "21:00", "", {"x": 1}]}
+        asking = asyncio.create_task(world.gemini.tool_call("ask_user", args))
+        await world.core.wait_until(lambda: bool(link.ask_requests))
+        request = link.ask_requests[0]
+        assert request.options == ("20:30", "21:00")  # blanks and non-strings dropped
+        link.answer(request.request_id, "21:00", "voice")
+        assert (await asyncio.wait_for(asking, 10))["mode"] == "voice"
+
+
 async def test_ask_user_context_answer_is_silent_guidance(world: World) -> None:
     async with world.client():
         link = await started(world)

@@ -209,3 +209,21 @@ async def _total(phones: list[FakeTelephony], n: int) -> bool:
 
 async def _is_leader(core: server.Core) -> bool:
     return bool(core.drainer and core.drainer.is_leader)
+
+
+async def test_queued_calls_wait_out_a_maintenance_window(
+    qhttp: httpx.AsyncClient, qcore: server.Core, telephony: FakeTelephony
+) -> None:
+    c = await new_customer(qcore.pool)  # cap 1: the second call waits behind the first
+    await qhttp.post("/calls", json=BODY, headers=key(c))
+    await eventually(lambda: _dialed(telephony, 1))
+    waiting = (await qhttp.post("/calls", json=BODY, headers=key(c))).json()["call_id"]
+    await qcore.pool.execute("UPDATE maintenance SET active = true, message = 'carrier upgrade'")
+    await qcore.calls.transition(telephony.dials[0].call_id, "completed")  # frees the cap
+    assert qcore.drainer is not None
+    assert await qcore.drainer.drain_once() is None  # dialable, but not in the window
+    status = await qcore.pool.fetchval("SELECT status FROM calls WHERE call_id = $1", waiting)
+    assert status == "queued" and len(telephony.dials) == 1
+    await qcore.pool.execute("UPDATE maintenance SET active = false, message = ''")
+    await eventually(lambda: _dialed(telephony, 2))  # the window is over: dialed
+    assert telephony.dials[1].call_id == waiting

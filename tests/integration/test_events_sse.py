@@ -234,3 +234,100 @@ async def test_events_cross_replicas(db_dsn: str) -> None:
     finally:
         await a.stop(grace=0)
         await b.stop(grace=0)
+
+
+async def _finished_call(core: server.Core, customer: api_keys.CreatedKey) -> tuple[str, int]:
+    """A completed call and the id of its outcome event."""
+    call_id = await _start(core, customer)
+    await core.calls.transition(call_id, "in_progress")
+    await core.calls.transition(call_id, "completed", Change(duration_sec=30))
+    outcome_id = await core.pool.fetchval(
+        "SELECT event_id FROM call_events WHERE call_id = $1 AND type = 'outcome'", call_id
+    )
+    return call_id, int(outcome_id)
+
+
+@pytest.mark.parametrize("resume", ["at_outcome", "at_last", "beyond_last"])
+async def test_reconnect_at_or_past_the_outcome_closes_after_the_linger(
+    http: httpx.AsyncClient, core: server.Core, customer: api_keys.CreatedKey, resume: str
+) -> None:
+    call_id, outcome_id = await _finished_call(core, customer)
+    await _burst(core, call_id, 1)  # a late event after the outcome (e.g. recording_ready)
+    late_id = await core.pool.fetchval(
+        "SELECT max(event_id) FROM call_events WHERE call_id = $1", call_id
+    )
+    last = {"at_outcome": outcome_id, "at_last": late_id, "beyond_last": late_id + 1000}[resume]
+    headers = {"X-API-Key": customer.api_key, "Last-Event-ID": str(last)}
+    frames: list[dict[str, Any]] = []
+    # The cap is 30 min: only the linger can end this stream within the timeout.
+    async with asyncio.timeout(10):
+        async with http.stream("GET", f"/calls/{call_id}/events", headers=headers) as response:
+            assert response.status_code == 200
+            frames = [f async for f in read_sse(response)]
+    assert [int(f["id"]) for f in frames] == ([late_id] if resume == "at_outcome" else [])
+
+
+async def test_reconnect_before_the_outcome_still_sees_it_and_closes(
+    http: httpx.AsyncClient, core: server.Core, customer: api_keys.CreatedKey
+) -> None:
+    call_id, outcome_id = await _finished_call(core, customer)
+    headers = {"X-API-Key": customer.api_key, "Last-Event-ID": str(outcome_id - 1)}
+    async with asyncio.timeout(10):
+        async with http.stream("GET", f"/calls/{call_id}/events", headers=headers) as response:
+            frames = [f async for f in read_sse(response)]
+    assert [f["event"] for f in frames] == ["outcome"]
+
+
+async def test_auth_and_ownership_come_before_the_stream_cap(core: server.Core) -> None:
+    customer = await new_customer(core.pool)
+    other = await new_customer(core.pool)
+    call_id = await _start(core, customer)
+    gw = make_gateway_settings(
+        core.port, sse_max_streams=1, sse_heartbeat_sec=FAST["sse_heartbeat_sec"]
+    )
+    headers = {"X-API-Key": customer.api_key}
+    async with serve_asgi(create_app(gw)) as url, httpx.AsyncClient(base_url=url) as client:
+        async with client.stream("GET", f"/calls/{call_id}/events", headers=headers) as first:
+            assert first.status_code == 200  # the only slot is taken
+            unauth = await client.get(f"/calls/{call_id}/events")
+            wrong_key = await client.get(
+                f"/calls/{call_id}/events", headers={"X-API-Key": "ca_wrong"}
+            )
+            foreign = await client.get(
+                f"/calls/{call_id}/events", headers={"X-API-Key": other.api_key}
+            )
+            assert unauth.status_code == wrong_key.status_code == 401
+            assert foreign.status_code == 404
+            full = await client.get(f"/calls/{call_id}/events", headers=headers)
+            assert full.status_code == 503
+            assert full.json()["detail"]["code"] == "STREAM_LIMIT"
+
+
+async def test_an_error_inside_the_stream_carries_the_contracts_code(db_dsn: str) -> None:
+    solo = await server.start(make_settings(**FAST), dsn=db_dsn, port=0, telephony=FakeTelephony())
+    stopped = False
+    try:
+        customer = await new_customer(solo.pool)
+        call_id = await _start(solo, customer)
+        gw = make_gateway_settings(solo.port, sse_heartbeat_sec=FAST["sse_heartbeat_sec"])
+        async with (
+            serve_asgi(create_app(gw)) as url,
+            httpx.AsyncClient(base_url=url) as client,
+            client.stream(
+                "GET", f"/calls/{call_id}/events", headers={"X-API-Key": customer.api_key}
+            ) as response,
+        ):
+            frames = read_sse(response)
+            assert (await anext(frames))["event"] == "status"
+            await solo.stop(grace=0)  # core goes away under a started stream
+            stopped = True
+            async with asyncio.timeout(10):
+                rest = [f async for f in frames if "event" in f]
+        errors = [f for f in rest if f["event"] == "error"]
+        assert len(errors) == 1 and errors[-1] is rest[-1]
+        # Not a gRPC code name (UNAVAILABLE, CANCELLED): the contract's own codes.
+        assert errors[0]["data"]["code"] in {"CORE_UNAVAILABLE", "CORE_CANCELLED"}
+        assert errors[0]["data"]["message"]
+    finally:
+        if not stopped:
+            await solo.stop(grace=0)

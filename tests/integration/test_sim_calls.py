@@ -253,6 +253,9 @@ async def test_negotiating_venues_at_once(stack: Stack) -> None:
         stack.call("+15550109", brief),
     )
     assert len(accepted.questions) == 1 and "20:30" in accepted.questions[0]
+    # the agent's choices reach core with the question (the ask_user tool's options)
+    offered = accepted.link.ask_requests[0].options
+    assert len(offered) == 2 and "20:30" in offered[0]
     assert accepted.outcome is not None and accepted.outcome.outcome == "booked"
     assert accepted.outcome.date_time == f"{TOMORROW}T20:30"
 

@@ -142,6 +142,7 @@ def test_validation_errors_shorten_inputs_and_stay_encodable() -> None:
                 "input": {"a": ["x" * 500]},
             },
             {"type": "int_parsing", "loc": ("query", "limit"), "msg": "int", "input": 7},
+            {"type": "model_attributes_type", "loc": ("body",), "msg": "obj", "input": 2**65},
         ]
     )
     out = errors.validation_errors(err)
@@ -153,6 +154,7 @@ def test_validation_errors_shorten_inputs_and_stay_encodable() -> None:
     assert out[1]["input"] == "a?b"
     assert out[2]["input"] is None
     assert out[3]["input"] == 7
+    assert out[4]["input"] == str(2**65)  # orjson cannot write an integer past 64 bits
 
 
 async def test_an_unexpected_exception_answers_in_the_error_shape() -> None:

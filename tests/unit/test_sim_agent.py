@@ -142,6 +142,8 @@ def test_asks_the_customer_about_another_time_and_accepts() -> None:
     assert kinds(moves) == ["ask_user", "say:hold"]
     ask = moves[0]
     assert isinstance(ask, Ask) and "19:00" in ask.question and "20:30" in ask.question
+    assert ask.options and "20:30" in ask.options[0]  # the choices go along as options
+    assert [is_yes(o) for o in ask.options] == [True, False]
     assert p.pending == "offer"
     accepted = p.on_answer(
         customer_reply(customer_answer_text("Yes, 20:30 is fine", "voice")) or ""

@@ -1,17 +1,22 @@
 """ask_user questions: stored per call, routed, answered once, timed out, matched to Telegram."""
 
 LOCK_CALL_AND_ROUTING = """
-SELECT c.status, t.ask_user_mode, cu.ask_user_webhook_url, cu.ask_user_webhook_secret,
-       cu.telegram_chat_id
+SELECT c.status, c.target_phone, t.brief, t.parsed_slots, t.ask_user_mode,
+       cu.ask_user_webhook_url, cu.ask_user_webhook_secret, cu.telegram_chat_id
 FROM calls c JOIN tasks t USING (task_id)
 JOIN customers cu ON cu.customer_id = c.customer_id
 WHERE c.call_id = $1 FOR UPDATE OF c
 """
 
+# Returns the question's expires_at (the stored one when the id was asked before).
 INSERT = """
-INSERT INTO ask_user_requests (request_id, call_id, question, options, expires_at)
-VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
-ON CONFLICT (request_id) DO NOTHING
+WITH ins AS (
+    INSERT INTO ask_user_requests (request_id, call_id, question, options, expires_at)
+    VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))
+    ON CONFLICT (request_id) DO NOTHING RETURNING expires_at)
+SELECT expires_at FROM ins
+UNION ALL SELECT expires_at FROM ask_user_requests WHERE request_id = $1
+LIMIT 1
 """
 
 SET_CHANNEL = "UPDATE ask_user_requests SET channel = $2 WHERE request_id = $1"
@@ -33,6 +38,12 @@ WHERE request_id = (
       AND ($2::text IS NULL OR request_id = $2)
     ORDER BY created_at LIMIT 1)
 RETURNING request_id
+"""
+
+# The call's media session ended: nobody waits for its pending questions any more.
+CANCEL_PENDING = """
+UPDATE ask_user_requests SET status = 'cancelled'
+WHERE call_id = $1 AND status = 'pending' RETURNING request_id
 """
 
 EXPIRE = """

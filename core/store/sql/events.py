@@ -15,3 +15,9 @@ WHERE call_id = $1 AND event_id > $2 ORDER BY event_id LIMIT $3
 """
 
 LAST_ID = "SELECT coalesce(max(event_id), 0) FROM call_events WHERE call_id = $1"
+
+# Whether the call's outcome event is at or before $2 (a reader resuming past it).
+OUTCOME_AT_OR_BEFORE = """
+SELECT EXISTS (SELECT 1 FROM call_events
+               WHERE call_id = $1 AND type = 'outcome' AND event_id <= $2)
+"""
