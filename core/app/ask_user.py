@@ -89,18 +89,6 @@ class AskUser:
         self._pool = pool
         self._channels = channels
 
-    async def ask(
-        self,
-        call_id: str,
-        request_id: str,
-        question: str,
-        options: list[str],
-        timeout_sec: int,
-    ) -> None:
-        """Store and announce the question, then deliver it per ask_user_mode."""
-        delivery = await self.record(call_id, request_id, question, options, timeout_sec)
-        await delivery()
-
     async def record(
         self,
         call_id: str,

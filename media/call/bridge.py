@@ -183,7 +183,7 @@ class CallBridge:
             self._spawn(self._await_stream())
             return
         gone = core_link.Outcome("failed", "The other side hung up before the task was resolved.")
-        self._end(gone, goodbye=False, hang_up=False, reason="stream stopped")
+        self._ending.end(gone, goodbye=False, hang_up=False, reason="stream stopped")
 
     def on_amd(self, answered_by: str) -> None:
         """Twilio's async answering-machine detection result for this call."""
@@ -270,7 +270,7 @@ class CallBridge:
                 for answered_by in self._pending_amd:
                     self._apply(self._supervisor.on_amd(answered_by, self._clock()))
                 if self._leg is None and not self._expect_stream:
-                    self._end(None, goodbye=False, hang_up=False, reason="stream stopped")
+                    self._ending.end(None, goodbye=False, hang_up=False, reason="stream stopped")
                 elif self._wrap_up is None and not self._ending.started:
                     await self._say(agent_prompt.greeting_cue())
                 await self._ending.over.wait()
@@ -316,7 +316,7 @@ class CallBridge:
                 if not self._model_quiet.is_set():
                     self._model_quiet.set()
                     if self._wrap_up is not None and self._turn_started > self._wrap_up_at:
-                        self._end(self._wrap_up, goodbye=True, reason="wrap-up said")
+                        self._ending.end(self._wrap_up, goodbye=True, reason="wrap-up said")
             elif isinstance(event, OutputTranscript):
                 self._collect(self._agent_text, event.text, "agent")
                 if event.finished:
@@ -336,7 +336,7 @@ class CallBridge:
                 logger.info("gemini live resumed", extra={**self._log, "gap_ms": event.gap_ms})
             elif isinstance(event, SessionLost):
                 lost = core_link.Outcome("failed", "The connection to the voice model was lost.")
-                self._end(lost, goodbye=False, reason="model session lost")
+                self._ending.end(lost, goodbye=False, reason="model session lost")
                 return
 
     async def _ear_events(self, ear: DeepgramEar) -> None:
@@ -358,7 +358,7 @@ class CallBridge:
                 assert self._tools is not None
                 self._tools.on_answer(command)
             else:
-                self._end(None, goodbye=False, reason=f"core: {command.reason}")
+                self._ending.end(None, goodbye=False, reason=f"core: {command.reason}")
 
     async def _tick(self) -> None:
         s = self._s
@@ -376,7 +376,7 @@ class CallBridge:
                 if waited >= s.goodbye_timeout_sec and (
                     quiet or waited >= 3 * s.goodbye_timeout_sec
                 ):
-                    self._end(self._wrap_up, goodbye=True, reason="wrap-up timed out")
+                    self._ending.end(self._wrap_up, goodbye=True, reason="wrap-up timed out")
             elif now - self._t0 >= s.max_call_duration_sec:
                 self._start_wrap_up(
                     agent_prompt.wrap_up_cue("max_duration"),
@@ -410,7 +410,7 @@ class CallBridge:
             cue = agent_prompt.voicemail_cue(self._s.voicemail_message)
             self._start_wrap_up(cue, ending.VOICEMAIL_MESSAGE_LEFT)
         elif d.action is Action.HANG_UP:
-            self._end(ending.MACHINE_NO_MESSAGE, goodbye=False, reason="voicemail")
+            self._ending.end(ending.MACHINE_NO_MESSAGE, goodbye=False, reason="voicemail")
         elif d.action is Action.IDENTIFY:
             self._spawn(self._say(agent_prompt.screening_cue()))
         elif d.action is Action.ALLOW_DTMF:
@@ -420,9 +420,9 @@ class CallBridge:
         elif d.action is Action.WAIT:
             self._spawn(self._say(agent_prompt.hold_cue(), turn_complete=False))
         elif d.action is Action.GIVE_UP:
-            self._end(ending.GAVE_UP_ON_HOLD, goodbye=False, reason="hold too long")
+            self._ending.end(ending.GAVE_UP_ON_HOLD, goodbye=False, reason="hold too long")
         elif d.action is Action.END_NEEDS_FOLLOW_UP:
-            self._end(ending.AGENT_REPEATING, goodbye=True, reason="agent repeating")
+            self._ending.end(ending.AGENT_REPEATING, goodbye=True, reason="agent repeating")
         elif d.action is Action.DEGRADE:
             self._degraded = True
 
@@ -432,7 +432,7 @@ class CallBridge:
         """The agent's end_call; in a wrap-up it carries the wrap-up's ending (voicemail, …)."""
         if self._wrap_up is not None and not outcome.ending:
             outcome = dataclasses.replace(outcome, ending=self._wrap_up.ending)
-        self._end(outcome, goodbye=True, reason="end_call")
+        self._ending.end(outcome, goodbye=True, reason="end_call")
 
     def _start_wrap_up(self, cue: str, fallback: core_link.Outcome) -> None:
         """Ask the model to close the call; `fallback` is the outcome if it does not."""
@@ -441,23 +441,13 @@ class CallBridge:
         self._wrap_up, self._wrap_up_at = fallback, time.monotonic()
         self._spawn(self._say(cue))
 
-    def _end(
-        self,
-        outcome: core_link.Outcome | None,
-        *,
-        goodbye: bool,
-        reason: str,
-        hang_up: bool = True,
-    ) -> None:
-        self._ending.end(outcome, goodbye=goodbye, reason=reason, hang_up=hang_up)
-
     def _dtmf_sent(self, sent: bool) -> None:
         self._expect_stream = sent
 
     async def _await_stream(self) -> None:
         await asyncio.sleep(self._s.reattach_timeout_sec)
         if self._leg is None:
-            self._end(ending.STREAM_NOT_RESUMED, goodbye=False, reason="stream not resumed")
+            self._ending.end(ending.STREAM_NOT_RESUMED, goodbye=False, reason="stream not resumed")
 
     # ---- helpers ---------------------------------------------------------------------------
 
