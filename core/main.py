@@ -37,9 +37,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from common.aio import cancel_all_and_wait
+from core.adapters.deepgram_batch import DeepgramBatch
 from core.adapters.telegram import TelegramBot
 from core.adapters.webhook_delivery import WebhookDelivery
-from core.app import api_keys, ask_user, calls, events, reconciler, sessions
+from core.app import api_keys, ask_user, calls, events, merges, reconciler, sessions
 from core.app.auth import Authenticator
 from core.app.drainer import Drainer
 from core.app.telegram_answers import TelegramAnswerPoller
@@ -155,6 +156,27 @@ def build_channels(settings: Settings) -> ask_user.Channels:
     )
 
 
+def build_deepgram(settings: Settings) -> DeepgramBatch | None:
+    """Deepgram's batch API for merged transcripts; None (live-only merges) without a key."""
+    if settings.deepgram_api_key is None:
+        return None
+    return DeepgramBatch(
+        settings.deepgram_api_key,
+        http_base=settings.deepgram_http_base,
+        model=settings.deepgram_model,
+    )
+
+
+def merge_policy(settings: Settings) -> merges.MergePolicy:
+    return merges.MergePolicy(
+        recording_wait_sec=settings.merge_recording_wait_sec,
+        attempts=settings.merge_attempts,
+        backoff_base_sec=settings.merge_backoff_base_sec,
+        lease_sec=settings.merge_lease_sec,
+        poll_sec=settings.merge_poll_sec,
+    )
+
+
 def call_policy(settings: Settings) -> calls.CallPolicy:
     return calls.CallPolicy(
         reserve_cents=settings.call_reserve_cents,
@@ -212,11 +234,15 @@ async def start(
             asker,
             close_after_outcome_sec=settings.events_close_after_outcome_sec,
             max_stream_sec=settings.events_max_stream_sec,
+            transcript_wait_sec=settings.events_transcript_wait_sec,
         ),
         server,
     )
+    merge_worker = merges.MergeWorker(
+        call_service, build_deepgram(settings), merge_policy(settings)
+    )
     telephony_pb2_grpc.add_TelephonyEventServiceServicer_to_server(
-        TelephonyEventServicer(call_service), server
+        TelephonyEventServicer(call_service, on_recording=merge_worker.poke), server
     )
     skills_pb2_grpc.add_SkillServiceServicer_to_server(
         SkillServicer(skills.Registry(skill_catalog.SKILLS), call_service, pool), server
@@ -244,7 +270,8 @@ async def start(
                 stuck_call_sec=settings.stuck_call_timeout_sec,
             ),
             name="reconciler",
-        )
+        ),
+        asyncio.create_task(merge_worker.run(), name="transcript-merges"),
     ]
     if channels.telegram is not None:
         poller = TelegramAnswerPoller(

@@ -75,6 +75,30 @@ class Settings(TwilioSettings):
 
     events_close_after_outcome_sec: float = Field(default=5.0, ge=0)
     events_max_stream_sec: float = Field(default=1800.0, gt=0)
+    events_transcript_wait_sec: float = Field(
+        default=120.0,
+        ge=0,
+        description="After the outcome, how long a stream waits for transcript_ready.",
+    )
+
+    deepgram_api_key: SecretStr | None = Field(
+        default=None, description="Deepgram key for the merged transcript; unset = live-only."
+    )
+    deepgram_http_base: str = "https://api.deepgram.com"
+    deepgram_model: str = "nova-3"
+    merge_recording_wait_sec: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a merge waits for the recording callback before asking the carrier.",
+    )
+    merge_attempts: int = Field(
+        default=5, ge=1, le=20, description="Tries before the merge falls back to live lines."
+    )
+    merge_backoff_base_sec: float = Field(default=2.0, ge=0)
+    merge_lease_sec: float = Field(
+        default=300.0, gt=0, description="A claimed merge job's lease (a crashed claim expires)."
+    )
+    merge_poll_sec: float = Field(default=0.5, gt=0, description="How often idle workers look.")
 
     ask_user_timeout_sec: int = Field(default=90, gt=0, le=3600)
     telegram_bot_token: SecretStr | None = None

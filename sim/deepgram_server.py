@@ -183,6 +183,9 @@ class FakeDeepgram:
         self.rejected_upgrades = 0
         self.stalled = False
         self.batch_requests: list[BatchRequest] = []
+        # Statuses the next batch requests are answered with, one each (429, 500, 503…),
+        # as Deepgram does when overloaded; the request after them is served normally.
+        self.batch_failures: list[int] = []
         self._changed = asyncio.Event()
         self._ws_server: Server | None = None
         self._http_server: asyncio.Server | None = None
@@ -449,6 +452,13 @@ class FakeDeepgram:
         if self.keep_sessions:
             self.batch_requests.append(BatchRequest(query, headers, body))
         self._notify()
+        if self.batch_failures:
+            failed = HTTPStatus(self.batch_failures.pop(0))
+            return failed, {
+                "err_code": "TOO_MANY_REQUESTS" if failed == 429 else "INTERNAL_SERVER_ERROR",
+                "err_msg": failed.phrase,
+                "request_id": str(uuid.uuid4()),
+            }
         known = self.source.batch(body) if self.source is not None else None
         u = known or ScriptedUtterance(self.batch_text, 0.0, self.word_s)
         words = u.word_dicts()

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from core.app import credits, events
+from core.app import credits, events, merge_jobs
 from core.domain import billing
 from core.domain import call_states as st
 from core.domain.errors import not_found
@@ -95,5 +95,7 @@ async def transition_in(
             },
             locked=True,
         )
+        if final["answered"]:  # someone spoke: the call leaves a merged transcript
+            await merge_jobs.enqueue(conn, call_id)
     log.info("call status", extra={"call_id": call_id, "from": current, "to": target})
     return True

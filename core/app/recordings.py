@@ -3,7 +3,8 @@
 The carrier's recording callback and the lazy lookup (an admin fetches the recording
 before, or without, that callback) both end here: whichever comes first stores the
 provider's recording sid, URL and duration and appends `recording_ready`, in one
-transaction; the other finds the recording already stored and changes nothing.
+transaction (waking the call's merged-transcript job, which waits for it); the other
+finds the recording already stored and changes nothing.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from core.app import events
+from core.app import events, merge_jobs
 from core.store.sql import calls as sql
 
 
@@ -40,4 +41,5 @@ async def remember(
             "recording_ready",
             {"recording_url": recording_path(call_id), "duration_sec": duration_sec},
         )
+        await merge_jobs.wake(conn, call_id)
     return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -13,7 +13,7 @@ import orjson
 from callagent.v1 import calls_pb2, calls_pb2_grpc, telephony_pb2, telephony_pb2_grpc
 from google.protobuf import json_format
 
-from core.app import calls, events, provider_events, recordings, transcripts
+from core.app import calls, events, merge_jobs, provider_events, recordings, transcripts
 from core.app.ask_user import AskUser
 from core.domain import idempotency as idempotency_rules
 from core.domain import tasks
@@ -83,12 +83,14 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         *,
         close_after_outcome_sec: float,
         max_stream_sec: float,
+        transcript_wait_sec: float = 0.0,
     ) -> None:
         self._calls = service
         self._broker = broker
         self._ask = ask_user
         self._linger = close_after_outcome_sec
         self._cap = max_stream_sec
+        self._transcript_wait = transcript_wait_sec
 
     async def StartCall(self, request: calls_pb2.StartCallRequest, context: Ctx) -> Any:
         customer_id = current_principal().customer_id
@@ -147,20 +149,26 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
     async def StreamCallEvents(
         self, request: calls_pb2.StreamCallEventsRequest, context: Ctx
     ) -> AsyncIterator[calls_pb2.StreamCallEventsResponse]:
-        """Backfill then live tail; ends `close_after_outcome_sec` after the outcome
-        event or at the stream cap, whichever comes first. A reader resuming at or past
-        the outcome (Last-Event-ID) gets the same linger, counted from its reconnect:
-        otherwise it would wait for an outcome that never comes again."""
-        await self._calls.get_for(current_principal().customer_id, request.call_id)
-        past_outcome = await events.outcome_seen(
-            self._calls.pool, request.call_id, request.after_event_id
-        )
+        """Backfill then live tail, until the stream cap at the latest. After the outcome
+        event it lingers `close_after_outcome_sec`, unless the call's merged transcript is
+        still being built: then it stays (up to `transcript_wait_sec`) for
+        `transcript_ready` and lingers after that. A reader resuming at or past the
+        outcome (Last-Event-ID) gets the same rule, counted from its reconnect: otherwise
+        it would wait for an outcome that never comes again."""
+        call_id = request.call_id
+        await self._calls.get_for(current_principal().customer_id, call_id)
+        pool = self._calls.pool
+        past_outcome = await events.outcome_seen(pool, call_id, request.after_event_id)
         await context.send_initial_metadata(())  # the owner check passed: start streaming
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (min(self._linger, self._cap) if past_outcome else self._cap)
-        stream = events.follow(
-            self._broker, self._calls.pool, request.call_id, request.after_event_id
-        )
+        cap = loop.time() + self._cap
+
+        async def after_outcome() -> float:
+            wait = self._transcript_wait if await merge_jobs.pending(pool, call_id) else 0
+            return min(cap, loop.time() + (wait or self._linger))
+
+        deadline = await after_outcome() if past_outcome else cap
+        stream = events.follow(self._broker, pool, call_id, request.after_event_id)
         try:
             while True:
                 try:
@@ -170,6 +178,8 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
                     return
                 yield calls_pb2.StreamCallEventsResponse(event=event_message(event))
                 if event.type == "outcome":
+                    deadline = min(deadline, await after_outcome())
+                elif event.type == "transcript_ready":
                     deadline = min(deadline, loop.time() + self._linger)
         finally:
             await stream.aclose()
@@ -197,7 +207,7 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
     async def GetMergedTranscript(
         self, request: calls_pb2.GetMergedTranscriptRequest, context: Ctx
     ) -> Any:
-        """`pending` while the call is live; then the (for now live-lines-only) merge."""
+        """`pending` while the call is live or its merge job runs; then the merge."""
         merged = await transcripts.merged_for(
             self._calls.pool, current_principal().customer_id, request.call_id
         )
@@ -211,8 +221,11 @@ def _opt(message: Any, field: str) -> Any:
 
 
 class TelephonyEventServicer(telephony_pb2_grpc.TelephonyEventServiceServicer):
-    def __init__(self, service: calls.CallService) -> None:
+    def __init__(
+        self, service: calls.CallService, on_recording: Callable[[], None] | None = None
+    ) -> None:
         self._calls = service
+        self._on_recording = on_recording  # a stored recording lets its merge run now
 
     async def ReportTelephonyEvent(
         self, request: telephony_pb2.ReportTelephonyEventRequest, context: Ctx
@@ -232,4 +245,6 @@ class TelephonyEventServicer(telephony_pb2_grpc.TelephonyEventServiceServicer):
                 recording_status=_opt(request, "recording_status"),
             ),
         )
+        if applied and request.kind == "recording" and self._on_recording is not None:
+            self._on_recording()
         return telephony_pb2.ReportTelephonyEventResponse(applied=applied)

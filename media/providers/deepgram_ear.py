@@ -8,8 +8,8 @@ drops the oldest buffered frame when Deepgram stalls. Any failure (refused key, 
 server error) ends the stage with exactly one `EarLost`; deciding to degrade to Gemini's
 transcription is the bridge's job, not ours.
 
-`transcribe_recording()` is the batch sibling used after the call to time-align the merged
-transcript against the Twilio recording.
+The batch sibling (the recording after the call, for the merged transcript) is core's:
+`core.adapters.deepgram_batch`.
 """
 
 from __future__ import annotations
@@ -30,11 +30,9 @@ from deepgram.listen.v1.types.listen_v1error import ListenV1Error
 from deepgram.listen.v1.types.listen_v1results import ListenV1Results
 from deepgram.listen.v1.types.listen_v1speech_started import ListenV1SpeechStarted
 from deepgram.listen.v1.types.listen_v1utterance_end import ListenV1UtteranceEnd
-from deepgram.types.listen_v1response import ListenV1Response
 from pydantic import SecretStr
 
 from common.aio import cancel_and_wait
-from common.errors import ProviderError
 
 logger = logging.getLogger(__name__)
 
@@ -97,20 +95,6 @@ class EarLost:
 
 
 EarEvent = CalleeTranscript | UtteranceEnd | SpeechStarted | EarLost
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Word:
-    """One word of a batch transcript, in seconds from the start of the recording."""
-
-    text: str
-    start_s: float
-    end_s: float
-    confidence: float
-
-
-class TranscriptionError(ProviderError):
-    """Batch transcription failed; `retryable` is False for auth and request errors."""
 
 
 class DeepgramEar:
@@ -307,46 +291,3 @@ class DeepgramEar:
             except asyncio.QueueFull:
                 queue.get_nowait()
                 evicted = True
-
-
-async def transcribe_recording(
-    mp3: bytes, language: str, *, config: DeepgramConfig, timeout_s: float = 120.0
-) -> list[Word]:
-    """Batch-transcribe a finished call recording into timed words.
-
-    Raises:
-        TranscriptionError: Deepgram refused or failed the request.
-    """
-    try:
-        async with httpx.AsyncClient(timeout=timeout_s) as http:
-            response = await config.client(http).listen.v1.media.transcribe_file(
-                request=mp3,
-                model=config.model,
-                language=language,
-                smart_format=True,
-                punctuate=True,
-                utterances=True,
-            )
-    except ApiError as exc:
-        status = exc.status_code or 0
-        retryable = status == 429 or status >= 500
-        raise TranscriptionError(
-            f"deepgram batch transcription failed (HTTP {status})", retryable=retryable
-        ) from None
-    except httpx.HTTPError as exc:
-        raise TranscriptionError(
-            f"deepgram unreachable ({type(exc).__name__})", retryable=True
-        ) from None
-    if not isinstance(response, ListenV1Response):
-        raise TranscriptionError("deepgram answered in callback mode", retryable=False)
-    channels = response.results.channels
-    alternatives = channels[0].alternatives if channels else None
-    if not alternatives:
-        return []
-    words: list[Word] = []
-    for w in alternatives[0].words or []:
-        if w.word is None or w.start is None or w.end is None:
-            continue
-        text = getattr(w, "punctuated_word", None) or w.word
-        words.append(Word(str(text), w.start, w.end, w.confidence or 0.0))
-    return words

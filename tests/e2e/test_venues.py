@@ -97,7 +97,13 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
             twilio_api_base_url=rest.base_url,
             public_base_url=f"http://127.0.0.1:{media_port}",
         )
-        settings = make_settings(**twilio.model_dump(), events_close_after_outcome_sec=0.5)
+        settings = make_settings(
+            **twilio.model_dump(),
+            events_close_after_outcome_sec=0.5,
+            deepgram_api_key=SecretStr(DEEPGRAM_KEY),
+            deepgram_http_base=deepgram.http_base,
+            merge_poll_sec=0.1,
+        )
         core = await server.start(settings, dsn=dsn, port=0)
         core_target = f"127.0.0.1:{core.port}"
         media = MediaSettings(

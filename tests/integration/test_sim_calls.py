@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from pydantic import SecretStr
 
+from core.adapters.deepgram_batch import DeepgramBatch
 from media.call.core_link import CallTask, Outcome
 from media.providers.agent_prompt import DEFAULT_DISCLOSURES
-from media.providers.deepgram_ear import DeepgramConfig, transcribe_recording
 from media.server import create_app
 from media.settings import MediaSettings
 from media.twilio.webhooks import TelephonyEvent
@@ -235,10 +235,8 @@ async def test_books_as_asked_with_recording_and_transcripts(stack: Stack) -> No
     async with stack.telephony.open_recording(recording.recording_sid) as got:
         media = b"".join([chunk async for chunk in got.chunks])
     assert got.content_type == "audio/mpeg" and mp3_frames.frames(media)  # MP3, frame by frame
-    config = DeepgramConfig(
-        SecretStr(DEEPGRAM_KEY), http_base=stack.deepgram.http_base, ws_base=stack.deepgram.ws_base
-    )
-    words = await transcribe_recording(media, "en", config=config)
+    batch = DeepgramBatch(SecretStr(DEEPGRAM_KEY), http_base=stack.deepgram.http_base)
+    words = await batch.transcribe(media, "en")
     text = " ".join(w.text for w in words)
     assert text.startswith(DEFAULT_DISCLOSURES["en"])  # the outbound track: the agent's voice
     assert "Trattoria" not in text

@@ -1,4 +1,4 @@
-"""The production `DeepgramEar` and `transcribe_recording` (deepgram-sdk) against the sim's
+"""The production `DeepgramEar` and `DeepgramBatch` (deepgram-sdk) against the sim's
 Deepgram, whose transcripts come from the world: what the venue said, timed on the ear's own
 audio clock however late the ear joined the call.
 
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
+from core.adapters.deepgram_batch import DeepgramBatch
 from media.providers.deepgram_ear import (
     CalleeTranscript,
     DeepgramConfig,
@@ -21,7 +22,6 @@ from media.providers.deepgram_ear import (
     EarEvent,
     SpeechStarted,
     UtteranceEnd,
-    transcribe_recording,
 )
 from sim import voice
 from sim.deepgram_server import FakeDeepgram
@@ -140,9 +140,8 @@ async def test_batch_transcribes_a_known_recording() -> None:
     words = [("Hello,", 0.25, 0.5), ("this", 0.6, 0.8), ("is", 0.85, 0.95), ("Anna.", 1.0, 1.3)]
     world.add_recording(b"RIFF....WAVEfmt recording bytes", words)
     async with FakeDeepgram(KEY, source=WorldTranscripts(world)) as fake:
-        found = await transcribe_recording(
-            b"RIFF....WAVEfmt recording bytes", "en", config=config(fake)
-        )
-        unknown = await transcribe_recording(b"RIFF other", "en", config=config(fake))
+        batch = DeepgramBatch(SecretStr(KEY), http_base=fake.http_base)
+        found = await batch.transcribe(b"RIFF....WAVEfmt recording bytes", "en")
+        unknown = await batch.transcribe(b"RIFF other", "en")
     assert [(w.text, w.start_s, w.end_s) for w in found] == words
     assert unknown == []

@@ -98,7 +98,8 @@ WHERE call_id = $1
 """
 
 FINAL_OUTCOME = """
-SELECT outcome_type, outcome_summary, outcome, duration_sec FROM calls WHERE call_id = $1
+SELECT outcome_type, outcome_summary, outcome, duration_sec, started_at IS NOT NULL AS answered
+FROM calls WHERE call_id = $1
 """
 
 SET_OUTCOME_TEXT = """

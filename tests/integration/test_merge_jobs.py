@@ -1,0 +1,353 @@
+"""The merged-transcript job end to end inside core: a real core and PostgreSQL, the
+carrier's recording through the telephony port, Deepgram's batch API played by the sim's
+stand-in through deepgram-sdk. The job waits for the recording, merges, retries Deepgram's
+overload, falls back to the live lines when it must, and survives a core that died holding
+its lease; the event stream stays open for `transcript_ready`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import grpc
+import httpx
+import pytest
+from callagent.v1 import media_pb2
+from pydantic import SecretStr
+
+from core import main as server
+from core.app import api_keys
+from core.settings import Settings
+from gateway.app import create_app
+from sim.deepgram_server import FakeDeepgram
+from sim.world import World, WorldTranscripts
+from tests.conftest import (
+    eventually,
+    make_gateway_settings,
+    make_settings,
+    new_customer,
+    serve_asgi,
+)
+from tests.fakes.telephony import FakeTelephony
+from tests.integration.test_ask_user import session
+from tests.integration.test_calls_api import BODY, key, report
+from tests.integration.test_events_sse import read_sse
+
+DG_KEY = "merge-jobs-deepgram-key"
+MP3 = b"\xff\xfb\x90\x00" + b"merge-jobs recording" * 50
+DELTA_MS = 1200  # the recording clock runs this far ahead of the media clock
+
+# What media reported live (media clock), and what the recording holds (recording clock).
+LIVE = [
+    ("agent", "Hello, I'd like a table for two.", 500, "gemini"),
+    ("callee", "Yes, what time?", 3050, "supervisor_stt"),
+    ("agent", "At seven, under Anna.", 5000, "gemini"),
+]
+HEARD = [
+    ("Hello,", 1.70, 1.95),
+    ("I'd", 2.00, 2.15),
+    ("like", 2.20, 2.40),
+    ("a", 2.45, 2.50),
+    ("table", 2.55, 2.80),
+    ("for", 2.85, 2.95),
+    ("two.", 3.00, 3.30),
+    ("At", 6.20, 6.30),
+    ("seven,", 6.35, 6.70),
+    ("under", 6.80, 7.00),
+    ("Anna.", 7.05, 7.40),
+]
+
+
+@contextlib.asynccontextmanager
+async def gateway(core: server.Core) -> AsyncIterator[httpx.AsyncClient]:
+    async with (
+        serve_asgi(create_app(make_gateway_settings(core.port))) as url,
+        httpx.AsyncClient(base_url=url, timeout=10) as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+async def deepgram() -> AsyncIterator[FakeDeepgram]:
+    world = World()
+    world.add_recording(MP3, HEARD)
+    async with FakeDeepgram(DG_KEY, source=WorldTranscripts(world)) as fake:
+        yield fake
+
+
+def merge_settings(deepgram: FakeDeepgram, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "deepgram_api_key": SecretStr(DG_KEY),
+        "deepgram_http_base": deepgram.http_base,
+        "merge_recording_wait_sec": 30,
+        "merge_backoff_base_sec": 0.05,
+        "merge_poll_sec": 0.05,
+        "events_close_after_outcome_sec": 0.3,
+    }
+    return make_settings(**(values | overrides))
+
+
+@pytest.fixture
+def settings(deepgram: FakeDeepgram) -> Settings:
+    return merge_settings(deepgram)
+
+
+@pytest.fixture
+def gateway_overrides() -> dict[str, Any]:
+    return {"sse_heartbeat_sec": 0.2}
+
+
+async def answered_call(
+    http: httpx.AsyncClient, core: server.Core, channel: grpc.aio.Channel, customer: Any
+) -> tuple[str, str]:
+    """A call that was answered and said LIVE, then completed; (call_id, call_sid)."""
+    call = (await http.post("/calls", json=BODY, headers=key(customer))).json()["call"]
+    call_id, sid = call["call_id"], call["call_sid"]
+    assert await report(channel, kind="status", call_sid=sid, status="in_progress")
+    async with session(core, call_id) as media:
+        await media.next()
+        for speaker, text, offset, source in LIVE:
+            line = media_pb2.TranscriptLine(
+                speaker=speaker, text=text, final=True, offset_ms=offset, source=source
+            )
+            media.send(transcript=line)
+
+        async def stored() -> bool:
+            row = await core.pool.fetchval(
+                "SELECT jsonb_array_length(transcript_full) FROM calls WHERE call_id = $1", call_id
+            )
+            return bool(row == len(LIVE))
+
+        await eventually(stored)
+    assert await report(channel, kind="status", call_sid=sid, status="completed", duration_sec=9)
+    return call_id, sid
+
+
+async def merged(http: httpx.AsyncClient, call_id: str, customer: Any) -> dict[str, Any]:
+    """The merged transcript once it is ready (202 until then)."""
+    found: dict[str, Any] = {}
+
+    async def ready() -> bool:
+        got = await http.get(f"/calls/{call_id}/transcript-merged", headers=key(customer))
+        assert got.status_code in (200, 202), got.text
+        if got.status_code == 200:
+            found.update(got.json())
+        return got.status_code == 200
+
+    await eventually(ready, limit=20)
+    return found
+
+
+async def event_types(core: server.Core, call_id: str) -> list[str]:
+    rows = await core.pool.fetch(
+        "SELECT type FROM call_events WHERE call_id = $1 ORDER BY event_id", call_id
+    )
+    return [r["type"] for r in rows]
+
+
+def recording_callback(sid: str, recording_sid: str) -> dict[str, Any]:
+    return {
+        "kind": "recording",
+        "call_sid": sid,
+        "recording_sid": recording_sid,
+        "recording_url": f"https://carrier.invalid/Recordings/{recording_sid}",
+        "recording_duration_sec": 9,
+        "recording_status": "completed",
+    }
+
+
+async def test_the_recording_callback_starts_the_merge(
+    http: httpx.AsyncClient,
+    core: server.Core,
+    channel: grpc.aio.Channel,
+    customer: api_keys.CreatedKey,
+    telephony: FakeTelephony,
+    deepgram: FakeDeepgram,
+) -> None:
+    call_id, sid = await answered_call(http, core, channel, customer)
+    pending = await http.get(f"/calls/{call_id}/transcript-merged", headers=key(customer))
+    assert pending.status_code == 202 and pending.json() == {"status": "merger_pending"}
+    assert deepgram.batch_requests == []  # it waits for the recording
+
+    recording_sid = telephony.add_recording(sid, MP3, duration_sec=9)
+    assert await report(channel, **recording_callback(sid, recording_sid))
+    body = await merged(http, call_id, customer)
+
+    assert body["merge"] == "recording" and body["degraded"] is False
+    assert body["calibration_delta_ms"] is not None
+    assert abs(body["calibration_delta_ms"] - DELTA_MS) <= 50
+    turns = [(t["speaker"], t["start_ms"], t["text"]) for t in body["turns"]]
+    assert turns == [
+        ("agent", 1700, "Hello, I'd like a table for two."),
+        ("callee", pytest.approx(3050 + DELTA_MS, abs=50), "Yes, what time?"),
+        ("agent", 6200, "At seven, under Anna."),
+    ]
+    assert body["turns"][0]["words"][0] == {
+        "word": "Hello,",
+        "start_ms": 1700,
+        "end_ms": 1950,
+        "confidence": pytest.approx(body["turns"][0]["words"][0]["confidence"]),
+    }
+    # deepgram-sdk sent what Deepgram's pre-recorded API takes: the bytes, word timings on
+    (request,) = deepgram.batch_requests
+    assert request.body == MP3 and request.query["utterances"] == ["true"]
+    types = await event_types(core, call_id)
+    assert types.count("transcript_ready") == 1
+    assert types.index("outcome") < types.index("recording_ready") < types.index("transcript_ready")
+    ready = await core.pool.fetchval(
+        "SELECT payload FROM call_events WHERE call_id = $1 AND type = 'transcript_ready'", call_id
+    )
+    assert ready == {
+        "transcript_url": f"/calls/{call_id}/transcript-merged",
+        "degraded": False,
+        "turns": 3,
+    }
+    other = await new_customer(core.pool)
+    foreign = await http.get(f"/calls/{call_id}/transcript-merged", headers=key(other))
+    missing = await http.get("/calls/call_nope/transcript-merged", headers=key(customer))
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.content == missing.content
+
+
+@pytest.fixture
+def impatient(deepgram: FakeDeepgram) -> Settings:
+    return merge_settings(deepgram, merge_recording_wait_sec=0.2)
+
+
+async def test_without_a_callback_the_carrier_is_asked(
+    db_dsn: str,
+    impatient: Settings,
+    telephony: FakeTelephony,
+    deepgram: FakeDeepgram,
+) -> None:
+    """The recording callback was lost: after the wait the job looks the recording up
+    itself, stores and announces it as the callback would have, and merges."""
+    core = await server.start(impatient, dsn=db_dsn, port=0, telephony=telephony)
+    try:
+        customer = await new_customer(core.pool)
+        async with (
+            grpc.aio.insecure_channel(f"127.0.0.1:{core.port}") as channel,
+            gateway(core) as http,
+        ):
+            call_id, sid = await answered_call(http, core, channel, customer)
+            telephony.add_recording(sid, MP3, duration_sec=9)
+            body = await merged(http, call_id, customer)
+        assert body["merge"] == "recording"
+        types = await event_types(core, call_id)
+        assert types.count("recording_ready") == 1 and types.count("transcript_ready") == 1
+    finally:
+        await core.stop(grace=1)
+
+
+async def test_deepgram_overload_is_retried(
+    http: httpx.AsyncClient,
+    core: server.Core,
+    channel: grpc.aio.Channel,
+    customer: api_keys.CreatedKey,
+    telephony: FakeTelephony,
+    deepgram: FakeDeepgram,
+) -> None:
+    deepgram.batch_failures = [429, 503]
+    call_id, sid = await answered_call(http, core, channel, customer)
+    recording_sid = telephony.add_recording(sid, MP3, duration_sec=9)
+    assert await report(channel, **recording_callback(sid, recording_sid))
+    body = await merged(http, call_id, customer)
+    assert body["merge"] == "recording" and len(deepgram.batch_requests) == 3
+    attempts = await core.pool.fetchval(
+        "SELECT attempts FROM transcript_merges WHERE call_id = $1", call_id
+    )
+    assert attempts == 3
+
+
+async def test_deepgram_failing_for_good_falls_back_to_the_live_lines(
+    http: httpx.AsyncClient,
+    core: server.Core,
+    channel: grpc.aio.Channel,
+    customer: api_keys.CreatedKey,
+    telephony: FakeTelephony,
+    deepgram: FakeDeepgram,
+) -> None:
+    deepgram.batch_failures = [500] * 5  # MERGE_ATTEMPTS tries, each refused
+    call_id, sid = await answered_call(http, core, channel, customer)
+    recording_sid = telephony.add_recording(sid, MP3, duration_sec=9)
+    assert await report(channel, **recording_callback(sid, recording_sid))
+    body = await merged(http, call_id, customer)
+    assert body["degraded"] is True and body["merge"] == "live_only"
+    assert "HTTP 500" in body["degraded_reason"]
+    assert [t["text"] for t in body["turns"]] == [text for _, text, _, _ in LIVE]
+    assert len(deepgram.batch_requests) == 5
+    ready = await core.pool.fetchval(
+        "SELECT payload FROM call_events WHERE call_id = $1 AND type = 'transcript_ready'", call_id
+    )
+    assert ready["degraded"] is True
+
+
+async def test_a_job_held_by_a_dead_core_is_taken_over(
+    http: httpx.AsyncClient,
+    core: server.Core,
+    db_dsn: str,
+    channel: grpc.aio.Channel,
+    customer: api_keys.CreatedKey,
+    telephony: FakeTelephony,
+    deepgram: FakeDeepgram,
+) -> None:
+    """A core claimed the job and died before finishing (its lease still stands): the job
+    is neither lost nor run twice; another core takes it once the lease expires."""
+    call_id, sid = await answered_call(http, core, channel, customer)
+    recording_sid = telephony.add_recording(sid, MP3, duration_sec=9)
+    await core.stop(grace=1)  # this core is gone; its pending job stays in PostgreSQL
+    # What a crashed claimer leaves behind: a claim with a lease nobody will release.
+    conn = await asyncpg.connect(db_dsn)
+    try:
+        await conn.execute(
+            "UPDATE transcript_merges SET attempts = 1, not_before = now(),"
+            " lease_until = now() + interval '1 second' WHERE call_id = $1",
+            call_id,
+        )
+    finally:
+        await conn.close()
+    again = await server.start(merge_settings(deepgram), dsn=db_dsn, port=0, telephony=telephony)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{again.port}") as channel2:
+            assert await report(channel2, **recording_callback(sid, recording_sid))
+        async with gateway(again) as http2:
+            body = await merged(http2, call_id, customer)
+        assert body["merge"] == "recording" and len(deepgram.batch_requests) == 1
+        assert (await event_types(again, call_id)).count("transcript_ready") == 1
+        attempts = await again.pool.fetchval(
+            "SELECT attempts FROM transcript_merges WHERE call_id = $1", call_id
+        )
+        assert attempts == 2  # the dead core's claim counts: a job that kills cores ends
+    finally:
+        await again.stop(grace=1)
+
+
+async def test_the_stream_waits_for_transcript_ready(
+    http: httpx.AsyncClient,
+    core: server.Core,
+    channel: grpc.aio.Channel,
+    customer: api_keys.CreatedKey,
+    telephony: FakeTelephony,
+) -> None:
+    """After the outcome the stream stays open while the merge is pending (well past the
+    0.3 s linger) and closes shortly after `transcript_ready`."""
+    call_id, sid = await answered_call(http, core, channel, customer)
+    seen: list[str] = []
+    pings: list[str] = []
+    pings_at_outcome = -1
+    async with http.stream(
+        "GET", f"/calls/{call_id}/events", headers=key(customer), timeout=30
+    ) as response:
+        assert response.status_code == 200
+        async for frame in read_sse(response, pings=pings):
+            if "event" in frame:
+                seen.append(frame["event"])
+                if frame["event"] == "outcome":
+                    pings_at_outcome = len(pings)
+            # Three 0.2 s heartbeats after the outcome: open well past the 0.3 s linger.
+            elif pings_at_outcome >= 0 and len(pings) == pings_at_outcome + 3:
+                recording_sid = telephony.add_recording(sid, MP3, duration_sec=9)
+                assert await report(channel, **recording_callback(sid, recording_sid))
+    assert seen[-3:] == ["outcome", "recording_ready", "transcript_ready"]
