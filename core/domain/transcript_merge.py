@@ -140,7 +140,7 @@ def _calibrate(words: Sequence[_Word], agent: Sequence[_AgentLine]) -> int | Non
         if not residuals:
             return None
         delta = statistics.median(residuals)
-    evidence, _ = _score(delta, agent, starts, segments)
+    evidence = _score(delta, agent, starts, segments)[0]
     if evidence < max(1, math.ceil(len(agent) * MIN_MATCHED_SHARE)):
         return None
     return round(delta)
@@ -212,16 +212,18 @@ def _score(
     agent: Sequence[_AgentLine],
     starts: Sequence[int],
     segments: Sequence[tuple[int, _Tokens]],
-) -> tuple[float, float]:
+) -> tuple[float, int, float]:
     """Agent lines with a segment start within the tolerance, each counting 1 plus its best
-    `_likeness`; ties go to the smaller total distance."""
-    weight, distance = 0.0, 0.0
+    `_likeness`; ties go to more words in common (a stray word that happens to open a
+    line is likeness 1 too), then to the smaller total distance."""
+    weight, common, distance = 0.0, 0, 0.0
     for line in agent:
         lo, hi = _span(starts, line.at_ms + delta, TOLERANCE_MS)
         if lo < hi:
             weight += 1 + max(_likeness(line.tokens, segments[j][1]) for j in range(lo, hi))
+            common += max(len(set(line.tokens) & set(segments[j][1])) for j in range(lo, hi))
             distance += min(abs(starts[j] - line.at_ms - delta) for j in range(lo, hi))
-    return weight, -distance
+    return weight, common, -distance
 
 
 def _residual(starts: Sequence[int], at_ms: int, delta: float) -> int | None:
