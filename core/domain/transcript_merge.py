@@ -118,7 +118,7 @@ def calibration_delta_ms(
 def _calibrate(words: Sequence[_Word], agent: Sequence[_AgentLine]) -> int | None:
     """Each (segment start − agent line start) pair proposes an offset; the offsets that
     most agent lines agree on (within the tolerance) get a finer score that also weighs
-    the words each line shares with its segment; the best is refined to the median of its
+    the words each line shares with its segment, once refined to the median of their
     matched pairs. O(P log P) for the P pairs, which MAX_DELTA_MS keeps near linear in the
     call's length."""
     segments = _segments(words)
@@ -132,17 +132,26 @@ def _calibrate(words: Sequence[_Word], agent: Sequence[_AgentLine]) -> int | Non
     )
     if not pairs:
         return None
-    delta: float = max(_centres(pairs), key=lambda c: _score(c, agent, starts, segments))
-    residuals: list[int] = []
-    for _ in range(2):  # the median of the matched pairs, then matched again around it
+    refined = {r for r in (_refine(c, agent, starts) for c in _centres(pairs)) if r is not None}
+    ranked = sorted(((_score(r, agent, starts, segments), r) for r in refined), reverse=True)
+    if not ranked:
+        return None
+    (best, delta), rivals = ranked[0], ranked[1:]
+    if any(score[:2] == best[:2] and abs(other - delta) > TOLERANCE_MS for score, other in rivals):
+        return None  # two offsets fit equally well: better no calibration than a wrong one
+    if best[0] < max(1, math.ceil(len(agent) * MIN_MATCHED_SHARE)):
+        return None
+    return delta
+
+
+def _refine(delta: float, agent: Sequence[_AgentLine], starts: Sequence[int]) -> int | None:
+    """The median offset of the pairs matched around `delta`, matched again around it."""
+    for _ in range(2):
         found = (_residual(starts, line.at_ms, delta) for line in agent)
         residuals = [r for r in found if r is not None]
         if not residuals:
             return None
         delta = statistics.median(residuals)
-    evidence = _score(delta, agent, starts, segments)[0]
-    if evidence < max(1, math.ceil(len(agent) * MIN_MATCHED_SHARE)):
-        return None
     return round(delta)
 
 

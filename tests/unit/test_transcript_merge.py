@@ -330,6 +330,12 @@ def test_a_stray_word_that_opens_the_line_does_not_pull_the_calibration() -> Non
     assert calibration_delta_ms(words, lines) == 2000
 
 
+def test_two_offsets_that_fit_equally_well_do_not_calibrate() -> None:
+    words = [BatchWord("Yes.", 0.5, 0.8, 0.9), BatchWord("Okay.", 5.0, 5.3, 0.9)]
+    lines = [line("agent", "Good evening", 1000, "gemini")]  # shares no word with either
+    assert calibration_delta_ms(words, lines) is None
+
+
 @pytest.mark.parametrize("seed", range(200))
 def test_random_calls_merge_to_their_truth(seed: int) -> None:
     rng = random.Random(seed)
