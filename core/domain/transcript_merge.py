@@ -253,7 +253,8 @@ def merge_recording(
 
     Agent turns are the recorded words, split where an agent line begins
     (`_utterance_start`), at a pause after the callee began to speak, and at pauses before
-    the first agent line; a line nothing was heard of is no turn. Callee turns are the kept
+    the first agent line (words that run into it join it); a line nothing was heard of is
+    no turn. Callee turns are the kept
     callee lines shifted by the calibration (never before the recording's start); their
     ends are estimated as in `merge_live`. `overlap_with_next` marks a turn whose end
     (measured, or estimated from its words) passes the other party's next start.
@@ -301,6 +302,8 @@ def _agent_turns(
     }
     first_line = min(anchors, default=len(words))
     cuts = {0, *anchors} if words else set()
+    if first_line < len(words) and words[first_line].gap_ms < SEGMENT_GAP_MS:
+        cuts.discard(first_line)  # words just before the first line, without a pause, join it
     turn_start = -math.inf
     for k, word in enumerate(words):
         if k in cuts:

@@ -274,6 +274,17 @@ def test_stray_words_before_the_first_agent_line_are_an_agent_turn_of_their_own(
     assert merged["turns"][1]["speaker"] == "agent"
 
 
+def test_a_word_that_runs_into_the_first_agent_line_joins_its_turn() -> None:
+    call = SyntheticCall(1000, random.Random(13))
+    for _ in range(5):
+        call.exchange()
+    first = call.words[0]
+    call.words.insert(0, BatchWord("Hi,", first.start_s - 0.45, first.start_s - 0.25, 0.9))
+    speaker, start, text = call.truth[0]
+    call.truth[0] = (speaker, start - 450, "Hi, " + text)  # a short pause: no turn of its own
+    assert_matches_truth(call, merge_recording(call.words, call.lines, call.recording_s()))
+
+
 def test_an_ear_lost_call_keeps_geminis_callee_lines() -> None:
     call = SyntheticCall(700, random.Random(6))
     for _ in range(3):
