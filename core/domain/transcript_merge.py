@@ -36,8 +36,8 @@ BATCH = "deepgram_batch"
 # A pause this long on the bot-only track starts a new stretch of speech (a segment);
 # an agent utterance almost always begins one.
 SEGMENT_GAP_MS = 500
-# How far a calibrated agent line may sit from its first word: the send-time jitter (a few
-# hundred ms) plus what the calibration itself gets wrong.
+# How far a calibrated agent line may sit from its first word: the send-time jitter (tested
+# at ±120 ms; boundaries start to slip past about ±200 ms) plus the calibration's own error.
 TOLERANCE_MS = 300
 # Within the tolerance, an utterance starts at a word after at least this much silence;
 # shorter pauses are inside a sentence.
