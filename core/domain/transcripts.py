@@ -1,11 +1,12 @@
 """The merged transcript in its degraded form: one timeline built from the live lines alone.
 
 The real merge (the bot-only recording → Deepgram batch word timings → calibrated against
-the bot's send times) is not built yet. Until it is, and later as its fallback when
-Deepgram keeps failing, a finished call's transcript is assembled from the final lines
-media reported during the call. Those lines carry only a start (`offset_ms`, counted from
-the call's first media stream), so every end is an estimate and the result says so:
-`degraded: true`, `merge: "live_only"`, `calibration_delta_ms: None`, no `words`.
+the bot's send times) is `core.domain.transcript_merge`. When it cannot run (no recording,
+Deepgram keeps failing, nothing calibrates), a finished call's transcript is assembled
+from the final lines media reported during the call. Those lines carry only a start
+(`offset_ms`, counted from the call's first media stream), so every end is an estimate
+and the result says so: `degraded: true`, `merge: "live_only"`, `calibration_delta_ms:
+None`, no `words`.
 
 Media reports each callee utterance once: from our own Deepgram ear (`supervisor_stt`)
 while it works, and from Gemini's input transcription (`gemini`) only after the ear was
@@ -37,8 +38,27 @@ WORDS_PER_SEC = 3.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TimedWord:
+    """One word the callee heard, timed by the recording (only the recording merge has them)."""
+
+    word: str
+    start_ms: int
+    end_ms: int
+    confidence: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "word": self.word,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "confidence": self.confidence,
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Turn:
-    """One speaker's line on the merged timeline (times in ms from the first media stream)."""
+    """One speaker's line on the merged timeline, in ms: from the first media stream here,
+    from the recording's start in the recording merge."""
 
     speaker: str
     start_ms: int
@@ -46,6 +66,7 @@ class Turn:
     text: str
     source: str
     overlap_with_next: bool = False
+    words: tuple[TimedWord, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -55,6 +76,8 @@ class Turn:
             "text": self.text,
             "source": self.source,
         }
+        if self.words:
+            body["words"] = [word.as_dict() for word in self.words]
         if self.overlap_with_next:
             body["overlap_with_next"] = True
         return body
