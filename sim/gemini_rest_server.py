@@ -98,6 +98,14 @@ class FakeGeminiRest:
         self._port = port
         self._server: asyncio.Server | None = None
         self._closing = asyncio.Event()
+        self._received = asyncio.Event()
+
+    async def wait_for_request(self, count: int = 1, timeout_s: float = 10.0) -> None:
+        """Until `count` requests have been accepted (tests; needs `keep_requests`)."""
+        async with asyncio.timeout(timeout_s):
+            while len(self.requests) < count:
+                self._received.clear()
+                await self._received.wait()
 
     async def __aenter__(self) -> FakeGeminiRest:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self._port)
@@ -178,6 +186,7 @@ class FakeGeminiRest:
         body = _checked_body(raw)
         if self.keep_requests:
             self.requests.append(GenerateRequest(model, headers, body))
+            self._received.set()
         if self.delay_s > 0:
             try:
                 async with asyncio.timeout(self.delay_s):

@@ -207,3 +207,28 @@ async def test_a_refused_key_is_a_non_retryable_model_error(
         await model.aclose()
     assert raised.value.message == "HTTP 400 INVALID_ARGUMENT" and not raised.value.retryable
     assert "wrong-key" not in repr(raised.value)
+
+
+async def test_the_outcome_survives_media_cancelling_its_session_while_the_model_thinks(
+    core: server.Core, customer: api_keys.CreatedKey, world: World, model_server: FakeGeminiRest
+) -> None:
+    """Media gives core a bounded time to finish after its last message; an outcome being
+    checked by the model when media's session is cancelled is still recorded."""
+    model_server.delay_s = 30.0  # core gives up after 1 s and the rules decide
+    call_id = await start(core, customer, kind="restaurant_booking")
+    async with session(core, call_id) as media:
+        await media.next()
+        for line in converse(world, "+15550101"):
+            source = "supervisor_stt" if line["speaker"] == "callee" else "gemini"
+            media.send(transcript=media_pb2.TranscriptLine(final=True, source=source, **line))
+        media.send(outcome=CLAIM)
+        await model_server.wait_for_request()
+        media.cancel()  # the RPC is cancelled: core's handler is cancelled mid-check
+
+    async def recorded() -> bool:
+        sql = "SELECT outcome_type FROM calls WHERE call_id = $1"
+        return bool(await core.pool.fetchval(sql, call_id))
+
+    await eventually(recorded)
+    stored = await core.pool.fetchval("SELECT outcome FROM calls WHERE call_id = $1", call_id)
+    assert stored["outcome"] == "needs_follow_up" and stored["agent_claimed"] == "booked"
