@@ -135,6 +135,8 @@ def reconcile(
 
 def _reason(reading: Reading) -> str:
     said = f"the model read the call as {reading.outcome_type} ({reading.confidence:.2f})"
+    if reading.contradicts_agent:
+        said += ", not as the agent claimed"
     if reading.refusal_reason:
         said += f": {reading.refusal_reason!r}"
     return said
