@@ -3,7 +3,8 @@
 One process, one event loop, one `World`: Twilio REST + the carrier, the Gemini Live
 stand-in (TLS, with the simulated agent behind it), the Gemini REST stand-in (core's
 post-call classifier, answering from the world's truth) and the Deepgram stand-in (live and
-batch). On start it prints the environment the media process needs (`sim.settings.media_env`).
+batch). On start it prints the environment media and core need (`sim.settings.media_env`,
+`core_env`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sim.deepgram_server import FakeDeepgram
 from sim.gemini_live_server import FakeGeminiLive
 from sim.gemini_rest_server import FakeGeminiRest
 from sim.outcome_truth import WorldOutcomes
-from sim.settings import SimSettings, ensure_tls_files, media_env
+from sim.settings import SimSettings, core_env, ensure_tls_files, media_env
 from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
 
@@ -75,6 +76,9 @@ async def serve(settings: SimSettings) -> None:
         for name, value in media_env(settings).items():
             shown = "(set)" if name.endswith("_API_KEY") else value
             print(f"sim: media env {name}={shown}", flush=True)
+        print(
+            f"sim: core env ANALYSIS_BASE_URL={core_env(settings)['ANALYSIS_BASE_URL']}", flush=True
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
