@@ -1,10 +1,13 @@
-"""Async helpers every process needs: cancelling a task we own without eating our own cancel."""
+"""Async helpers every process needs: cancelling a task we own without eating our own cancel,
+and finishing must-happen work whatever cancels its caller."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 async def cancel_and_wait(*tasks: asyncio.Future[Any] | None) -> None:
@@ -34,3 +37,17 @@ async def cancel_all_and_wait(
     except asyncio.CancelledError:
         if current is not None and current.cancelling() > before:
             raise
+
+
+async def finish_even_if_cancelled(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` to its end even if the caller is cancelled meanwhile, then re-raise.
+
+    For must-happen writes (a call's outcome): the work runs as its own task behind
+    `asyncio.shield`; on cancellation it is awaited once more before the cancel propagates.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait({task})
+        raise

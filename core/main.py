@@ -38,11 +38,13 @@ from grpc_reflection.v1alpha import reflection
 
 from common.aio import cancel_all_and_wait
 from core.adapters.deepgram_batch import DeepgramBatch
+from core.adapters.outcome_model import OutcomeModel
 from core.adapters.telegram import TelegramBot
 from core.adapters.webhook_delivery import WebhookDelivery
 from core.app import api_keys, ask_user, calls, events, merges, reconciler, sessions
 from core.app.auth import Authenticator
 from core.app.drainer import Drainer
+from core.app.outcome_verification import Analyst
 from core.app.telegram_answers import TelegramAnswerPoller
 from core.domain import skill_catalog, skills
 from core.rpc.accounts import AccountServicer
@@ -103,6 +105,7 @@ class Core:
     broker: events.EventBroker
     hub: sessions.SessionHub
     channels: ask_user.Channels
+    outcome_model: OutcomeModel | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -116,6 +119,8 @@ class Core:
             await self.channels.telegram.aclose()
         if self.owns_telephony:
             await self.telephony.aclose()
+        if self.outcome_model is not None:
+            await self.outcome_model.aclose()
         await self.pool.close()
 
 
@@ -177,6 +182,19 @@ def merge_policy(settings: Settings) -> merges.MergePolicy:
     )
 
 
+def build_outcome_model(settings: Settings) -> OutcomeModel | None:
+    """The post-call classifier on Gemini, when analysis is enabled and has a key; without
+    it a claimed booked is checked by the rules alone."""
+    if not settings.analysis_configured or settings.gemini_api_key is None:
+        return None
+    return OutcomeModel(
+        settings.gemini_api_key.get_secret_value(),
+        model=settings.analysis_model,
+        base_url=settings.analysis_base_url,
+        timeout_s=settings.analysis_timeout_sec,
+    )
+
+
 def call_policy(settings: Settings) -> calls.CallPolicy:
     return calls.CallPolicy(
         reserve_cents=settings.call_reserve_cents,
@@ -224,8 +242,13 @@ async def start(
     await hub.start()
     channels = build_channels(settings)
     asker = ask_user.AskUser(pool, channels)
+    outcome_model = build_outcome_model(settings)
+    analyst = (
+        Analyst(outcome_model, threshold=settings.analysis_threshold) if outcome_model else None
+    )
     media_pb2_grpc.add_MediaSessionServiceServicer_to_server(
-        MediaSessionServicer(call_service, asker, hub, settings.ask_user_timeout_sec), server
+        MediaSessionServicer(call_service, asker, hub, settings.ask_user_timeout_sec, analyst),
+        server,
     )
     calls_pb2_grpc.add_CallServiceServicer_to_server(
         CallServicer(
@@ -308,6 +331,7 @@ async def start(
         broker=broker,
         hub=hub,
         channels=channels,
+        outcome_model=outcome_model,
     )
 
 

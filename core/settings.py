@@ -113,6 +113,25 @@ class Settings(TwilioSettings):
         description="Trust this CA bundle (PEM) for webhook TLS instead of the system's.",
     )
 
+    gemini_api_key: SecretStr | None = Field(
+        default=None,
+        description="Gemini API key (the one media reads); unset = outcome check by rules only.",
+    )
+    analysis_enabled: bool = Field(
+        default=True, description="Ask the model to check a claimed booked (needs the key)."
+    )
+    analysis_model: str = "gemini-3.8-flash"
+    analysis_base_url: str | None = Field(
+        default=None,
+        description="generateContent base URL; unset = Google (the sim sets its stand-in).",
+    )
+    analysis_timeout_sec: float = Field(
+        default=8.0, gt=0, le=60, description="Bound on one model answer; then the rules decide."
+    )
+    analysis_threshold: float = Field(
+        default=0.7, ge=0, le=1, description="Model confidence that overrules a booked claim."
+    )
+
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated hosts or CIDRs exempt from the private-address refusal.",
@@ -124,6 +143,11 @@ class Settings(TwilioSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @property
+    def analysis_configured(self) -> bool:
+        """The model checks outcomes only when enabled and given a key."""
+        return self.analysis_enabled and self.gemini_api_key is not None
 
     @property
     def fictional_numbers_allowed(self) -> bool:

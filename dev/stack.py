@@ -49,6 +49,7 @@ def _provider_env(settings: Settings) -> tuple[dict[str, str], list[str]]:
     model_env = sim_settings.media_env(sim)
     if not os.environ.get("GEMINI_API_KEY"):
         env |= {k: v for k, v in model_env.items() if k.startswith("GEMINI_")}
+        env |= sim_settings.core_env(sim)  # core's post-call classifier asks the sim too
         simulated.append("Gemini")
     if not os.environ.get("DEEPGRAM_API_KEY"):
         env |= {k: v for k, v in model_env.items() if k.startswith("DEEPGRAM_")}

@@ -1,8 +1,10 @@
 """The simulated world process (`make run` starts it when provider credentials are missing).
 
 One process, one event loop, one `World`: Twilio REST + the carrier, the Gemini Live
-stand-in (TLS, with the simulated agent behind it) and the Deepgram stand-in (live and
-batch). On start it prints the environment the media process needs (`sim.settings.media_env`).
+stand-in (TLS, with the simulated agent behind it), the Gemini REST stand-in (core's
+post-call classifier, answering from the world's truth) and the Deepgram stand-in (live and
+batch). On start it prints the environment media and core need (`sim.settings.media_env`,
+`core_env`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from sim.agent_session import SimAgents
 from sim.carrier import SimCarrier
 from sim.deepgram_server import FakeDeepgram
 from sim.gemini_live_server import FakeGeminiLive
-from sim.settings import SimSettings, ensure_tls_files, media_env
+from sim.gemini_rest_server import FakeGeminiRest
+from sim.outcome_truth import WorldOutcomes
+from sim.settings import SimSettings, core_env, ensure_tls_files, media_env
 from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
 
@@ -40,6 +44,12 @@ async def serve(settings: SimSettings) -> None:
         source=WorldTranscripts(world),
         keep_sessions=False,
     )
+    rest_model = FakeGeminiRest(
+        settings.sim_gemini_api_key.get_secret_value(),
+        source=WorldOutcomes(world),
+        port=settings.sim_gemini_rest_port,
+    )
+    rest_model.keep_requests = False  # long-running: remember nothing per request
     async with (
         FakeTwilioRest(
             settings.twilio_account_sid,
@@ -48,6 +58,7 @@ async def serve(settings: SimSettings) -> None:
             max_recordings=200,
         ) as rest,
         gemini,
+        rest_model,
         deepgram,
     ):
         carrier = SimCarrier(
@@ -58,12 +69,16 @@ async def serve(settings: SimSettings) -> None:
         )
         print(f"sim: Twilio REST on {rest.base_url}", flush=True)
         print(f"sim: Gemini Live on {gemini.base_url}", flush=True)
+        print(f"sim: Gemini generateContent on {rest_model.base_url}", flush=True)
         print(
             f"sim: Deepgram on {deepgram.ws_base} (live), {deepgram.http_base} (batch)", flush=True
         )
         for name, value in media_env(settings).items():
             shown = "(set)" if name.endswith("_API_KEY") else value
             print(f"sim: media env {name}={shown}", flush=True)
+        print(
+            f"sim: core env ANALYSIS_BASE_URL={core_env(settings)['ANALYSIS_BASE_URL']}", flush=True
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

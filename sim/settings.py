@@ -1,4 +1,4 @@
-"""Settings of the simulated world, and the environment the media process needs to use it.
+"""Settings of the simulated world, and the environment media and core need to use it.
 
 The sim reads its own knobs here (core's `Settings` stays core's); names are the field names
 upper-cased, and the Twilio ones are the same variables core and media read, so one
@@ -31,6 +31,9 @@ class SimSettings(BaseSettings):
     sim_gemini_port: int = Field(default=8083, description="Gemini Live stand-in (TLS).")
     sim_deepgram_port: int = Field(default=8084, description="Deepgram live websocket.")
     sim_deepgram_http_port: int = Field(default=8085, description="Deepgram batch HTTP.")
+    sim_gemini_rest_port: int = Field(
+        default=8086, description="Gemini generateContent (core's post-call classifier)."
+    )
     sim_gemini_api_key: SecretStr = SecretStr("sim-gemini-key")
     sim_deepgram_api_key: SecretStr = SecretStr("sim-deepgram-key")
     sim_speed: float = Field(default=1.0, gt=0, description="Waits run this much faster.")
@@ -86,4 +89,13 @@ def media_env(settings: SimSettings) -> dict[str, str]:
         "DEEPGRAM_WS_BASE": f"ws://127.0.0.1:{settings.sim_deepgram_port}",
         "DEEPGRAM_HTTP_BASE": f"http://127.0.0.1:{settings.sim_deepgram_http_port}",
         "DEEPGRAM_API_KEY": settings.sim_deepgram_api_key.get_secret_value(),
+    }
+
+
+def core_env(settings: SimSettings) -> dict[str, str]:
+    """The variables core needs for its post-call classifier to ask this sim's Gemini REST
+    stand-in (plain HTTP, the same key as Gemini Live)."""
+    return {
+        "ANALYSIS_BASE_URL": f"http://127.0.0.1:{settings.sim_gemini_rest_port}",
+        "GEMINI_API_KEY": settings.sim_gemini_api_key.get_secret_value(),
     }

@@ -193,6 +193,10 @@ class World:
         if self.conversations.pop(conv.call_sid, None) is not None:
             self._closed.append(conv)
 
+    def known(self) -> list[Conversation]:
+        """Every conversation still remembered: finished ones, then live ones, oldest first."""
+        return [*self._closed, *self.conversations.values()]
+
     def unclaimed(self) -> Conversation | None:
         """The oldest streaming conversation no model has claimed (identification fallback)."""
         for conv in self.conversations.values():

@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from core.app import bookings, events
-from core.domain import booking_time, outcome_check
+from core.app import bookings, events, outcome_verification
+from core.domain import booking_time
 from core.domain import bookings as rules
 from core.domain.errors import not_found
 from core.store.database import Conn
@@ -46,24 +46,43 @@ async def add_signal(pool: asyncpg.Pool[Any], call_id: str, name: str) -> None:
 
 
 async def record_outcome(
-    pool: asyncpg.Pool[Any], call_id: str, outcome: dict[str, Any]
+    pool: asyncpg.Pool[Any],
+    call_id: str,
+    outcome: dict[str, Any],
+    analyst: outcome_verification.Analyst | None = None,
 ) -> str | None:
     """Store the agent's end_call outcome; return the booking id it created, if any.
 
     A successful cancellation marks the matching booking `cancelled` instead (its id is kept
     on the outcome as `cancelled_booking_id`) and creates none.
 
-    A claimed `booked` is first checked against the stored transcript (post-call analysis,
-    `core.domain.outcome_check`): one the callee's words do not support is stored as
+    A claimed `booked` is first checked against the stored transcript (post-call analysis:
+    the model through `analyst` when one is configured, else or on its failure the rules,
+    `core.app.outcome_verification`): one the call does not support is stored as
     `needs_follow_up` (the claim kept as `agent_claimed`), makes the booking that outcome
-    makes, and is logged as a supervisor decision with its event.
+    makes, and is logged as a supervisor decision naming the classifier, with its event.
     """
     kind = rules.outcome_kind(outcome.get("outcome", ""))
+    answer = None
+    if analyst is not None and kind == "booked":
+        context = await pool.fetchrow(sql.OUTCOME_CONTEXT, call_id)
+        if context is None:
+            raise not_found("call")
+        answer = await outcome_verification.ask_model(
+            analyst,
+            call_id=call_id,
+            claimed=kind,
+            brief=context["brief"] or "",
+            task_kind=context["kind"] or "",
+            transcript=context["transcript_full"] or (),
+        )
     async with pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(sql.LOCK_FOR_OUTCOME, call_id)
         if row is None:
             raise not_found("call")
-        verdict = outcome_check.check(row["transcript_full"] or (), kind)
+        verdict, verification = outcome_verification.verdict(
+            kind, row["transcript_full"] or (), answer, analyst
+        )
         if verdict.contradicts_agent:
             outcome = {**outcome, "agent_claimed": kind}
             kind = "needs_follow_up"
@@ -71,7 +90,8 @@ async def record_outcome(
                 "kind": "post_call_analysis",
                 "reason": verdict.reason,
                 "action": "overruled",
-                "verdict": verdict.as_dict(),
+                "classifier": verdict.source,
+                "verdict": verification,
             }
             await conn.execute(sql.APPEND_DECISION, call_id, decision)
             await events.append(conn, call_id, "supervisor_decision", decision)
@@ -102,7 +122,7 @@ async def record_outcome(
             "ending": ending,
             "booking_id": booking_id,
             "cancelled_booking_id": cancelled_id,
-            "verification": verdict.as_dict(),
+            "verification": verification,
         }
         await conn.execute(sql.SET_OUTCOME, call_id, stored, kind, outcome.get("summary") or None)
     return booking_id

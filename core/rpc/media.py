@@ -17,10 +17,11 @@ import asyncpg
 import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc
 
-from common.aio import cancel_and_wait
+from common.aio import cancel_and_wait, finish_even_if_cancelled
 from core.app import call_record, sessions
 from core.app.ask_user import AskUser
 from core.app.calls import CallService
+from core.app.outcome_verification import Analyst
 from core.domain.errors import CallagentError
 from core.rpc.convert import struct
 
@@ -31,9 +32,15 @@ Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
     def __init__(
-        self, calls: CallService, ask_user: AskUser, hub: sessions.SessionHub, timeout_sec: int
+        self,
+        calls: CallService,
+        ask_user: AskUser,
+        hub: sessions.SessionHub,
+        timeout_sec: int,
+        analyst: Analyst | None = None,
     ) -> None:
         self._calls = calls
+        self._analyst = analyst
         self._ask = ask_user
         self._hub = hub
         self._default_timeout = timeout_sec
@@ -159,7 +166,11 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                         "language": o.language,
                         "contact_phone": o.contact_phone,
                     }
-                    await call_record.record_outcome(pool, call_id, outcome)
+                    # The model may take seconds; media closing its side (or the RPC being
+                    # cancelled) meanwhile must not lose the call's outcome.
+                    await finish_even_if_cancelled(
+                        call_record.record_outcome(pool, call_id, outcome, self._analyst)
+                    )
             except CallagentError as err:
                 log.warning(
                     "session message refused", extra={"call_id": call_id, "reason": err.reason}

@@ -1,7 +1,8 @@
 """Every simulated venue, end to end with no mocks: REST client → gateway → core → the
 twilio SDK → the simulated carrier → Media Streams → media's real bridge → the simulated
-Gemini Live (google-genai) and Deepgram (deepgram-sdk) → tools → core → outcome, booking,
-events. All on loopback ports, in one process."""
+Gemini Live (google-genai) and Deepgram (deepgram-sdk) → tools → core → outcome (checked by
+core's post-call classifier against the simulated generateContent) → booking, events. All on
+loopback ports, in one process."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from sim.agent_session import SimAgents
 from sim.carrier import SimCarrier
 from sim.deepgram_server import FakeDeepgram
 from sim.gemini_live_server import FakeGeminiLive
+from sim.gemini_rest_server import FakeGeminiRest
+from sim.outcome_truth import WorldOutcomes
 from sim.settings import ensure_tls_files
 from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
@@ -89,6 +92,7 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
             ca_file=str(tls.ca_file),
         ) as gemini,
         FakeDeepgram(DEEPGRAM_KEY, source=WorldTranscripts(world)) as deepgram,
+        FakeGeminiRest(GEMINI_KEY, source=WorldOutcomes(world)) as rest_model,
     ):
         carrier = SimCarrier(rest, world=world, talk_seconds=1.0)
         twilio = TwilioSettings(
@@ -103,6 +107,8 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
             deepgram_api_key=SecretStr(DEEPGRAM_KEY),
             deepgram_http_base=deepgram.http_base,
             merge_poll_sec=0.1,
+            gemini_api_key=GEMINI_KEY,
+            analysis_base_url=rest_model.base_url,
         )
         core = await server.start(settings, dsn=dsn, port=0)
         core_target = f"127.0.0.1:{core.port}"
@@ -225,6 +231,11 @@ async def test_books_as_asked(stack: World_) -> None:
     assert booking["booking_local_time"] == booking["booking_date"]
     assert booking["venue_timezone"] == "UTC"
     assert booking["venue_name"] == "Trattoria Roma"
+    # core's post-call model (the sim's generateContent) read the call and confirmed it
+    verification = await stack.core.pool.fetchval(
+        "SELECT outcome->'verification' FROM calls WHERE call_id = $1", call["call_id"]
+    )
+    assert verification["source"] == "model" and verification["outcome"] == "booked"
     assert booking["contact_phone"] == "+15550100"
     assert booking["language"] == "en"
     assert call["outcome_charge_cents"] > 0
@@ -367,9 +378,11 @@ async def test_an_agent_claiming_success_it_did_not_get_is_overruled(stack: Worl
         assert call["outcome_type"] != "booked", call["outcome_summary"]
         assert call["booking"] is None or call["booking"]["status"] != "active"
     # The fully booked venue refuses and stays on the line: the claim reaches core, and the
-    # post-call check overrules it.
+    # post-call model (the sim's generateContent, answering from what the venue said)
+    # overrules it.
     analysis = [d for d in full["supervisor_decisions"] if d["kind"] == "post_call_analysis"]
     assert [d["action"] for d in analysis] == ["overruled"], full["outcome_summary"]
+    assert analysis[0]["classifier"] == "model"
     assert "fully booked" in analysis[0]["reason"]
     assert full["outcome_type"] == "needs_follow_up"
     assert full["booking"]["status"] == "pending_user_confirm"
@@ -383,5 +396,6 @@ async def test_an_agent_claiming_success_it_did_not_get_is_overruled(stack: Worl
     decisions = [d["kind"] for d in hung_up["supervisor_decisions"]]
     if stored.get("agent_claimed"):
         assert "post_call_analysis" in decisions
+        assert stored["verification"]["source"] == "model"
     else:
         assert "post_call_analysis" not in decisions and hung_up["outcome_type"] == "failed"

@@ -61,6 +61,10 @@ class MediaClient:
         async with asyncio.timeout(limit):
             return await self.inbox.get()
 
+    def cancel(self) -> None:
+        """Cancel the RPC outright (what media does when core is slow to finish)."""
+        self._call.cancel()
+
     async def close(self) -> None:
         self.outbox.put_nowait(None)
         with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):

@@ -72,6 +72,7 @@ def _assert_overruled(call: dict[str, Any], said: str) -> None:
     assert call["outcome"]["verification"]["contradicts_agent"] is True
     [decision] = [d for d in call["supervisor_decisions"] if d["kind"] == "post_call_analysis"]
     assert decision["action"] == "overruled" and said in decision["reason"]
+    assert decision["classifier"] == "rules"  # no model configured: the rules decide
     logged = [p for t, p in call["events"] if t == "supervisor_decision"]
     assert decision in logged
     assert call["booking"] is not None and call["booking"]["status"] != "active"

@@ -56,3 +56,30 @@ async def test_a_cancel_of_the_caller_propagates() -> None:
     release.set()
     await asyncio.wait([child])
     assert child.cancelled()
+
+
+async def test_must_happen_work_finishes_though_its_caller_is_cancelled() -> None:
+    release = asyncio.Event()
+    done: list[str] = []
+
+    async def write() -> str:
+        await release.wait()
+        done.append("written")
+        return "ok"
+
+    caller = asyncio.create_task(aio.finish_even_if_cancelled(write()))
+    await asyncio.sleep(0)  # let the caller start the work
+    caller.cancel()
+    await asyncio.sleep(0)
+    assert not caller.done()  # still waiting for the write
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert done == ["written"]
+
+
+async def test_must_happen_work_returns_its_result() -> None:
+    async def write() -> str:
+        return "ok"
+
+    assert await aio.finish_even_if_cancelled(write()) == "ok"

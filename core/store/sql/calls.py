@@ -155,6 +155,12 @@ UPDATE calls SET reservation_signals = array_append(reservation_signals, $2)
 WHERE call_id = $1 AND NOT ($2 = ANY(reservation_signals))
 """
 
+# What the post-call model reads, before the outcome's transaction (no lock while it thinks).
+OUTCOME_CONTEXT = """
+SELECT c.transcript_full, t.brief, t.kind
+FROM calls c JOIN tasks t USING (task_id) WHERE c.call_id = $1
+"""
+
 LOCK_FOR_OUTCOME = """
 SELECT c.customer_id, c.target_phone, c.language, c.status, c.reservation_signals,
     c.supervisor_decisions, c.transcript_full, t.kind, t.parsed_slots
