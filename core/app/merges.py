@@ -113,7 +113,7 @@ class MergeWorker:
             merged = await self._from_recording(row)
         except _Retry as retry:
             if retry.final or attempt >= self._policy.attempts:
-                log.warning(
+                (log.info if self._deepgram is None else log.warning)(
                     "merge falls back to the live lines",
                     extra={"call_id": call_id, "reason": retry.reason, "attempts": attempt},
                 )

@@ -95,7 +95,9 @@ async def test_stream_follows_a_call_to_its_end(
             seen.append(frame)
         await driver
     types = [f["event"] for f in seen]
-    assert types == ["status", "status", "status", "status", "outcome"]
+    # An answered call's merged transcript follows the outcome (live-only here: no
+    # Deepgram), and the stream waits for it.
+    assert types == ["status", "status", "status", "status", "outcome", "transcript_ready"]
     assert [f["data"]["status"] for f in seen[:4]] == [
         "scheduled",
         "dialing",
@@ -104,7 +106,7 @@ async def test_stream_follows_a_call_to_its_end(
     ]
     ids = [int(f["id"]) for f in seen]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
-    assert seen[-1]["data"]["outcome_charge_cents"] == 10
+    assert seen[-2]["data"]["outcome_charge_cents"] == 10
     assert all(f["data"]["call_id"] == call_id for f in seen)
 
 
@@ -237,10 +239,21 @@ async def test_events_cross_replicas(db_dsn: str) -> None:
 
 
 async def _finished_call(core: server.Core, customer: api_keys.CreatedKey) -> tuple[str, int]:
-    """A completed call and the id of its outcome event."""
+    """A completed call whose merged transcript is ready, and the id of its outcome event."""
     call_id = await _start(core, customer)
     await core.calls.transition(call_id, "in_progress")
     await core.calls.transition(call_id, "completed", Change(duration_sec=30))
+
+    async def merged() -> bool:
+        return bool(
+            await core.pool.fetchval(
+                "SELECT count(*) FROM call_events WHERE call_id = $1 AND type = $2",
+                call_id,
+                "transcript_ready",
+            )
+        )
+
+    await eventually(merged)
     outcome_id = await core.pool.fetchval(
         "SELECT event_id FROM call_events WHERE call_id = $1 AND type = 'outcome'", call_id
     )
@@ -257,6 +270,11 @@ async def test_reconnect_at_or_past_the_outcome_closes_after_the_linger(
         "SELECT max(event_id) FROM call_events WHERE call_id = $1", call_id
     )
     last = {"at_outcome": outcome_id, "at_last": late_id, "beyond_last": late_id + 1000}[resume]
+    after = await core.pool.fetch(
+        "SELECT event_id FROM call_events WHERE call_id = $1 AND event_id > $2 ORDER BY 1",
+        call_id,
+        last,
+    )
     headers = {"X-API-Key": customer.api_key, "Last-Event-ID": str(last)}
     frames: list[dict[str, Any]] = []
     # The cap is 30 min: only the linger can end this stream within the timeout.
@@ -264,7 +282,8 @@ async def test_reconnect_at_or_past_the_outcome_closes_after_the_linger(
         async with http.stream("GET", f"/calls/{call_id}/events", headers=headers) as response:
             assert response.status_code == 200
             frames = [f async for f in read_sse(response)]
-    assert [int(f["id"]) for f in frames] == ([late_id] if resume == "at_outcome" else [])
+    assert [int(f["id"]) for f in frames] == [r["event_id"] for r in after]
+    assert bool(after) == (resume == "at_outcome")  # transcript_ready and the late event
 
 
 async def test_reconnect_before_the_outcome_still_sees_it_and_closes(
@@ -275,7 +294,7 @@ async def test_reconnect_before_the_outcome_still_sees_it_and_closes(
     async with asyncio.timeout(10):
         async with http.stream("GET", f"/calls/{call_id}/events", headers=headers) as response:
             frames = [f async for f in read_sse(response)]
-    assert [f["event"] for f in frames] == ["outcome"]
+    assert [f["event"] for f in frames] == ["outcome", "transcript_ready"]
 
 
 async def test_auth_and_ownership_come_before_the_stream_cap(core: server.Core) -> None:

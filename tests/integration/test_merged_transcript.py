@@ -1,6 +1,6 @@
 """GET /calls/{id}/transcript-merged through gateway → core → PostgreSQL: owner-only 404,
-202 while the call is live, then the degraded live-lines merge built from what media
-reported over its real session stream."""
+202 while the call is live or its merge job runs, then (no Deepgram configured here) the
+degraded live-lines merge built from what media reported over its real session stream."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from core.main import Core
 from tests.conftest import eventually, new_customer
 from tests.integration.test_ask_user import session
 from tests.integration.test_calls_api import BODY, key, report
+from tests.integration.test_merge_jobs import merged
 
 
 def line(speaker: str, text: str, offset_ms: int, source: str, final: bool = True) -> Any:
@@ -81,13 +82,12 @@ async def test_completed_call_merges_its_live_lines(
     assert pending.status_code == 202
     assert await report(channel, kind="status", call_sid=sid, status="completed", duration_sec=61)
 
-    response = await http.get(f"/calls/{call_id}/transcript-merged", headers=key(customer))
-    assert response.status_code == 200, response.text
-    body = response.json()
+    body = await merged(http, call_id, customer)
     assert body == {
         "version": 1,
         "merge": "live_only",
         "degraded": True,
+        "degraded_reason": "no Deepgram key configured",
         "duration_ms": 61000,
         "calibration_delta_ms": None,
         "turns": [
@@ -158,8 +158,8 @@ async def test_each_utterance_is_stored_once_and_interim_lines_not_at_all(
         call_id,
     )
     assert [dict(r["payload"]) for r in rows] == full  # the durable log: the same lines once
-    merged = (await http.get(f"/calls/{call_id}/transcript-merged", headers=key(customer))).json()
-    assert [(t["speaker"], t["text"], t["source"]) for t in merged["turns"]] == [
+    body = await merged(http, call_id, customer)
+    assert [(t["speaker"], t["text"], t["source"]) for t in body["turns"]] == [
         ("callee", "Luigi's, good evening.", "supervisor_stt"),
         ("agent", "Hi, a table for two at seven?", "live_agent"),
         ("callee", "Sorry, we are fully booked.", "gemini"),
