@@ -284,7 +284,8 @@ class SimCarrier:
         wav = wav_of(pcm)
         mp3 = await asyncio.to_thread(encode_mp3, pcm)  # LAME takes a while on a long call
         # Deepgram's stand-in knows a recording's words by the bytes it is sent: the MP3.
-        self.world.add_recording(mp3, recording_words(state.conv, track))
+        words = recording_words(state.conv, track)
+        self.world.add_recording(mp3, words, duration_s=len(pcm) / 16000)  # 8 kHz PCM16
         await self._pause(0.2)
         try:
             seconds = max(1, round(state.recorder.seconds))
