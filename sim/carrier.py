@@ -30,6 +30,7 @@ import xml.etree.ElementTree as ET
 import httpx
 from websockets.exceptions import WebSocketException
 
+from sim import truth
 from sim.callee import Callee
 from sim.media_stream import Recorder, StreamLeg, wav_of
 from sim.mp3 import encode_mp3
@@ -314,9 +315,7 @@ def recording_words(conv: Conversation, track: str) -> list[WordTiming]:
     for line in conv.lines:
         if line.speaker not in speakers or line.recording_s is None:
             continue
-        for token, start, end in line.words:
-            if line.heard_s is not None and line.interrupted and start >= line.heard_s:
-                break
+        for token, start, end in truth.audible_words(line):
             words.append(
                 (token, round(line.recording_s + start, 3), round(line.recording_s + end, 3))
             )
