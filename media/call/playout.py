@@ -89,7 +89,7 @@ class Playout:
         self._queue: collections.deque[bytes | _Mark | _TurnStart] = collections.deque()
         self._leg: StreamLeg | None = None
         self._clear_pending = False
-        self._play_end = 0.0  # monotonic time Twilio's buffer runs dry, as far as we know
+        self._play_end = 0.0  # `clock` time Twilio's buffer runs dry, as far as we know
         self._unheard: collections.deque[str] = collections.deque()  # sent, not echoed
         self._cleared: set[str] = set()
         self._wake = asyncio.Event()
