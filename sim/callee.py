@@ -17,7 +17,7 @@ import hashlib
 import logging
 
 from sim import voice
-from sim.media_stream import AgentFinished, AgentStarted, StreamLeg
+from sim.media_stream import AgentFinished, AgentStarted, AgentTurn, StreamLeg
 from sim.venues import Answering, HangUp, Reaction, Say, VenueMind
 from sim.world import Conversation, Line, World
 
@@ -81,6 +81,8 @@ class Callee:
             quiet_since = loop.time()
             if isinstance(event, AgentStarted):
                 await self._agent_started(leg, event)
+            elif isinstance(event, AgentTurn):
+                self._agent_turn(event)
             elif isinstance(event, AgentFinished):
                 await self._agent_finished(leg, event)
 
@@ -113,12 +115,28 @@ class Callee:
             await asyncio.sleep(self.world.wait_s(TALK_OVER_AFTER_S))
             await self._do(leg, reactions)
 
+    def _agent_turn(self, event: AgentTurn) -> None:
+        """The agent's next line began without a pause: it starts here, and the line heard
+        before it ended where its voice did (bookkeeping only; nobody reacts mid-run)."""
+        current = self.conv.last("agent")
+        if current is None or current.recording_s is not None:
+            return
+        for line in reversed(self.conv.lines):
+            if line.speaker == "agent" and line.recording_s is not None:
+                if line.heard_s is None:
+                    line.heard_s = round(event.prev_end_s - line.recording_s, 3)
+                break
+        current.recording_s = event.at_s
+
     async def _agent_finished(self, leg: StreamLeg, event: AgentFinished) -> None:
         heard = self._unheard()
         if not heard:
             return
         self._answered_up_to = heard[-1].id
-        heard[-1].heard_s = event.heard_s
+        last = heard[-1]
+        # Heard since its own start, which is the run's start unless it began mid-run.
+        start = last.recording_s
+        last.heard_s = event.heard_s if start is None else round(event.end_s - start, 3)
         complete = [x for x in heard if not x.interrupted]
         if not complete:
             return  # cut off by a barge-in: nothing to answer yet

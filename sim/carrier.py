@@ -30,6 +30,7 @@ import xml.etree.ElementTree as ET
 import httpx
 from websockets.exceptions import WebSocketException
 
+from sim import truth
 from sim.callee import Callee
 from sim.media_stream import Recorder, StreamLeg, wav_of
 from sim.mp3 import encode_mp3
@@ -284,7 +285,8 @@ class SimCarrier:
         wav = wav_of(pcm)
         mp3 = await asyncio.to_thread(encode_mp3, pcm)  # LAME takes a while on a long call
         # Deepgram's stand-in knows a recording's words by the bytes it is sent: the MP3.
-        self.world.add_recording(mp3, recording_words(state.conv, track))
+        words = recording_words(state.conv, track)
+        self.world.add_recording(mp3, words, duration_s=len(pcm) / 16000)  # 8 kHz PCM16
         await self._pause(0.2)
         try:
             seconds = max(1, round(state.recorder.seconds))
@@ -313,9 +315,7 @@ def recording_words(conv: Conversation, track: str) -> list[WordTiming]:
     for line in conv.lines:
         if line.speaker not in speakers or line.recording_s is None:
             continue
-        for token, start, end in line.words:
-            if line.heard_s is not None and line.interrupted and start >= line.heard_s:
-                break
+        for token, start, end in truth.audible_words(line):
             words.append(
                 (token, round(line.recording_s + start, 3), round(line.recording_s + end, 3))
             )

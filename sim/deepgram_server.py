@@ -19,7 +19,8 @@ message), measured on an injectable `clock`/`sleep` pair so tests can advance it
 
 The simulated world passes a `TranscriptSource` instead of scripting: it names, per live
 session, what the callee said and where on that session's audio clock (with real word
-timings), and the words of a recording posted for batch transcription.
+timings), and the words of a recording posted for batch transcription. The batch answer
+(utterances split at pauses, the audio's duration) is shaped by `sim.deepgram_batch`.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from sim import deepgram_batch
+
 MULAW_BYTES_PER_S = 8000
-MODEL_UUID = "1dbdfb4d-85b2-4659-9a7b-0e2e4e1a5d7f"
-MODEL_INFO = {"name": "fake-nova-3", "version": "2024-01-01.0", "arch": "nova-3"}
+MODEL_UUID = deepgram_batch.MODEL_UUID
+MODEL_INFO = deepgram_batch.MODEL_INFO
 
 
 @dataclasses.dataclass(slots=True)
@@ -51,7 +54,8 @@ class ScriptedUtterance:
 
     Words last `word_s` each, back to back, unless `timings` gives each token's own
     (start, end) in seconds after `at_audio_s`. `key` identifies it across calls of a
-    `TranscriptSource` (default: its position in the list).
+    `TranscriptSource` (default: its position in the list). A recording's words also carry
+    the recording's length, `audio_s` (batch `metadata.duration`), when it is known.
     """
 
     text: str
@@ -59,6 +63,7 @@ class ScriptedUtterance:
     word_s: float
     timings: tuple[tuple[float, float], ...] | None = None
     key: object = None
+    audio_s: float | None = None
 
     @property
     def tokens(self) -> list[str]:
@@ -461,32 +466,10 @@ class FakeDeepgram:
             }
         known = self.source.batch(body) if self.source is not None else None
         u = known or ScriptedUtterance(self.batch_text, 0.0, self.word_s)
-        words = u.word_dicts()
-        alternative = {"transcript": u.text, "confidence": 0.98, "words": words}
-        results: dict[str, Any] = {"channels": [{"alternatives": [alternative]}]}
-        if query.get("utterances") == ["true"] and words:
-            results["utterances"] = [
-                {
-                    "start": 0.0,
-                    "end": u.end_s,
-                    "confidence": 0.98,
-                    "channel": 0,
-                    "transcript": u.text,
-                    "words": words,
-                    "id": str(uuid.uuid4()),
-                }
-            ]
-        metadata = {
-            "transaction_key": "deprecated",
-            "request_id": str(uuid.uuid4()),
-            "sha256": hashlib.sha256(body).hexdigest(),
-            "created": "2024-01-01T00:00:00.000Z",
-            "duration": u.end_s,
-            "channels": 1,
-            "models": [MODEL_UUID],
-            "model_info": {MODEL_UUID: MODEL_INFO},
-        }
-        return HTTPStatus.OK, {"metadata": metadata, "results": results}
+        duration_s = u.end_s if u.audio_s is None else u.audio_s
+        return HTTPStatus.OK, deepgram_batch.response(
+            u.text, u.word_dicts(), body=body, query=query, duration_s=duration_s
+        )
 
 
 def _ms(value: str | None, *, default: int) -> int:

@@ -7,7 +7,9 @@ does exactly that (protocols.md A4, E1.3-5) on one clock: each tick sends the ne
 the callee's voice (or the line's background noise) and plays the next 20 ms of the bridge's
 audio, echoing a `mark` once the audio queued before it has played and every pending mark at
 once on `clear`. Played audio is "what the callee heard": it goes into the call's `Recorder`,
-and its voiced runs become `AgentStarted` / `AgentFinished` events for the callee's policy.
+and its voiced runs become `AgentStarted` / `AgentFinished` events for the callee's policy;
+a new utterance inside a run (after a played mark or a clear) is an `AgentTurn`, so every
+agent line gets its own start on the recording.
 Every sent frame is registered in the world's `FrameIndex` before it leaves.
 """
 
@@ -43,13 +45,25 @@ class AgentStarted:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class AgentTurn:
+    """The agent's next utterance started `at_s` seconds into the recording with no pause
+    the callee could notice: the bridge's `mark` (or `clear`) came between the two. The one
+    before it was last heard at `prev_end_s`."""
+
+    at_s: float
+    prev_end_s: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class AgentFinished:
-    """The agent went quiet; the callee heard `heard_s` seconds of it since `AgentStarted`."""
+    """The agent went quiet at `end_s` (recording seconds); the callee heard `heard_s`
+    seconds of it since `AgentStarted`."""
 
     heard_s: float
+    end_s: float
 
 
-LegEvent = AgentStarted | AgentFinished
+LegEvent = AgentStarted | AgentTurn | AgentFinished
 
 
 class Recorder:
@@ -143,6 +157,7 @@ class StreamLeg:
         self._drained.set()
         self._talk_start: float | None = None
         self._last_voiced = 0.0
+        self._turn_ended = False  # a mark or clear was played since the last voiced frame
 
     # ---- the callee's side ----------------------------------------------------------------
 
@@ -226,6 +241,7 @@ class StreamLeg:
                     self.clears += 1
                     self._echo += [x for x in self._playout if isinstance(x, str)]
                     self._playout.clear()
+                    self._turn_ended = True
         except ConnectionClosed:
             pass
 
@@ -292,6 +308,7 @@ class StreamLeg:
             if isinstance(head, str):
                 self._echo.append(head)
                 self._playout.popleft()
+                self._turn_ended = True
                 continue
             need = FRAME_BYTES - len(out)
             out += head[:need]
@@ -307,10 +324,14 @@ class StreamLeg:
         now = self._recorder.seconds
         voiced = heard is not None and voice.rms(codec.ulaw_decode(heard)) >= self._voiced_rms
         if voiced:
-            self._last_voiced = now
             if self._talk_start is None:
                 self._talk_start = now - TICK_S
                 self.events.put_nowait(AgentStarted(self._talk_start))
+            elif self._turn_ended:
+                self.events.put_nowait(AgentTurn(round(now - TICK_S, 3), self._last_voiced))
+            self._turn_ended = False
+            self._last_voiced = now
         elif self._talk_start is not None and now - self._last_voiced >= self._end_of_speech_s:
-            self.events.put_nowait(AgentFinished(round(self._last_voiced - self._talk_start, 3)))
+            heard_s = round(self._last_voiced - self._talk_start, 3)
+            self.events.put_nowait(AgentFinished(heard_s, self._last_voiced))
             self._talk_start = None

@@ -204,12 +204,17 @@ class World:
                 return conv
         return None
 
-    def add_recording(self, media: bytes, words: Sequence[WordTiming]) -> None:
-        """Remember a recording's words so the Deepgram stand-in can transcribe its bytes."""
+    def add_recording(
+        self, media: bytes, words: Sequence[WordTiming], duration_s: float | None = None
+    ) -> None:
+        """Remember a recording's words (and its length, if known) so the Deepgram stand-in
+        can transcribe its bytes."""
         text = " ".join(w for w, _, _ in words)
         timings = tuple((s, e) for _, s, e in words)
         key = hashlib.sha256(media).hexdigest()
-        self._recordings[key] = ScriptedUtterance(text, 0.0, 0.3, timings=timings)
+        self._recordings[key] = ScriptedUtterance(
+            text, 0.0, 0.3, timings=timings, audio_s=duration_s
+        )
         while len(self._recordings) > _KEEP_CLOSED:
             self._recordings.popitem(last=False)
 

@@ -132,7 +132,9 @@ class CallBridge:
         self._degraded = False
         self._pending_amd: list[str] = []
         self._agent_text: list[str] = []
-        self._agent_at = 0
+        self._agent_at = 0  # call clock (ms) of the line's first transcript chunk
+        self._agent_turn = 0  # the newest playout turn then (transcripts trail their audio)
+        self._agent_turns = 0  # playout turns already reported as agent lines
         self._callee_text: list[str] = []
         self._callee_at = 0
         self.resumes = 0
@@ -463,16 +465,22 @@ class CallBridge:
         if not into:
             offset = round(self._clock() * 1000)
             if who == "agent":
-                self._agent_at = offset
+                self._agent_at, self._agent_turn = offset, self._playout.turns
             else:
                 self._callee_at = offset
         into.append(text)
 
     def _flush_agent(self) -> None:
+        """Report the agent's line at the time the callee started hearing its audio (a turn
+        not yet reported); at its transcript's arrival if it had no audio of its own."""
         text = "".join(self._agent_text).strip()
         self._agent_text.clear()
         if text and self._link is not None:
-            line = core_link.Transcript("agent", text, True, self._agent_at, "gemini")
+            turn = max(self._agent_turn, self._agent_turns + 1)
+            heard = self._playout.heard_at(turn)
+            at = self._agent_at if heard is None else round((heard - self._t0) * 1000)
+            self._agent_turns = turn if heard is not None else self._agent_turns
+            line = core_link.Transcript("agent", text, True, at, "gemini")
             self._link.send_transcript(line)
             self._apply(self._supervisor.on_agent_utterance(text, self._clock()))
 

@@ -15,6 +15,11 @@ has heard everything before it (or at once on `clear`, which is why marks pendin
 barge-in are remembered as cleared rather than heard). `wait_drained()` is how the bridge
 lets a goodbye play out before it hangs up.
 
+Each model turn (the audio between two `end_utterance()`/`barge_in()` calls) is numbered, and
+the time the callee starts hearing its first frame is kept (`heard_at()`): that frame plays at
+max(send time, when Twilio's buffer runs dry), which is when the agent's line really starts on
+the recording, unlike the arrival of its first transcript chunk.
+
 The leg (one Twilio Media Stream) can be swapped: after DTMF the old stream stops and a new
 one arrives for the same call; queued audio then continues on the new stream.
 """
@@ -26,6 +31,7 @@ import collections
 import dataclasses
 import itertools
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from media.codec import audio, twilio_codec
@@ -52,6 +58,13 @@ class _Mark:
 
 
 @dataclasses.dataclass(slots=True)
+class _TurnStart:
+    """Queued before a turn's first frame: the frame after it starts turn `turn`."""
+
+    turn: int
+
+
+@dataclasses.dataclass(slots=True)
 class PlayoutStats:
     """Counters for logs and benchmarks."""
 
@@ -66,14 +79,17 @@ class PlayoutStats:
 class Playout:
     """Paced, clearable outbound audio for one call; `run()` must run for paced frames."""
 
-    def __init__(self, lead_ms: int = 80) -> None:
+    KEEP_TURNS = 16  # start times kept for `heard_at()`; the bridge asks about recent turns
+
+    def __init__(self, lead_ms: int = 80, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._lead_s = lead_ms / 1000
+        self._clock = clock
         self._down = audio.Downsampler24to8()
         self._framer = audio.OutboundFramer()
-        self._queue: collections.deque[bytes | _Mark] = collections.deque()
+        self._queue: collections.deque[bytes | _Mark | _TurnStart] = collections.deque()
         self._leg: StreamLeg | None = None
         self._clear_pending = False
-        self._play_end = 0.0  # monotonic time Twilio's buffer runs dry, as far as we know
+        self._play_end = 0.0  # `clock` time Twilio's buffer runs dry, as far as we know
         self._unheard: collections.deque[str] = collections.deque()  # sent, not echoed
         self._cleared: set[str] = set()
         self._wake = asyncio.Event()
@@ -82,6 +98,10 @@ class Playout:
         self._names = itertools.count(1)
         self._since_mark = False  # audio queued since the last mark
         self._sending = False  # a flush is in progress (the leg has one writer at a time)
+        self._in_turn = False  # audio queued since the last end_utterance/barge_in
+        self._stamp = 0  # the turn whose first frame is the next one sent (0: none)
+        self._heard: dict[int, float] = {}  # turn -> clock time its first frame plays
+        self.turns = 0  # model turns with audio so far
         self.stats = PlayoutStats()
 
     # ---- inputs ---------------------------------------------------------------------------
@@ -111,14 +131,15 @@ class Playout:
             return
         frames = self._framer.push(audio.pcm16_to_ulaw(pcm8k))
         if frames:
-            self._queue.extend(frames)
+            self._enqueue(frames)
             self._since_mark = True
             await self._kick()
 
     async def end_utterance(self) -> str | None:
         """The model finished a turn: send its tail and a mark; returns the mark's name."""
         tail = self._framer.flush(pad=True)
-        self._queue.extend(tail)
+        self._enqueue(tail)
+        self._in_turn = False
         if not (tail or self._since_mark):
             return None
         self._since_mark = False
@@ -130,11 +151,13 @@ class Playout:
     async def barge_in(self) -> int:
         """Drop unsent audio, reset the converters and send `clear` now; returns the frames
         dropped locally."""
-        dropped = sum(1 for item in self._queue if not isinstance(item, _Mark))
+        dropped = sum(1 for item in self._queue if isinstance(item, bytes))
         self._queue.clear()
         self._down.reset()
         self._framer.clear()
         self._since_mark = False
+        self._in_turn = False
+        self._stamp = 0
         self._cleared.update(self._unheard)
         self.stats.frames_dropped += dropped
         if self._leg is not None:
@@ -168,6 +191,23 @@ class Playout:
         while not self.drained:
             self._drained.clear()
             await self._drained.wait()
+
+    def heard_at(self, turn: int) -> float | None:
+        """When (on `clock`) the callee starts hearing turn `turn`'s first frame: known once
+        it is sent, estimated from the frames ahead while it waits here; None if it never
+        plays (dropped by a barge-in) or is unknown."""
+        if turn in self._heard:
+            return self._heard[turn]
+        start = max(self._clock(), self._play_end)
+        if self._stamp == turn:
+            return start
+        ahead = 0
+        for item in self._queue:
+            if isinstance(item, _TurnStart) and item.turn == turn:
+                return start + ahead * FRAME_S
+            if isinstance(item, bytes):
+                ahead += 1
+        return None
 
     # ---- the writer -----------------------------------------------------------------------
 
@@ -203,18 +243,27 @@ class Playout:
                 if not self._queue:
                     break
                 item = self._queue[0]
+                if isinstance(item, _TurnStart):
+                    self._queue.popleft()
+                    self._stamp = item.turn
+                    continue
                 if isinstance(item, _Mark):
                     self._queue.popleft()
                     self._unheard.append(item.name)
                     self.stats.marks_sent += 1
                     await leg.send(twilio_codec.mark(leg.stream_sid, item.name))
                     continue
-                now = time.monotonic()
+                now = self._clock()
                 ahead = self._play_end - now
                 if ahead > self._lead_s:
                     return ahead - self._lead_s
                 self._queue.popleft()
-                self._play_end = max(self._play_end, now) + FRAME_S
+                start = max(self._play_end, now)
+                if self._stamp:
+                    self._heard[self._stamp] = start
+                    self._heard.pop(self._stamp - self.KEEP_TURNS, None)
+                    self._stamp = 0
+                self._play_end = start + FRAME_S
                 self.stats.frames_sent += 1
                 await leg.send(twilio_codec.media(leg.stream_sid, item))
             return None
@@ -237,6 +286,16 @@ class Playout:
             self._wake.clear()
             if timer is not None:
                 timer.cancel()
+
+    def _enqueue(self, frames: list[bytes]) -> None:
+        """Queue frames; the first after a turn boundary opens (and numbers) a new turn."""
+        if not frames:
+            return
+        if not self._in_turn:
+            self._in_turn = True
+            self.turns += 1
+            self._queue.append(_TurnStart(self.turns))
+        self._queue.extend(frames)
 
     def _changed(self) -> None:
         if self.drained:

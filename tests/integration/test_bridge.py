@@ -200,6 +200,26 @@ async def test_greeting_audio_reaches_twilio_after_start(world: World) -> None:
         assert world.gemini.audio_bytes_received > 0  # caller audio flows to the model
 
 
+async def test_an_agent_line_is_timed_when_the_callee_starts_hearing_it(world: World) -> None:
+    async with world.client() as client:
+        link = await started(world)
+        # Both turns arrive at once, far faster than they play: the second is heard only
+        # once the first second of audio has played out.
+        await world.gemini.say(tone_24k(1000, LOUD), "First, a whole second.", pace=0)
+        await world.gemini.say(tone_24k(200, SOFT), "Then this.", pace=0)
+        await client.wait_until(lambda: len(client.echoed) == 2)
+
+        def agent_lines() -> list[core_link.Transcript]:
+            return [t for t in link.transcripts if t.speaker == "agent"]
+
+        await world.core.wait_until(lambda: len(agent_lines()) == 2)
+    first, second = agent_lines()
+    assert second.text == "Then this."
+    # Play time never runs backwards, so the gap is at least the first turn's length; it is
+    # more only if the bridge sent a frame late enough for the phone's buffer to run dry.
+    assert 999 <= second.offset_ms - first.offset_ms <= 1200
+
+
 async def test_barge_in_sends_clear_and_no_stale_frame_after_it(world: World) -> None:
     async with world.client() as client:
         await started(world)

@@ -24,6 +24,7 @@ from media.providers.agent_prompt import DEFAULT_DISCLOSURES
 from media.server import create_app
 from media.settings import MediaSettings
 from media.twilio.webhooks import TelephonyEvent
+from sim import truth
 from sim.agent_session import SimAgents
 from sim.carrier import SimCarrier
 from sim.deepgram_server import FakeDeepgram
@@ -259,6 +260,11 @@ async def test_negotiating_venues_at_once(stack: Stack) -> None:
     assert accepted.outcome is not None and accepted.outcome.outcome == "booked"
     day, _, hour = accepted.outcome.date_time.partition("T")
     assert day in tomorrows_since(asked) and hour == "20:30"
+    # The hold line and the answer after it play back to back; each is a true turn of its own.
+    accepted_conv = stack.world.get(accepted.sid)
+    assert accepted_conv is not None
+    true_agent = [t.text for t in truth.true_turns(accepted_conv) if t.speaker == "agent"]
+    assert true_agent == accepted.said, stack.dump(accepted.sid)
 
     assert len(declined.questions) == 1
     assert declined.outcome is not None and declined.outcome.outcome == "alternative_offered"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import numpy as np
 import pytest
+from deepgram.types.listen_v1response import ListenV1Response
 from pydantic import SecretStr
 
 from core.adapters.deepgram_batch import DeepgramBatch
@@ -145,3 +147,39 @@ async def test_batch_transcribes_a_known_recording() -> None:
         unknown = await batch.transcribe(b"RIFF other", "en")
     assert [(w.text, w.start_s, w.end_s) for w in found] == words
     assert unknown == []
+
+
+async def test_batch_utterances_split_at_pauses_with_their_true_starts() -> None:
+    world = World()
+    words = [
+        ("Hello,", 0.25, 0.5),
+        ("Anna.", 0.6, 1.0),  # 0.9 s of silence follows: a new utterance
+        ("Table", 1.9, 2.2),
+        ("for", 2.3, 2.4),  # 0.6 s: the same one by default, a new one at utt_split=0.5
+        ("four.", 3.0, 3.4),
+    ]
+    media = b"ID3 a known recording"
+    world.add_recording(media, words, duration_s=5.12)
+    async with (
+        FakeDeepgram(KEY, source=WorldTranscripts(world)) as fake,
+        httpx.AsyncClient() as http,
+    ):
+        media_api = config(fake).client(http).listen.v1.media
+        default = await media_api.transcribe_file(request=media, utterances=True)
+        finer = await media_api.transcribe_file(request=media, utterances=True, utt_split=0.5)
+        unsplit = await media_api.transcribe_file(request=media)
+    assert isinstance(default, ListenV1Response) and isinstance(finer, ListenV1Response)
+    utterances = default.results.utterances or []
+    assert [(u.start, u.end, u.transcript) for u in utterances] == [
+        (0.25, 1.0, "Hello, Anna."),
+        (1.9, 3.4, "Table for four."),
+    ]
+    assert [[w.word for w in u.words or []] for u in utterances] == [
+        ["hello", "anna"],
+        ["table", "for", "four"],
+    ]
+    assert all(u.channel == 0 and u.confidence == 0.98 for u in utterances)
+    assert len({u.id for u in utterances}) == 2
+    assert [u.start for u in finer.results.utterances or []] == [0.25, 1.9, 3.0]
+    assert default.metadata.duration == 5.12  # the audio's length, not the last word's end
+    assert isinstance(unsplit, ListenV1Response) and unsplit.results.utterances is None

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from media.codec.audio import Upsampler8to16, pcm16_to_ulaw, ulaw_to_pcm16
-from sim import voice
+from sim import truth, voice
 from sim.carrier import parse_twiml, recording_words
 from sim.deepgram_server import ListenSession
 from sim.venues import venue_for
@@ -131,9 +131,46 @@ def test_recording_words_follow_the_track(world: World) -> None:
     agent.recording_s, agent.heard_s, agent.interrupted = 1.0, 0.4, True
     conv.add(said)
     conv.add(agent)
-    assert recording_words(conv, "outbound") == [("One", 1.0, 1.2), ("two", 1.3, 1.5)]
+    # "two" was cut off as it was being said: it ends where the callee stopped hearing it
+    assert recording_words(conv, "outbound") == [("One", 1.0, 1.2), ("two", 1.3, 1.4)]
     assert recording_words(conv, "inbound") == [("Hello", 0.1, 0.5)]
     assert [w for w, _, _ in recording_words(conv, "both")] == ["Hello", "One", "two"]
+
+
+def test_true_turns_are_the_audible_lines_on_the_recordings_clock(world: World) -> None:
+    conv = world.open("CA-truth", "+15550100", venue_for("+15550100"))
+    hello = conv.new_line(
+        "venue",
+        "greeting",
+        "Hello there",
+        "en",
+        {},
+        (("Hello", 0.0, 0.4), ("there", 0.5, 0.8)),
+        0.8,
+    )
+    request = conv.new_line(
+        "agent",
+        "request",
+        "A table for four",
+        "en",
+        {},
+        (("A", 0.0, 0.1), ("table", 0.2, 0.5), ("for", 0.6, 0.7), ("four", 0.8, 1.0)),
+        1.0,
+    )
+    over = conv.new_line("venue", "barge_in", "Sorry", "en", {}, (("Sorry", 0.0, 0.3),), 0.3)
+    unheard = conv.new_line("agent", "repeat", "Never heard", "en", {}, (("Never", 0.0, 0.3),), 0.3)
+    hello.recording_s = 0.5
+    request.recording_s, request.heard_s, request.interrupted = 1.75, 0.65, True
+    over.recording_s = 2.2  # the callee talked over the agent
+    for line in (hello, request, over, unheard):
+        conv.add(line)
+    assert truth.true_turns(conv) == [
+        truth.TrueTurn("callee", 500, 1300, "Hello there"),
+        truth.TrueTurn("agent", 1750, 2400, "A table for"),  # "for" cut at 0.65 s
+        truth.TrueTurn("callee", 2200, 2500, "Sorry"),
+    ]
+    request.interrupted = False  # heard to the end: every word, to the last one's end
+    assert truth.true_turns(conv)[1] == truth.TrueTurn("agent", 1750, 2750, "A table for four")
 
 
 def test_parse_twiml_reads_digits_streams_and_parameters() -> None:
