@@ -42,6 +42,9 @@ TOLERANCE_MS = 300
 # Within the tolerance, an utterance starts at a word after at least this much silence;
 # shorter pauses are inside a sentence.
 ANCHOR_GAP_MS = 200
+# With no pause at a line's calibrated start (said right after the previous line), at least
+# this many of its first PREFIX_WORDS words must be heard in place for the line to start there.
+BACK_TO_BACK_WORDS = 2
 # The recording and the media stream both start within seconds of the answer; bounding the
 # search keeps the candidate pairs linear in the call's length.
 MAX_DELTA_MS = 120_000
@@ -324,23 +327,41 @@ def _utterance_start(
     line: _AgentLine,
     delta: int,
 ) -> int | None:
-    """The word an agent line's audio begins with: within the tolerance of its calibrated
-    start and after a pause, the one whose next words sound most like the line's first
-    words, then the one after the longest pause, then the nearest; None if none (the
-    line was never heard)."""
+    """The word an agent line's audio begins with, within the tolerance of its calibrated
+    start: after a pause, the one whose next words sound most like the line's first
+    words, then the one after the longest pause, then the nearest; but where the line's
+    first words are heard in order (said with no pause after the previous line), there.
+    None if neither (the line was never heard)."""
     at = line.at_ms + delta
     lo, hi = _span(starts, at, TOLERANCE_MS)
-    after_pause = [k for k in range(lo, hi) if words[k].gap_ms >= ANCHOR_GAP_MS]
-    if not after_pause:
-        return None
     opening = line.tokens[:PREFIX_WORDS]
 
-    def fit(k: int) -> tuple[float, float, int]:
+    def alike(k: int) -> float:
         heard = tuple(t for ts in tokens[k : k + PREFIX_WORDS] for t in ts)[:PREFIX_WORDS]
-        alike = _shared(opening, heard) if opening and heard else 0.0
-        return alike, words[k].gap_ms, -abs(starts[k] - at)
+        return _shared(opening, heard) if opening and heard else 0.0
 
-    return max(after_pause, key=fit)
+    def fit(k: int) -> tuple[float, float, int]:
+        return alike(k), words[k].gap_ms, -abs(starts[k] - at)
+
+    def in_order(k: int) -> tuple[int, int]:
+        heard = tuple(t for ts in tokens[k : k + PREFIX_WORDS] for t in ts)[:PREFIX_WORDS]
+        same = sum(1 for a, b in zip(opening, heard, strict=False) if a == b)
+        return same, -abs(starts[k] - at)
+
+    # A line said straight after the previous one has no pause before it: it starts where
+    # its own first words are heard in order. That wins over a pause inside the previous
+    # line whose next words only share some of them.
+    whole = min(PREFIX_WORDS, len(opening))
+    in_place = max(range(lo, hi), key=in_order, default=None)
+    after_pause = [k for k in range(lo, hi) if words[k].gap_ms >= ANCHOR_GAP_MS]
+    if after_pause:
+        best = max(after_pause, key=fit)
+        if in_place is not None and in_order(in_place)[0] == whole > in_order(best)[0]:
+            return in_place
+        return best
+    if in_place is None or in_order(in_place)[0] < min(BACK_TO_BACK_WORDS, whole):
+        return None
+    return in_place
 
 
 def _any_between(sorted_starts: list[int], after: float, before: float) -> bool:

@@ -118,6 +118,15 @@ class SyntheticCall:
         self.now_ms = self.callee(self.rng.randint(1, 5))
         self.pause()
 
+    def seamless(self) -> None:
+        """Two agent lines with no pause at all between them: the second's audio follows
+        the first's last frame ("Let me check." "My customer says yes…")."""
+        self.now_ms = self.agent(self.rng.randint(3, 8))[-1][2] + self.rng.randint(10, 110)
+        self.now_ms = self.agent(self.rng.randint(4, 8))[-1][2]
+        self.pause()
+        self.now_ms = self.callee(self.rng.randint(1, 5))
+        self.pause()
+
     def hesitant(self) -> None:
         """One agent line with a long pause inside it ("Let me check… yes, we can")."""
         first = self._say(3)
@@ -261,6 +270,15 @@ def test_back_to_back_lines_are_two_turns_and_a_pause_inside_a_line_is_not() -> 
     assert_matches_truth(call, merge_recording(call.words, call.lines, call.recording_s()))
 
 
+def test_a_line_said_with_no_pause_after_the_last_starts_at_its_own_first_words() -> None:
+    for seed in range(20):
+        call = SyntheticCall(900, random.Random(seed), now_ms=2000)
+        call.exchange()
+        call.seamless()
+        call.exchange()
+        assert_matches_truth(call, merge_recording(call.words, call.lines, call.recording_s()))
+
+
 def test_stray_words_before_the_first_agent_line_are_an_agent_turn_of_their_own() -> None:
     call = SyntheticCall(900, random.Random(5))
     call.stray(2)  # e.g. "Hello?" before the first agent line was reported
@@ -371,6 +389,8 @@ def test_random_calls_merge_to_their_truth(seed: int) -> None:
             call.hesitant()
         elif roll < 0.45:
             call.unreported()
+        elif roll < 0.5:
+            call.seamless()
         else:
             call.exchange()
     merged = merge_recording(call.words, call.lines, call.recording_s())
