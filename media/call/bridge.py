@@ -1,8 +1,7 @@
 """One live call: the Twilio Media Stream ⇄ Gemini Live, Deepgram listening in, core informed.
 
-A `CallBridge` is created when a call's first media stream starts and lives until the call is
-over, across stream replacements (DTMF re-opens the stream). Its stages run in one
-`asyncio.TaskGroup`, so any stage failing tears the whole call down cleanly:
+A `CallBridge` lives from a call's first media stream to its end, across stream replacements
+(DTMF re-opens the stream). Its stages share one `asyncio.TaskGroup`: one failing ends them all:
 
     Twilio media ─► InboundAudio (8k -> 16k, bounded) ─► GeminiLiveSession.send_audio
                 └─► EarBacklog ─► DeepgramEar.push (μ-law as is) ─► transcripts, Supervisor
@@ -16,10 +15,9 @@ the new stream of the same call id to `attach_stream()`, and the conversation, t
 and the queued audio carry on; if no stream returns within `reattach_timeout_sec`, the call
 fails.
 
-Each utterance is reported to core once: the agent's lines from Gemini's output transcription,
-the callee's from the ear (`supervisor_stt`). Gemini's transcription of the callee stays
-internal until the ear is lost (or not configured); from then on it is the callee's record,
-reported as `gemini`. Only final lines are reported.
+Each utterance is reported to core once (finals only): the agent's from Gemini's output
+transcription, the callee's from the ear (`supervisor_stt`, flushed at the end), or from
+Gemini's input transcription (`gemini`) once the ear is lost or if there is none.
 """
 
 from __future__ import annotations
@@ -264,9 +262,10 @@ class CallBridge:
                 tg.create_task(self._model_events(live), name="model-events")
                 tg.create_task(self._core_commands(link), name="core-commands")
                 tg.create_task(self._tick(), name="call-clock")
+                heard = None
                 if self._ear is not None:
                     self._ear.start()
-                    tg.create_task(self._ear_events(self._ear), name="ear-events")
+                    heard = tg.create_task(self._ear_events(self._ear), name="ear-events")
                 else:
                     self._apply(self._supervisor.on_ear_lost("not configured", self._clock()))
                 for answered_by in self._pending_amd:
@@ -276,6 +275,9 @@ class CallBridge:
                 elif self._wrap_up is None and not self._ending.started:
                     await self._say(agent_prompt.greeting_cue())
                 await self._ending.over.wait()
+                if self._ear is not None and heard is not None:  # the callee's last words:
+                    await self._ear.aclose()  # CloseStream flushes them, ear-events reports
+                    await heard
                 raise _CallOver
         except* _CallOver:
             pass
@@ -287,10 +289,11 @@ class CallBridge:
                 await self._ear.aclose()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
-        if self._tg is None:
-            coro.close()
-            return None
-        return self._tg.create_task(coro)
+        if self._tg is not None:
+            with contextlib.suppress(RuntimeError):  # the group is done: a late stop, say
+                return self._tg.create_task(coro)
+        coro.close()
+        return None
 
     def _clock(self) -> float:
         return time.monotonic() - self._t0

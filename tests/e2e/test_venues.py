@@ -338,6 +338,12 @@ async def test_hangs_up_mid_call(stack: World_) -> None:
     call = await place(stack, "+15550107", "Table for 2 tomorrow at 19:00 under Anna")
     assert call["status"] == "completed"
     assert call["outcome_type"] in ("needs_follow_up", "failed")
+    # The venue's last words before it hung up are on record (the ear is flushed at the end).
+    conv = stack.world.get(call["call_sid"])
+    assert conv is not None
+    said = [line.text for line in conv.lines if line.speaker == "venue"]
+    heard = [line["text"] for line in call["transcript_full"] if line["speaker"] == "callee"]
+    assert heard[-1] == said[-1]
     assert call["booking"] is None or call["booking"]["status"] == "pending_user_confirm"
 
 
