@@ -87,7 +87,7 @@ class Settings(TwilioSettings):
     deepgram_http_base: str = "https://api.deepgram.com"
     deepgram_model: str = "nova-3"
     merge_recording_wait_sec: float = Field(
-        default=60.0,
+        default=15.0,
         ge=0,
         description="How long a merge waits for the recording callback before asking the carrier.",
     )

@@ -37,7 +37,7 @@ def transcript_path(call_id: str) -> str:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class MergePolicy:
-    recording_wait_sec: float = 60.0
+    recording_wait_sec: float = 15.0
     attempts: int = 5
     backoff_base_sec: float = 2.0
     lease_sec: float = 300.0
@@ -107,7 +107,12 @@ class MergeWorker:
         if row is None:  # the call is gone (cascade removes the job too)
             return
         if row["recording_sid"] is None and row["may_wait"] and self._deepgram is not None:
-            await self._pool.execute(sql.WAIT_FOR_RECORDING, call_id, row["recording_due"])
+            parked = await self._pool.fetchval(
+                sql.WAIT_FOR_RECORDING, call_id, row["recording_due"]
+            )
+            if parked is None:  # the recording arrived meanwhile: run again at once
+                await self._pool.execute(sql.RELEASE, call_id)
+                self.poke()
             return
         try:
             merged = await self._from_recording(row)

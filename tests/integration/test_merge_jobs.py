@@ -18,8 +18,12 @@ from callagent.v1 import media_pb2
 from pydantic import SecretStr
 
 from core import main as server
-from core.app import api_keys
+from core.app import api_keys, recordings
+from core.app.call_status import Change
+from core.app.calls import CallService
+from core.domain.tasks import StartRequest
 from core.settings import Settings
+from core.store.sql import merges as merges_sql
 from gateway.app import create_app
 from sim.deepgram_server import FakeDeepgram
 from sim.world import World, WorldTranscripts
@@ -351,3 +355,35 @@ async def test_the_stream_waits_for_transcript_ready(
                 recording_sid = telephony.add_recording(sid, MP3, duration_sec=9)
                 assert await report(channel, **recording_callback(sid, recording_sid))
     assert seen[-3:] == ["outcome", "recording_ready", "transcript_ready"]
+
+
+async def test_a_recording_that_arrives_while_the_job_is_being_parked_wakes_it(
+    pool: asyncpg.Pool[Any], telephony: FakeTelephony
+) -> None:
+    """A worker read the call before the recording was stored and is about to park the job
+    until the recording's deadline; the recording lands in between. The park must not
+    happen (the wake would be lost and the merge would wait out the whole deadline).
+    No core runs here: the test takes the worker's steps itself, in the racy order."""
+    customer = await new_customer(pool)
+    service = CallService(pool, telephony, server.call_policy(make_settings()))
+    started = await service.start(customer.customer_id, StartRequest("+15550100", "hi"))
+    call_id, sid = started.call["call_id"], started.call["call_sid"]
+    await service.transition(call_id, "in_progress")
+    await service.transition(call_id, "completed", Change(duration_sec=9))
+
+    claimed = await pool.fetchrow(merges_sql.CLAIM, 60.0)
+    assert claimed is not None and claimed["call_id"] == call_id
+    row = await pool.fetchrow(merges_sql.INPUT, call_id, 30.0)
+    assert row["recording_sid"] is None and row["may_wait"]
+    recording_sid = telephony.add_recording(sid, MP3, duration_sec=9)
+    assert await recordings.remember(pool, call_id, recording_sid, None, 9.0)
+    assert await pool.fetchval(merges_sql.WAIT_FOR_RECORDING, call_id, row["recording_due"]) is None
+    # Without the recording, the same step parks the job until the deadline.
+    other = await service.start(customer.customer_id, StartRequest("+15550100", "hi"))
+    other_id = other.call["call_id"]
+    await service.transition(other_id, "in_progress")
+    await service.transition(other_id, "completed", Change(duration_sec=9))
+    again = await pool.fetchrow(merges_sql.CLAIM, 60.0)
+    assert again is not None and again["call_id"] == other_id
+    due = (await pool.fetchrow(merges_sql.INPUT, other_id, 30.0))["recording_due"]
+    assert await pool.fetchval(merges_sql.WAIT_FOR_RECORDING, other_id, due) == other_id

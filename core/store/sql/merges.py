@@ -6,10 +6,13 @@ INSERT INTO transcript_merges (call_id, not_before) VALUES ($1, now())
 ON CONFLICT (call_id) DO NOTHING
 """
 
-# The recording is here: stop waiting for it (a job already running keeps its lease).
+# The recording is here: stop waiting for it, now and later. The flag closes a race with a
+# worker that read the call before the recording and is about to park the job
+# (WAIT_FOR_RECORDING parks only while the flag is unset; both update the same row).
 WAKE = """
-UPDATE transcript_merges SET not_before = now(), updated_at = now()
-WHERE call_id = $1 AND state = 'waiting' AND not_before > now()
+UPDATE transcript_merges SET recording_seen = true, not_before = least(not_before, now()),
+    updated_at = now()
+WHERE call_id = $1 AND state = 'waiting'
 """
 
 # The most overdue job nobody holds; $1 lease seconds. Attempts count claims, so a job
@@ -42,7 +45,8 @@ FROM calls WHERE call_id = $1
 WAIT_FOR_RECORDING = """
 UPDATE transcript_merges SET lease_until = NULL, attempts = greatest(attempts - 1, 0),
     not_before = $2, updated_at = now()
-WHERE call_id = $1
+WHERE call_id = $1 AND NOT recording_seen
+RETURNING call_id
 """
 
 # $2 seconds until the next try, $3 why this one failed.
@@ -52,7 +56,8 @@ UPDATE transcript_merges SET lease_until = NULL,
 WHERE call_id = $1
 """
 
-# A claim given back unfinished (the process is stopping): not counted as an attempt.
+# A claim given back unfinished (the process is stopping, or the recording arrived while
+# the job was being parked): not counted as an attempt.
 RELEASE = """
 UPDATE transcript_merges SET lease_until = NULL, attempts = greatest(attempts - 1, 0),
     updated_at = now()
