@@ -97,7 +97,7 @@ async def run() -> None:
 async def measure(core: server.Core, world: World, telephony: FakeTelephony) -> None:
     async with core.pool.acquire() as conn:
         customer = await api_keys.create_key(conn, "bench-merge", quota_limit=10**9)
-    await core.pool.execute("UPDATE customers SET max_concurrent_calls = 1000")
+    await core.pool.execute("UPDATE customers SET max_concurrent_calls = 100")
     prepared = []
     for n in range(CALLS):
         mp3, words, lines = recording(n)
