@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from sim.truth import TrueTurn, true_turns
-from tests.e2e.test_venues import World_, place, stack  # noqa: F401  # the shared world
+from tests.e2e.test_venues import (  # noqa: F401  # the shared world
+    World_,
+    merged_after_end,
+    place,
+    stack,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -29,19 +34,6 @@ CALLS: dict[str, dict[str, Any]] = {
     "+15550108": {"language": "ru", "brief": "Столик на двоих завтра в 19:00 на имя Анна"},
     "+15550109": {},
 }
-
-
-async def merged_after_end(world: World_, call: dict[str, Any]) -> dict[str, Any]:
-    """The merged transcript, polled from the call's end; it must be ready within 30 s."""
-    headers = {"X-API-Key": world.customer.api_key}
-    url = f"/calls/{call['call_id']}/transcript-merged"
-    async with asyncio.timeout(30):
-        while True:
-            got = await world.http.get(url, headers=headers)
-            assert got.status_code in (200, 202), got.text
-            if got.status_code == 200:
-                return dict(got.json())
-            await asyncio.sleep(0.2)
 
 
 def misplaced(merged: list[dict[str, Any]], truth: list[TrueTurn]) -> list[str]:
