@@ -194,6 +194,7 @@ async def test_json_follows_a_call_and_a_script_answers_by_post(
         "answer",
         "transcript",
         "outcome",
+        "transcript_ready",  # the stream stays open for the merged transcript
     ]
     assert [e["data"]["status"] for e in stream if e["event"] == "status"][-2:] == [
         "in_progress",

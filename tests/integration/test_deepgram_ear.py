@@ -1,4 +1,4 @@
-"""DeepgramEar and transcribe_recording through the real deepgram-sdk against the loopback
+"""DeepgramEar (media) and DeepgramBatch (core) through the real deepgram-sdk against the loopback
 fake Deepgram: query parameters and auth on the wire, typed transcripts with word timings,
 KeepAlive, CloseStream, drops and refused keys ending in exactly one EarLost."""
 
@@ -13,7 +13,7 @@ import pytest
 from deepgram.listen.v1.types.listen_v1results import ListenV1Results
 from pydantic import SecretStr
 
-from media.providers import deepgram_ear
+from core.adapters.deepgram_batch import DeepgramBatch, TranscriptionError
 from media.providers.deepgram_ear import (
     CalleeTranscript,
     DeepgramConfig,
@@ -206,9 +206,8 @@ async def test_finalize_flushes_with_from_finalize(fake: FakeDeepgram) -> None:
 
 async def test_batch_transcription_returns_timed_words(fake: FakeDeepgram) -> None:
     fake.script_batch("Thanks for calling Acme.")
-    words = await deepgram_ear.transcribe_recording(
-        b"ID3-not-really-mp3", "en", config=_config(fake)
-    )
+    batch = DeepgramBatch(SecretStr(fake.api_key), http_base=fake.http_base)
+    words = await batch.transcribe(b"ID3-not-really-mp3", "en")
     assert [(w.text, w.start_s, w.end_s) for w in words] == [
         ("Thanks", 0.0, 0.3),
         ("for", 0.3, 0.6),
@@ -228,8 +227,8 @@ async def test_batch_transcription_returns_timed_words(fake: FakeDeepgram) -> No
 
 
 async def test_batch_transcription_with_a_bad_key_raises_non_retryable(fake: FakeDeepgram) -> None:
-    with pytest.raises(deepgram_ear.TranscriptionError) as caught:
-        await deepgram_ear.transcribe_recording(b"x", "en", config=_config(fake, key="nope"))
+    with pytest.raises(TranscriptionError) as caught:
+        await DeepgramBatch(SecretStr("nope"), http_base=fake.http_base).transcribe(b"x", "en")
     assert caught.value.retryable is False
     assert "401" in str(caught.value)
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
