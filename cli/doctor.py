@@ -51,16 +51,15 @@ async def diagnose(timeout_s: float) -> tuple[list[Check], list[str]]:
     gemini_where = rest_base or media.gemini_base_url or "Google"
     async with asyncio.TaskGroup() as group:
         twilio = group.create_task(probes.twilio(twilio_settings, timeout_s))
-        url = group.create_task(probes.public_url(twilio_settings, timeout_s))
+        url = group.create_task(
+            probes.bounded(probes.PUBLIC_URL, "DNS", probes.public_url(twilio_settings), timeout_s)
+        )
         gemini = group.create_task(
             probes.bounded(probes.GEMINI, gemini_where, probes.gemini(media, rest_base), timeout_s)
         )
         deepgram = group.create_task(
             probes.bounded(
-                probes.DEEPGRAM,
-                media.deepgram_http_base,
-                probes.deepgram(media, timeout_s),
-                timeout_s,
+                probes.DEEPGRAM, media.deepgram_http_base, probes.deepgram(media), timeout_s
             )
         )
     found = [*twilio.result(), url.result(), gemini.result(), deepgram.result()]
