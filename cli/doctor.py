@@ -11,7 +11,7 @@ The SDK-heavy probes are imported inside the commands, so other commands do not 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -19,6 +19,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from cli import checks, live_call
 from cli.api import DEFAULT_API_URL, EXIT_INTERRUPTED
 from cli.checks import Check
+
+if TYPE_CHECKING:
+    from media.settings import MediaSettings
 
 EXIT_REFUSED = 2
 SMOKE_BRIEF = (
@@ -30,13 +33,17 @@ Timeout = Annotated[
 ]
 
 
-class _GeminiRestSettings(BaseSettings):
-    """Where Gemini's REST API is: ANALYSIS_BASE_URL (core's, also what the sim sets for its
-    plain-HTTP stand-in), else media's GEMINI_BASE_URL, else Google."""
+class _CoreGeminiSettings(BaseSettings):
+    """Core's Gemini settings, read under core's variable names (`cli` may not import
+    core.settings; a test holds the defaults equal). ANALYSIS_BASE_URL is also where doctor
+    asks about models (the sim's plain-HTTP stand-in), else media's GEMINI_BASE_URL, else
+    Google."""
 
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     analysis_base_url: str | None = None
+    analysis_enabled: bool = True
+    analysis_model: str = "gemini-3.8-flash"
 
 
 async def diagnose(timeout_s: float) -> tuple[list[Check], list[str]]:
@@ -47,28 +54,48 @@ async def diagnose(timeout_s: float) -> tuple[list[Check], list[str]]:
 
     twilio_settings = TwilioSettings()
     media = MediaSettings()
-    rest_base = _GeminiRestSettings().analysis_base_url
+    core = _CoreGeminiSettings()
+    rest_base = core.analysis_base_url
     gemini_where = rest_base or media.gemini_base_url or "Google"
     async with asyncio.TaskGroup() as group:
         twilio = group.create_task(probes.twilio(twilio_settings, timeout_s))
         url = group.create_task(
             probes.bounded(probes.PUBLIC_URL, "DNS", probes.public_url(twilio_settings), timeout_s)
         )
-        gemini = group.create_task(
-            probes.bounded(probes.GEMINI, gemini_where, probes.gemini(media, rest_base), timeout_s)
-        )
+        live = probes.gemini(media, rest_base, probes.live_need(media))
+        gemini = group.create_task(probes.bounded(probes.GEMINI, gemini_where, live, timeout_s))
+        analysis = group.create_task(_analysis(core, media, gemini_where, timeout_s))
         deepgram = group.create_task(
             probes.bounded(
                 probes.DEEPGRAM, media.deepgram_http_base, probes.deepgram(media), timeout_s
             )
         )
-    found = [*twilio.result(), url.result(), gemini.result(), deepgram.result()]
+    found = [*twilio.result(), url.result(), gemini.result(), analysis.result()]
+    found.append(deepgram.result())
     unset = {
         "Twilio": not probes.twilio_configured(twilio_settings),
         "Gemini": media.gemini_api_key is None,
         "Deepgram": media.deepgram_api_key is None,
     }
     return found, [name for name, is_unset in unset.items() if is_unset]
+
+
+async def _analysis(
+    core: _CoreGeminiSettings, media: MediaSettings, where: str, timeout_s: float
+) -> Check:
+    from cli import probes
+
+    if not core.analysis_enabled:
+        return checks.skipped(probes.ANALYSIS, "ANALYSIS_ENABLED=false: outcomes by rules only")
+    need = probes.ModelNeed(
+        probes.ANALYSIS,
+        "ANALYSIS_MODEL",
+        core.analysis_model,
+        "generateContent",
+        "core checks outcomes by rules only",
+    )
+    probe = probes.gemini(media, core.analysis_base_url, need)
+    return await probes.bounded(probes.ANALYSIS, where, probe, timeout_s)
 
 
 def _report(found: list[Check], simulated: list[str]) -> None:

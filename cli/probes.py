@@ -8,6 +8,7 @@ account and the from-number's record, one Gemini `Model`, the Deepgram key's pro
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import urllib.parse
 from collections.abc import Awaitable
@@ -31,6 +32,7 @@ TWILIO_ACCOUNT = "twilio account"
 TWILIO_NUMBER = "twilio number"
 PUBLIC_URL = "public url"
 GEMINI = "gemini live model"
+ANALYSIS = "gemini analysis"
 DEEPGRAM = "deepgram key"
 LIVE_METHOD = "bidiGenerateContent"
 _UNREACHABLE = (aiohttp.ClientError, httpx.HTTPError, OSError)
@@ -152,31 +154,50 @@ async def public_url(settings: TwilioSettings) -> Check:
     return checks.ok(PUBLIC_URL, f"{url} is https on a public host")
 
 
-async def gemini(settings: MediaSettings, rest_base_url: str | None) -> Check:
-    """The Live model media uses exists for this key and supports bidiGenerateContent."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModelNeed:
+    """A model a process uses and the method it calls: media's Live model, core's
+    post-call model (`generateContent`)."""
+
+    check: str
+    variable: str
+    model: str
+    method: str
+    unset: str  # what happens without GEMINI_API_KEY
+
+
+def live_need(settings: MediaSettings) -> ModelNeed:
+    return ModelNeed(
+        GEMINI, "GEMINI_MODEL", settings.gemini_model, LIVE_METHOD, "`make run` simulates Gemini"
+    )
+
+
+async def gemini(settings: MediaSettings, rest_base_url: str | None, need: ModelNeed) -> Check:
+    """The model exists for this key and supports the method its process calls."""
     if settings.gemini_api_key is None:
-        hint = "set GEMINI_API_KEY (unset: `make run` simulates Gemini)"
-        return checks.missing(GEMINI, hint, blocking=False)
+        return checks.missing(
+            need.check, f"set GEMINI_API_KEY (unset: {need.unset})", blocking=False
+        )
     key = settings.gemini_api_key.get_secret_value()
     base = rest_base_url or settings.gemini_base_url
     client = gemini_live.make_client(key, base, settings.gemini_ssl_context())
-    where = base or "Google"
     try:
-        model = await client.aio.models.get(model=settings.gemini_model)
+        model = await client.aio.models.get(model=need.model)
     except genai_errors.APIError as exc:
         said = f"Gemini said {exc.code} {exc.status or ''}: {exc.message or ''}"
-        return checks.invalid(GEMINI, checks.scrub(said, [key]))
+        return checks.invalid(need.check, checks.scrub(said, [key]))
     except _UNREACHABLE as exc:
-        return checks.invalid(GEMINI, f"cannot reach {where}: {type(exc).__name__}")
+        where = base or "Google"
+        return checks.invalid(need.check, f"cannot reach {where}: {type(exc).__name__}")
     finally:
         await client.aio.aclose()
         client.close()
-    name = f"GEMINI_MODEL={settings.gemini_model}"
+    name = f"{need.variable}={need.model}"
     actions = model.supported_actions or []
-    if LIVE_METHOD not in actions:
+    if need.method not in actions:
         offered = ", ".join(actions) or "nothing"
-        return checks.invalid(GEMINI, f"{name} does not support Live ({LIVE_METHOD}): {offered}")
-    return checks.ok(GEMINI, f"{name} exists and supports Live")
+        return checks.invalid(need.check, f"{name} does not support {need.method}: {offered}")
+    return checks.ok(need.check, f"{name} exists and supports {need.method}")
 
 
 async def deepgram(settings: MediaSettings) -> Check:
