@@ -17,13 +17,14 @@ from typing import Any
 import aiohttp
 import httpx
 from deepgram.core.api_error import ApiError as DeepgramApiError
+from google import genai
 from google.genai import errors as genai_errors
+from google.genai import types as genai_types
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
 from cli import checks
 from cli.checks import Check
-from media.providers import gemini_live
 from media.settings import MediaSettings
 from telephony import twilio_rest
 from telephony.settings import TwilioSettings
@@ -180,18 +181,22 @@ async def gemini(settings: MediaSettings, rest_base_url: str | None, need: Model
         )
     key = settings.gemini_api_key.get_secret_value()
     base = rest_base_url or settings.gemini_base_url
-    client = gemini_live.make_client(key, base, settings.gemini_ssl_context())
-    try:
-        model = await client.aio.models.get(model=need.model)
-    except genai_errors.APIError as exc:
-        said = f"Gemini said {exc.code} {exc.status or ''}: {exc.message or ''}"
-        return checks.invalid(need.check, checks.scrub(said, [key]))
-    except _UNREACHABLE as exc:
-        where = base or "Google"
-        return checks.invalid(need.check, f"cannot reach {where}: {type(exc).__name__}")
-    finally:
-        await client.aio.aclose()
-        client.close()
+    # A REST call, so the client is built as core's post-call model builds it (httpx).
+    verify = settings.gemini_ssl_context() or True
+    async with httpx.AsyncClient(timeout=None, verify=verify) as http:
+        options = genai_types.HttpOptions(base_url=base or None, httpx_async_client=http)
+        client = genai.Client(api_key=key, http_options=options)
+        try:
+            model = await client.aio.models.get(model=need.model)
+        except genai_errors.APIError as exc:
+            said = f"Gemini said {exc.code} {exc.status or ''}: {exc.message or ''}"
+            return checks.invalid(need.check, checks.scrub(said, [key]))
+        except _UNREACHABLE as exc:
+            where = base or "Google"
+            return checks.invalid(need.check, f"cannot reach {where}: {type(exc).__name__}")
+        finally:
+            await client.aio.aclose()
+            client.close()
     name = f"{need.variable}={need.model}"
     actions = model.supported_actions or []
     if need.method not in actions:
