@@ -21,6 +21,8 @@ The simulated world passes a `TranscriptSource` instead of scripting: it names, 
 session, what the callee said and where on that session's audio clock (with real word
 timings), and the words of a recording posted for batch transcription. The batch answer
 (utterances split at pauses, the audio's duration) is shaped by `sim.deepgram_batch`.
+`GET /v1/projects` lists the key's one project (401 `INVALID_AUTH` for a wrong key), which is
+how `callagent doctor` checks a key without spending audio.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from sim import deepgram_batch
 MULAW_BYTES_PER_S = 8000
 MODEL_UUID = deepgram_batch.MODEL_UUID
 MODEL_INFO = deepgram_batch.MODEL_INFO
+PROJECT_ID = "5a1e2b3c-0000-4000-8000-00000000d0c7"
 
 
 @dataclasses.dataclass(slots=True)
@@ -157,7 +160,8 @@ class BatchRequest:
 
 
 class FakeDeepgram:
-    """Deepgram on 127.0.0.1: websocket `/v1/listen` on `ws_base`, batch POST on `http_base`."""
+    """Deepgram on 127.0.0.1: websocket `/v1/listen` on `ws_base`, batch POST (and the
+    projects list) on `http_base`."""
 
     def __init__(
         self,
@@ -445,7 +449,8 @@ class FakeDeepgram:
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[HTTPStatus, dict[str, Any]]:
         split = urllib.parse.urlsplit(target)
-        if method != "POST" or split.path.rstrip("/") != "/v1/listen":
+        route = (method, split.path.rstrip("/"))
+        if route not in (("POST", "/v1/listen"), ("GET", "/v1/projects")):
             return HTTPStatus.NOT_FOUND, {"err_code": "NOT_FOUND", "err_msg": "Not found."}
         if headers.get("authorization") != f"Token {self.api_key}":
             return HTTPStatus.UNAUTHORIZED, {
@@ -453,6 +458,8 @@ class FakeDeepgram:
                 "err_msg": "Invalid credentials.",
                 "request_id": str(uuid.uuid4()),
             }
+        if route[0] == "GET":  # the key's projects: `callagent doctor`'s key check
+            return HTTPStatus.OK, {"projects": [{"project_id": PROJECT_ID, "name": "Simulated"}]}
         query = urllib.parse.parse_qs(split.query)
         if self.keep_sessions:
             self.batch_requests.append(BatchRequest(query, headers, body))

@@ -1,4 +1,5 @@
-"""A loopback Gemini REST API answering `models/{model}:generateContent` like Google does.
+"""A loopback Gemini REST API answering `models/{model}:generateContent` and `GET
+models/{model}` like Google does.
 
 Core's post-call classifier calls it through the real google-genai SDK with only the base URL
 changed, so this speaks the real wire format: `POST /v1beta/models/{model}:generateContent`
@@ -10,6 +11,10 @@ with the key in `x-goog-api-key` (or `?key=`), a camelCase JSON body (`contents`
 `PERMISSION_DENIED`; a wrong key is 400 `INVALID_ARGUMENT` with `ErrorInfo` reason
 `API_KEY_INVALID` (Google answers a bad key with 400, not 401); anything but a known path and
 model is 404 `NOT_FOUND`. Plain HTTP: the SDK's REST calls need no TLS (unlike Live's wss).
+
+`GET models/{model}` (what `callagent doctor` asks through `client.aio.models.get`) answers
+the model's `supportedGenerationMethods`: every `gemini-*` model exists; those named `*live*`
+or `*native-audio*` support `bidiGenerateContent` (Live), the others `generateContent`.
 
 It cannot think: an `AnswerSource` gives the answer for the prompt text (the simulated world
 reads it from what was really said, `sim.outcome_truth`). Tests make it misbehave through
@@ -29,6 +34,9 @@ from http import HTTPStatus
 from typing import Any, Protocol
 
 PATH_RE = re.compile(r"/(v1beta|v1|v1alpha)/models/([A-Za-z0-9][\w.\-]*):generateContent")
+MODEL_RE = re.compile(r"/(v1beta|v1|v1alpha)/models/([A-Za-z0-9][\w.\-]*)")
+LIVE_METHODS = ("bidiGenerateContent", "countTokens")
+TEXT_METHODS = ("generateContent", "countTokens", "createCachedContent", "batchGenerateContent")
 BAD_KEY_MESSAGE = "API key not valid. Please pass a valid API key."
 _TOP_LEVEL = frozenset(
     {
@@ -156,27 +164,14 @@ class FakeGeminiRest:
     ) -> tuple[int, dict[str, Any]]:
         split = urllib.parse.urlsplit(target)
         match = PATH_RE.fullmatch(split.path)
+        lookup = MODEL_RE.fullmatch(split.path) if method == "GET" else None
+        if lookup is not None:
+            self._authenticate(headers, split.query)
+            return 200, _model_json(lookup.group(1), lookup.group(2))
         if match is None or method != "POST":
             raise _Refused(404, "Method not found.")
         model = match.group(2)
-        key = (
-            headers.get("x-goog-api-key") or urllib.parse.parse_qs(split.query).get("key", [""])[0]
-        )
-        if not key:
-            raise _Refused(
-                403,
-                "Method doesn't allow unregistered callers (callers without established "
-                "identity). Please use API Key or other form of API consumer identity to call "
-                "this API.",
-            )
-        if key != self.api_key:
-            info = {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "API_KEY_INVALID",
-                "domain": "googleapis.com",
-                "metadata": {"service": "generativelanguage.googleapis.com"},
-            }
-            raise _Refused(400, BAD_KEY_MESSAGE, [info])
+        self._authenticate(headers, split.query)
         if not model.startswith("gemini-"):
             raise _Refused(
                 404,
@@ -225,6 +220,25 @@ class FakeGeminiRest:
             "modelVersion": model,
             "responseId": uuid.uuid4().hex[:22],
         }
+
+    def _authenticate(self, headers: dict[str, str], query: str) -> None:
+        """Google's answers to a missing key (403) and a wrong one (400 API_KEY_INVALID)."""
+        key = headers.get("x-goog-api-key") or urllib.parse.parse_qs(query).get("key", [""])[0]
+        if not key:
+            raise _Refused(
+                403,
+                "Method doesn't allow unregistered callers (callers without established "
+                "identity). Please use API Key or other form of API consumer identity to call "
+                "this API.",
+            )
+        if key != self.api_key:
+            info = {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": "API_KEY_INVALID",
+                "domain": "googleapis.com",
+                "metadata": {"service": "generativelanguage.googleapis.com"},
+            }
+            raise _Refused(400, BAD_KEY_MESSAGE, [info])
 
 
 def _checked_body(raw: bytes) -> dict[str, Any]:
@@ -279,6 +293,26 @@ def _checked_body(raw: bytes) -> dict[str, Any]:
             "only supported with a JSON response_mime_type\n",
         )
     return body
+
+
+def _model_json(version: str, model: str) -> dict[str, Any]:
+    """A `Model` resource, or Google's 404 for a model it does not serve."""
+    if not model.startswith("gemini-"):
+        raise _Refused(404, f"models/{model} is not found for API version {version}")
+    live = "live" in model or "native-audio" in model
+    return {
+        "name": f"models/{model}",
+        "version": "001",
+        "displayName": model.replace("-", " ").title(),
+        "description": "A simulated model.",
+        "inputTokenLimit": 131072 if live else 1048576,
+        "outputTokenLimit": 8192 if live else 65536,
+        "supportedGenerationMethods": list(LIVE_METHODS if live else TEXT_METHODS),
+        "temperature": 1,
+        "topP": 0.95,
+        "topK": 64,
+        "maxTemperature": 2,
+    }
 
 
 def _prompt_text(body: dict[str, Any]) -> str:

@@ -2,26 +2,25 @@
 
 It speaks the wire protocol of docs/protocols.md section E1 (items 1, 2, 5, 6) so the
 production `TwilioTelephony` is driven through the real twilio SDK: Basic auth, form
-bodies with repeated keys, `Calls.json` / `Calls/{CA}.json` / `Recordings.json` /
+bodies with repeated keys, the account (`Accounts/{AC}.json`, its `status`), the numbers it
+owns (`IncomingPhoneNumbers.json?PhoneNumber=`, with `capabilities`; `callagent doctor`
+asks both), `Calls.json` / `Calls/{CA}.json` / `Recordings.json` /
 `Recordings/{RE}.mp3` (MP3, `audio/mpeg`) and `.wav` or no extension (WAV, `audio/x-wav`),
 each with its Content-Length, Twilio-shaped error bodies, and callbacks signed with
 `RequestValidator.compute_signature` to the URLs the SDK sent. Calls do not progress by
 themselves: a test fires each status, AMD and recording callback, so ordering is explicit;
 the simulated world (`sim.carrier`) drives them through the `on_create`/`on_update` hooks.
 
-The server is a small Starlette app under uvicorn on 127.0.0.1 (`LoopbackServer`, also
+The server is a small Starlette app under uvicorn on 127.0.0.1 (`sim.loopback`, also
 used to serve webhook apps in tests); callbacks go out through httpx.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import dataclasses
 import datetime
 import email.utils
-import socket
 import urllib.parse
 import uuid
 import xml.etree.ElementTree as ET
@@ -30,15 +29,17 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
 from twilio.request_validator import RequestValidator
 
+from sim import twilio_account
+from sim.loopback import LoopbackServer
+
 API = "/2010-04-01/Accounts/{account_sid}"
+DEFAULT_NUMBER = twilio_account.DEFAULT_NUMBER
 # One silent MPEG-1 Layer III frame (128 kbit/s, 44.1 kHz): 417 bytes, header + zeros.
 SILENT_MP3_FRAME = b"\xff\xfb\x90\x64" + bytes(413)
 _EVENT_FOR_STATUS = {
@@ -56,55 +57,6 @@ _ENDED = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 
 def _now_rfc2822() -> str:
     return email.utils.format_datetime(datetime.datetime.now(datetime.UTC))
-
-
-class _QuietServer(uvicorn.Server):
-    """uvicorn without its SIGINT/SIGTERM capture, which belongs to pytest here."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Any:
-        yield
-
-
-class LoopbackServer:
-    """Serve an ASGI app on 127.0.0.1 with an OS-chosen port, as an async context manager.
-
-    `websockets=True` also serves the app's websocket routes (uvicorn's sans-io
-    implementation), e.g. a stand-in for media's `/twilio/stream`.
-    """
-
-    def __init__(self, app: ASGIApp, port: int = 0, *, websockets: bool = False) -> None:
-        self._app = app
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit this; without it small responses wait on delayed ACKs.
-        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock.bind(("127.0.0.1", port))
-        self.port: int = self._sock.getsockname()[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="websockets-sansio" if websockets else "none",
-        )
-        self._server = _QuietServer(config)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> LoopbackServer:
-        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]), name="loopback")
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.005)
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            await self._task
-        self._sock.close()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -178,6 +130,7 @@ class FakeTwilioRest:
         on_create: Callable[[FakeCall], None] | None = None,
         on_update: Callable[[FakeCall, RecordedForm], None] | None = None,
         max_recordings: int | None = None,
+        numbers: dict[str, bool] | None = None,
     ) -> None:
         self.on_create = on_create
         self.on_update = on_update
@@ -188,11 +141,17 @@ class FakeTwilioRest:
         self.recordings: dict[str, FakeRecording] = {}
         self.max_recordings = max_recordings  # a long-running sim forgets the oldest media
         self.unauthorized_requests = 0
+        # The account's state and the numbers it owns (E.164 → voice-capable), as doctor reads
+        # them; by default the number `TWILIO_FROM_NUMBER` defaults to.
+        self.account_status = "active"
+        self.numbers = dict(numbers if numbers is not None else {DEFAULT_NUMBER: True})
         self._failures: list[_Failure] = []
         self._validator = RequestValidator(auth_token)
         prefix = API
         app = Starlette(
             routes=[
+                Route(f"{prefix}.json", self._fetch_account, methods=["GET"]),
+                Route(f"{prefix}/IncomingPhoneNumbers.json", self._list_numbers, methods=["GET"]),
                 Route(f"{prefix}/Calls.json", self._create_call, methods=["POST"]),
                 Route(f"{prefix}/Calls/{{call_sid}}.json", self._update_call, methods=["POST"]),
                 Route(f"{prefix}/Recordings.json", self._list_recordings, methods=["GET"]),
@@ -420,6 +379,19 @@ class FakeTwilioRest:
             "end": max(len(found) - 1, 0),
             "uri": uri,
         }
+        return JSONResponse(page)
+
+    async def _fetch_account(self, request: Request) -> Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
+        return JSONResponse(
+            twilio_account.account_json(self._api(), self.auth_token, self.account_status)
+        )
+
+    async def _list_numbers(self, request: Request) -> Response:
+        if (refused := self._refusal(request)) is not None:
+            return refused
+        page = twilio_account.numbers_page(self._api(), self.numbers, request.query_params)
         return JSONResponse(page)
 
     async def _recording_mp3(self, request: Request) -> Response:

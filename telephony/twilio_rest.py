@@ -82,7 +82,7 @@ def _basic_auth(username: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
-class _HeaderAuthHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+class HeaderAuthHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
     """The SDK's aiohttp client, sending Basic credentials as a header: aiohttp 3.14
     deprecates its `auth=`/`BasicAuth` (removed in 4.0), which the SDK still uses."""
 
@@ -138,7 +138,7 @@ class TwilioTelephony:
         self._ring_timeout_sec = ring_timeout_sec
         self._request_timeout_sec = request_timeout_sec
         self._stream_key = stream_tokens.stream_key(auth_token)
-        self._http: _HeaderAuthHttpClient | None = None
+        self._http: HeaderAuthHttpClient | None = None
         self._client: Any = None
         self._closed = False
 
@@ -150,7 +150,7 @@ class TwilioTelephony:
             raise RuntimeError("TwilioTelephony is closed")
         if self._client is None:
             # No max_retries: the SDK's retry client would re-POST a create and dial twice.
-            self._http = _HeaderAuthHttpClient()
+            self._http = HeaderAuthHttpClient()
             client = Client(self._account_sid, self._auth_token, http_client=self._http)
             client.api.base_url = self._api_base_url
             self._client = client

@@ -29,7 +29,8 @@ from media.twilio.webhooks import (
 )
 from sim import voice
 from sim.carrier import SimCarrier
-from sim.twilio_rest import FakeTwilioRest, LoopbackServer
+from sim.loopback import LoopbackServer
+from sim.twilio_rest import FakeTwilioRest
 from sim.world import World
 from telephony import stream_tokens
 from telephony.twilio_rest import TwilioTelephony
