@@ -44,6 +44,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from sim import deepgram_batch
+from sim.http1 import read_head, write_json
 
 MULAW_BYTES_PER_S = 8000
 MODEL_UUID = deepgram_batch.MODEL_UUID
@@ -422,24 +423,10 @@ class FakeDeepgram:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            request_line, *header_lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = request_line.split(" ", 2)
-            headers = {}
-            for line in header_lines:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
+            method, target, headers = await read_head(reader)
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             status, payload = self._batch(method, target, headers, body)
-            data = json.dumps(payload).encode()
-            writer.write(
-                f"HTTP/1.1 {status.value} {status.phrase}\r\n"
-                f"content-type: application/json\r\ncontent-length: {len(data)}\r\n"
-                "connection: close\r\n\r\n".encode()
-                + data
-            )
-            await writer.drain()
+            await write_json(writer, status, payload)
         except (asyncio.IncompleteReadError, ConnectionError, ValueError):
             pass
         finally:

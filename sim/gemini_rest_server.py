@@ -30,8 +30,9 @@ import json
 import re
 import urllib.parse
 import uuid
-from http import HTTPStatus
 from typing import Any, Protocol
+
+from sim.http1 import read_head, write_json
 
 PATH_RE = re.compile(r"/(v1beta|v1|v1alpha)/models/([A-Za-z0-9][\w.\-]*):generateContent")
 MODEL_RE = re.compile(r"/(v1beta|v1|v1alpha)/models/([A-Za-z0-9][\w.\-]*)")
@@ -128,14 +129,7 @@ class FakeGeminiRest:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            request_line, *header_lines = head.decode("latin-1").split("\r\n")
-            method, target, _ = request_line.split(" ", 2)
-            headers = {}
-            for line in header_lines:
-                if ":" in line:
-                    name, value = line.split(":", 1)
-                    headers[name.strip().lower()] = value.strip()
+            method, target, headers = await read_head(reader)
             length = int(headers.get("content-length", "0"))
             try:
                 if length > _MAX_BODY:
@@ -144,14 +138,7 @@ class FakeGeminiRest:
                 status, payload = await self._answer(method, target, headers, body)
             except _Refused as refused:
                 status, payload = refused.status, _error(refused)
-            data = json.dumps(payload).encode()
-            phrase = HTTPStatus(status).phrase
-            writer.write(
-                f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json; charset=UTF-8\r\n"
-                f"content-length: {len(data)}\r\nconnection: close\r\n\r\n".encode()
-                + data
-            )
-            await writer.drain()
+            await write_json(writer, status, payload, "application/json; charset=UTF-8")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         except ValueError:

@@ -45,15 +45,21 @@ def numbers_page(api: str, numbers: Mapping[str, bool], query: Mapping[str, str]
     page_size = int(query.get("PageSize", "50"))
     found = [n for n in numbers if wanted in (None, n)][:page_size]
     uri = f"{api}/IncomingPhoneNumbers.json?{urllib.parse.urlencode(dict(query))}"
+    items = [_number_json(api, n, numbers[n]) for n in found]
+    return one_page("incoming_phone_numbers", items, uri, page_size)
+
+
+def one_page(key: str, items: list[dict[str, Any]], uri: str, page_size: int) -> dict[str, Any]:
+    """Twilio's list envelope (2010 API) for a first and only page of `items`."""
     return {
-        "incoming_phone_numbers": [_number_json(api, n, numbers[n]) for n in found],
+        key: items,
         "first_page_uri": uri,
         "next_page_uri": None,
         "previous_page_uri": None,
         "page": 0,
         "page_size": page_size,
         "start": 0,
-        "end": max(len(found) - 1, 0),
+        "end": max(len(items) - 1, 0),
         "uri": uri,
     }
 

@@ -368,18 +368,8 @@ class FakeTwilioRest:
         found = [r for r in self.recordings.values() if call_sid in (None, r.call_sid)]
         found = found[:page_size]
         uri = f"{self._api()}/Recordings.json?{urllib.parse.urlencode(request.query_params)}"
-        page = {
-            "recordings": [self._recording_json(r) for r in found],
-            "first_page_uri": uri,
-            "next_page_uri": None,
-            "previous_page_uri": None,
-            "page": 0,
-            "page_size": page_size,
-            "start": 0,
-            "end": max(len(found) - 1, 0),
-            "uri": uri,
-        }
-        return JSONResponse(page)
+        items = [self._recording_json(r) for r in found]
+        return JSONResponse(twilio_account.one_page("recordings", items, uri, page_size))
 
     async def _fetch_account(self, request: Request) -> Response:
         if (refused := self._refusal(request)) is not None:
