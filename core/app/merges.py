@@ -46,12 +46,14 @@ class MergePolicy:
 
 def _language(row: asyncpg.Record) -> str:
     """The language Deepgram should hear: the one spoken, else the one asked, else any."""
-    spoken = (row["outcome"] or {}).get("language") if isinstance(row["outcome"], dict) else None
-    language = spoken or row["language"]
+    outcome = row["outcome"] if isinstance(row["outcome"], dict) else {}
+    language = outcome.get("language") or row["language"]
     return "multi" if not language or language == "auto" else str(language)
 
 
 class _Retry(Exception):
+    """This try failed; `final` when another cannot help (fall back to the live lines)."""
+
     def __init__(self, reason: str, *, final: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
