@@ -46,6 +46,10 @@ class SimSettings(BaseSettings):
     sim_word_ms: float = Field(
         default=300.0, gt=0, description="Synthetic speech pace: ms per 5-letter word."
     )
+    sim_scenarios_dir: pathlib.Path | None = Field(
+        default=None,
+        description="A folder of the user's own venue files (*.toml) on top of the shipped ones.",
+    )
     sim_customer_timeout_sec: float = Field(
         default=90.0, gt=0, description="How long the agent waits for an ask_user answer."
     )
