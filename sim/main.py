@@ -4,7 +4,8 @@ One process, one event loop, one `World`: Twilio REST + the carrier, the Gemini 
 stand-in (TLS, with the simulated agent behind it), the Gemini REST stand-in (core's
 post-call classifier, answering from the world's truth) and the Deepgram stand-in (live and
 batch). On start it prints the environment media and core need (`sim.settings.media_env`,
-`core_env`).
+`core_env`). The venues come from the scenario files (`sim.scenario_files`, plus
+`SIM_SCENARIOS_DIR`); a bad one stops the process before any port opens.
 """
 
 from __future__ import annotations
@@ -90,15 +91,15 @@ async def serve(settings: SimSettings, scenarios: Scenarios) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("websockets").setLevel(logging.WARNING)
     settings = SimSettings()
     try:
         scenarios = load(settings.sim_scenarios_dir)
     except ScenarioError as exc:
         # One line naming the file, the line and the reason; the exit status is 1.
         raise SystemExit(f"sim: scenario file refused: {exc}") from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("websockets").setLevel(logging.WARNING)
     print(
         f"sim: {len(scenarios.venues)} venues + the default ({scenarios.default.name})", flush=True
     )
