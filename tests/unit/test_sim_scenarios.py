@@ -15,6 +15,7 @@ import pytest
 from sim import main as sim_main
 from sim import scenario_files
 from sim.dialogue import Request
+from sim.settings import SimSettings
 from sim.venues import Answering, Booking, Manner, Say, VenueMind
 
 TODAY = datetime.date(2025, 5, 1)
@@ -314,3 +315,10 @@ def test_the_sim_refuses_to_start_on_a_bad_file(
     with pytest.raises(SystemExit) as caught:
         sim_main.main()
     assert str(caught.value.code).startswith(f"sim: scenario file refused: {bad}:6: ")
+
+
+def test_an_empty_scenarios_dir_setting_counts_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SIM_SCENARIOS_DIR", "")
+    assert SimSettings().sim_scenarios_dir is None
+    monkeypatch.setenv("SIM_SCENARIOS_DIR", "my-venues")
+    assert SimSettings().sim_scenarios_dir == pathlib.Path("my-venues")
