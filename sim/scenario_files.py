@@ -201,7 +201,8 @@ _KEY = re.compile(r"^\s*([A-Za-z0-9_.\-\" ]+?)\s*=")
 
 
 def _line_of(text: str, path: list[str]) -> int | None:
-    """The line where the key at `path` is written, or its table's header; None if not found.
+    """The line where the key at `path` is written, else where its nearest enclosing key or
+    table is (an inline table, a `[table]` header); None if not found.
 
     A light scan of `[table]` headers and `key =` lines (dotted keys included): enough for
     the flat files the schema allows, and only ever used to point at an error.
@@ -210,17 +211,20 @@ def _line_of(text: str, path: list[str]) -> int | None:
     if not keys:
         return None
     table: list[str] = []
-    header_line: int | None = None
+    nearest: tuple[int, int] | None = None  # (depth matched, line)
     for number, line in enumerate(text.splitlines(), start=1):
         if found := _TABLE.match(line):
             table = _split_key(found.group(1))
-            if table == keys:
-                header_line = number
+            written = table
+        elif found := _KEY.match(line):
+            written = table + _split_key(found.group(1))
+        else:
             continue
-        if found := _KEY.match(line):
-            if table + _split_key(found.group(1)) == keys:
-                return number
-    return header_line
+        if written == keys and not _TABLE.match(line):
+            return number
+        if keys[: len(written)] == written and (nearest is None or len(written) > nearest[0]):
+            nearest = (len(written), number)
+    return nearest[1] if nearest else None
 
 
 def _split_key(key: str) -> list[str]:

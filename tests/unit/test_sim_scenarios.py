@@ -322,3 +322,12 @@ def test_an_empty_scenarios_dir_setting_counts_as_unset(monkeypatch: pytest.Monk
     assert SimSettings().sim_scenarios_dir is None
     monkeypatch.setenv("SIM_SCENARIOS_DIR", "my-venues")
     assert SimSettings().sim_scenarios_dir == pathlib.Path("my-venues")
+
+
+def test_a_bad_value_in_an_inline_table_points_at_its_line(tmp_path: pathlib.Path) -> None:
+    text = CLOSED_ON_FRIDAYS.replace('[booking]\nbehaviour = "as_asked"\nmax_party = 6\n', "")
+    inline = 'manner = "polite"\nbooking = { behaviour = "as_asked", max_party = 0 }\n'
+    write(tmp_path, "bad.toml", text.replace('manner = "polite"\n', inline))
+    error = refused(tmp_path)
+    assert (error.path, error.line) == ("booking.max_party", 9)
+    assert error.reason == "0 is less than the minimum of 1"
