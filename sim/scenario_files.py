@@ -91,11 +91,18 @@ def load(user_dir: pathlib.Path | None) -> Scenarios:
     if user_dir is not None:
         if not user_dir.is_dir():
             raise ScenarioError(str(user_dir), "SIM_SCENARIOS_DIR is not a folder")
-        files = [(str(p), p.read_text("utf-8")) for p in sorted(user_dir.glob("*.toml"))]
+        files = [(str(p), _read(p)) for p in sorted(user_dir.glob("*.toml"))]
         user_venues, user_default = _layer(files)
         venues = {**venues, **user_venues}
         default = user_default or default
     return Scenarios(venues, default)
+
+
+def _read(path: pathlib.Path) -> str:
+    try:
+        return path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(str(path), f"cannot be read: {exc}") from None
 
 
 def _layer(files: Iterable[tuple[str, str]]) -> tuple[dict[str, Venue], Venue | None]:

@@ -331,3 +331,10 @@ def test_a_bad_value_in_an_inline_table_points_at_its_line(tmp_path: pathlib.Pat
     error = refused(tmp_path)
     assert (error.path, error.line) == ("booking.max_party", 9)
     assert error.reason == "0 is less than the minimum of 1"
+
+
+def test_a_file_that_is_not_utf8_is_refused(tmp_path: pathlib.Path) -> None:
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(CLOSED_ON_FRIDAYS.replace("Hugo", "Hélène").encode("latin-1"))
+    error = refused(tmp_path)
+    assert error.file == str(bad) and error.reason.startswith("cannot be read: ")
