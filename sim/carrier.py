@@ -34,8 +34,9 @@ from sim import truth
 from sim.callee import Callee
 from sim.media_stream import Recorder, StreamLeg, wav_of
 from sim.mp3 import encode_mp3
+from sim.scenario_files import Scenarios, shipped
 from sim.twilio_rest import FakeCall, FakeTwilioRest, RecordedForm
-from sim.venues import Answering, venue_for
+from sim.venues import Answering
 from sim.voice import WordTiming
 from sim.world import Conversation, World
 
@@ -101,8 +102,10 @@ class SimCarrier:
         talk_seconds: float = 5.0,
         world: World | None = None,
         media_streams: bool = True,
+        scenarios: Scenarios | None = None,
     ) -> None:
         self.world = world or World(speed=speed)
+        self._scenarios = scenarios or shipped()
         # Off (SIM_MEDIA_STREAMS=false) the line is held silently: benchmarks of the call
         # API measure dialing, not hundreds of live conversations.
         self._media_streams = media_streams
@@ -118,7 +121,7 @@ class SimCarrier:
     def _created(self, call: FakeCall) -> None:
         assert call.sid is not None
         to = call.form.get("To") or ""
-        conv = self.world.open(call.sid, to, venue_for(to))
+        conv = self.world.open(call.sid, to, self._scenarios.venue_for(to))
         today = datetime.date.today()
         state = _Call(call, conv, Callee(self.world, conv, today=today))
         self._calls[call.sid] = state

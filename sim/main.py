@@ -4,7 +4,8 @@ One process, one event loop, one `World`: Twilio REST + the carrier, the Gemini 
 stand-in (TLS, with the simulated agent behind it), the Gemini REST stand-in (core's
 post-call classifier, answering from the world's truth) and the Deepgram stand-in (live and
 batch). On start it prints the environment media and core need (`sim.settings.media_env`,
-`core_env`).
+`core_env`). The venues come from the scenario files (`sim.scenario_files`, plus
+`SIM_SCENARIOS_DIR`); a bad one stops the process before any port opens.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from sim.deepgram_server import FakeDeepgram
 from sim.gemini_live_server import FakeGeminiLive
 from sim.gemini_rest_server import FakeGeminiRest
 from sim.outcome_truth import WorldOutcomes
+from sim.scenario_files import ScenarioError, Scenarios, load
 from sim.settings import SimSettings, core_env, ensure_tls_files, media_env
 from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
 
 
-async def serve(settings: SimSettings) -> None:
+async def serve(settings: SimSettings, scenarios: Scenarios) -> None:
     if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
         raise SystemExit("sim needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (make run sets them)")
     tls = ensure_tls_files(settings.callagent_data_dir)
@@ -66,6 +68,7 @@ async def serve(settings: SimSettings) -> None:
             world=world,
             talk_seconds=settings.sim_talk_seconds,
             media_streams=settings.sim_media_streams,
+            scenarios=scenarios,
         )
         print(f"sim: Twilio REST on {rest.base_url}", flush=True)
         print(f"sim: Gemini Live on {gemini.base_url}", flush=True)
@@ -88,10 +91,19 @@ async def serve(settings: SimSettings) -> None:
 
 
 def main() -> None:
+    settings = SimSettings()
+    try:
+        scenarios = load(settings.sim_scenarios_dir)
+    except ScenarioError as exc:
+        # One line naming the file, the line and the reason; the exit status is 1.
+        raise SystemExit(f"sim: scenario file refused: {exc}") from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("websockets").setLevel(logging.WARNING)
-    asyncio.run(serve(SimSettings()))
+    print(
+        f"sim: {len(scenarios.venues)} venues + the default ({scenarios.default.name})", flush=True
+    )
+    asyncio.run(serve(settings, scenarios))
 
 
 if __name__ == "__main__":

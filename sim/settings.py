@@ -15,7 +15,7 @@ import os
 import pathlib
 
 import trustme
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -46,9 +46,20 @@ class SimSettings(BaseSettings):
     sim_word_ms: float = Field(
         default=300.0, gt=0, description="Synthetic speech pace: ms per 5-letter word."
     )
+    sim_scenarios_dir: pathlib.Path | None = Field(
+        default=None,
+        description="A folder of the user's own venue files (*.toml) on top of the shipped ones.",
+    )
     sim_customer_timeout_sec: float = Field(
         default=90.0, gt=0, description="How long the agent waits for an ask_user answer."
     )
+
+    @field_validator("sim_scenarios_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `SIM_SCENARIOS_DIR=` would otherwise be Path("."): every *.toml in the current
+        # folder, pyproject.toml included, read as a venue.
+        return None if value == "" else value
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -7,7 +7,8 @@ the small dialogue policy of one call: given what the agent just said (its act a
 see `sim.dialogue`) it returns what the venue says back, or that it hangs up. Timing, audio
 and the phone line are the carrier's business (`sim.callee`, `sim.carrier`).
 
-Unknown numbers reach `DEFAULT_VENUE`, a friendly café that books as asked.
+The venues themselves are data: one TOML file each, loaded and checked by
+`sim.scenario_files` (docs/simulator.md), so a new persona needs no code.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import enum
 
 from sim import dialogue
 from sim.dialogue import Request
+
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 class Answering(enum.StrEnum):
@@ -58,73 +61,10 @@ class Venue:
     offer_shift_min: int = 90
     refusal_reason: str = "we are fully booked that day"
     ivr_digit: str = "1"
-
-
-VENUES: dict[str, Venue] = {
-    v.number: v
-    for v in (
-        Venue("+15550100", "Trattoria Roma", "books as asked"),
-        Venue(
-            "+15550101",
-            "Le Petit Bistro",
-            "fully booked: refuses with a reason",
-            booking=Booking.FULLY_BOOKED,
-            refusal_reason="we are fully booked that evening",
-        ),
-        Venue(
-            "+15550102",
-            "Sakura Garden",
-            "the asked time is taken; offers 90 minutes later (the agent asks the customer)",
-            host="Kenji",
-            booking=Booking.OFFERS_OTHER_TIME,
-        ),
-        Venue("+15550103", "Busy Bee Cafe", "the line is busy", answering=Answering.BUSY),
-        Venue("+15550104", "Night Owl Diner", "nobody answers", answering=Answering.NO_ANSWER),
-        Venue(
-            "+15550105",
-            "Harbour Fish House",
-            "voicemail: greeting, beep, AMD machine_end_beep",
-            answering=Answering.VOICEMAIL,
-        ),
-        Venue(
-            "+15550106",
-            "Grand Hotel Central",
-            "IVR menu: press 1 for reservations, then a person books as asked",
-            host="Oliver",
-            answering=Answering.IVR,
-        ),
-        Venue(
-            "+15550107",
-            "Quick Grill",
-            "hangs up mid-call right after hearing the request",
-            host="Sam",
-            manner=Manner.HANGS_UP,
-        ),
-        Venue(
-            "+15550108",
-            "Пельменная №1",
-            "speaks Russian only; books as asked",
-            language="ru",
-            host="Ольга",
-        ),
-        Venue(
-            "+15550109",
-            "Chatterbox Tapas",
-            "talks over the agent (barge-in), then books as asked",
-            host="Lola",
-            manner=Manner.TALKS_OVER,
-        ),
-    )
-}
-DEFAULT_VENUE = Venue("", "Corner Cafe", "any other number: books as asked", host="Alex")
-
-
-def venue_for(number: str) -> Venue:
-    """The venue answering `number` (E.164); unknown numbers get the default café."""
-    found = VENUES.get(number)
-    if found is not None:
-        return found
-    return dataclasses.replace(DEFAULT_VENUE, number=number)
+    closed_on: frozenset[int] = frozenset()  # weekdays, Monday = 0: bookings then are refused
+    ivr_prompt: str | None = None  # None: the stock menu naming `ivr_digit`
+    voicemail_greeting: str | None = None  # None: the stock "after the tone" greeting
+    barge_in: str | None = None  # None: the stock line a talks_over venue starts with
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -169,7 +109,7 @@ class VenueMind:
         """What the callee says as soon as the call connects."""
         v = self.venue
         if v.answering is Answering.VOICEMAIL:
-            text = (
+            text = v.voicemail_greeting or (
                 f"Hi, you've reached {v.name}. We can't take your call right now. "
                 "Please leave a message after the tone."
             )
@@ -177,7 +117,7 @@ class VenueMind:
         if self.wrong_digit:
             return [Say("ivr_hours", f"We are open from {self._hours()}. Goodbye."), HangUp()]
         if not self.menu_passed:
-            text = (
+            text = v.ivr_prompt or (
                 f"Thank you for calling {v.name}. For reservations, press {v.ivr_digit}. "
                 "For opening hours, press 2."
             )
@@ -202,7 +142,9 @@ class VenueMind:
         """The agent began speaking; an impatient venue talks over its first request."""
         if self.venue.manner is Manner.TALKS_OVER and act == "request" and not self.talked_over:
             self.talked_over = True
-            text = "Yes, yes, hello! It's very busy tonight, what would you like?"
+            text = self.venue.barge_in or (
+                "Yes, yes, hello! It's very busy tonight, what would you like?"
+            )
             return [Say("barge_in", text)]
         return []
 
@@ -266,6 +208,9 @@ class VenueMind:
                 f"we are only open from {self._hours()}", f"мы работаем с {self._hours()}"
             )
             return self._refuse(reason)
+        if r.date is not None and r.date.weekday() in v.closed_on:
+            day = _WEEKDAYS[r.date.weekday()]
+            return self._refuse(self._t(f"we are closed on {day}s", "в этот день мы закрыты"))
         if r.guests is not None and r.guests > v.max_party:
             return self._refuse(
                 self._t("we can't seat a party that large", "у нас нет таких столов")

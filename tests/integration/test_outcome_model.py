@@ -17,7 +17,7 @@ from core import main as server
 from core.adapters.outcome_model import OutcomeModel, OutcomeModelError
 from core.app import api_keys
 from core.settings import Settings
-from sim import venues
+from sim import scenario_files, venues
 from sim.dialogue import Request
 from sim.gemini_rest_server import FakeGeminiRest
 from sim.outcome_truth import WorldOutcomes
@@ -66,7 +66,7 @@ def settings(model_server: FakeGeminiRest) -> Settings:
 def converse(world: World, number: str) -> list[dict[str, Any]]:
     """A call to the venue behind `number` in the world: its greeting, the agent's request
     and what the venue says back; returns the transcript media would report."""
-    venue = venues.venue_for(number)
+    venue = scenario_files.venue_for(number)
     conv = world.open(f"CA{uuid.uuid4().hex}", number, venue)
     mind = venues.VenueMind(venue, TODAY)
     transcript: list[dict[str, Any]] = []

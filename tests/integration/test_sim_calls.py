@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import datetime
 import itertools
 import pathlib
 import ssl
@@ -24,11 +25,12 @@ from media.providers.agent_prompt import DEFAULT_DISCLOSURES
 from media.server import create_app
 from media.settings import MediaSettings
 from media.twilio.webhooks import TelephonyEvent
-from sim import truth
+from sim import scenario_files, truth
 from sim.agent_session import SimAgents
 from sim.carrier import SimCarrier
 from sim.deepgram_server import FakeDeepgram
 from sim.gemini_live_server import FakeGeminiLive
+from sim.scenario_files import Scenarios
 from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
 from telephony.settings import TwilioSettings
@@ -161,7 +163,20 @@ def ca_file(gemini: FakeGeminiLive, directory: pathlib.Path) -> str:
 
 
 @pytest.fixture
-async def stack(tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
+def scenarios(request: pytest.FixtureRequest, tmp_path: pathlib.Path) -> Scenarios:
+    """The shipped venues; parametrized with a function that writes TOML, those plus that one
+    user file, loaded from a SIM_SCENARIOS_DIR-style folder exactly as `sim.main` loads them."""
+    write: Callable[[], str] | None = getattr(request, "param", None)
+    if write is None:
+        return scenario_files.shipped()
+    folder = tmp_path / "my-venues"
+    folder.mkdir()
+    (folder / "venue.toml").write_text(write(), encoding="utf-8")
+    return scenario_files.load(folder)
+
+
+@pytest.fixture
+async def stack(tmp_path: pathlib.Path, scenarios: Scenarios) -> AsyncIterator[Stack]:
     world = World(speed=10.0, word_ms=150.0)
     agents = SimAgents(world, customer_timeout_s=60)
     sink = Sink()
@@ -174,7 +189,7 @@ async def stack(tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
         FakeGeminiLive(api_key=GEMINI_KEY, agent=agents) as gemini,
         FakeDeepgram(DEEPGRAM_KEY, source=WorldTranscripts(world)) as deepgram,
     ):
-        carrier = SimCarrier(rest, world=world, talk_seconds=1.0)
+        carrier = SimCarrier(rest, world=world, talk_seconds=1.0, scenarios=scenarios)
         telephony = TwilioTelephony(ACCOUNT, TOKEN, "+15005550006", public, rest.base_url)
         twilio = TwilioSettings(twilio_auth_token=TOKEN, public_base_url=public)
         media = MediaSettings(
@@ -195,6 +210,32 @@ async def stack(tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
         finally:
             await carrier.aclose()
             await telephony.aclose()
+
+
+_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def closed_tomorrow() -> str:
+    """A user's venue file: closed tomorrow, and the day after should the call straddle
+    midnight (built when the test runs, not when it is collected)."""
+    day = datetime.date.fromisoformat(tomorrow()).weekday()
+    return f"""\
+number = "+15550177"
+name = "Closed Day Bistro"
+story = "closed on the day asked: refuses"
+language = "en"
+host = "Hugo"
+answering = "human"
+manner = "polite"
+
+[hours]
+opens = "12:00"
+closes = "23:00"
+closed_on = ["{_DAYS[day]}", "{_DAYS[(day + 1) % 7]}"]
+
+[booking]
+behaviour = "as_asked"
+"""
 
 
 def statuses(stack: Stack, sid: str) -> list[str | None]:
@@ -312,3 +353,13 @@ async def test_menus_machines_and_hang_ups_at_once(stack: Stack) -> None:
     assert russian.outcome.holder_name == "Иван" and russian.outcome.guests == 3
     assert russian.outcome.venue_name == "Пельменная №1" and russian.outcome.language == "ru"
     assert "Пельменная" in russian.heard
+
+
+@pytest.mark.parametrize("scenarios", [closed_tomorrow], indirect=True, ids=["closed-tomorrow"])
+async def test_a_venue_from_a_users_scenario_file_answers_as_written(stack: Stack) -> None:
+    call = await stack.call("+15550177", "Table for 2 tomorrow at 19:00 under Anna")
+    assert call.outcome is not None, stack.dump(call.sid)
+    assert call.outcome.outcome == "refused", stack.dump(call.sid)
+    assert call.outcome.venue_name == "Closed Day Bistro"
+    assert (call.outcome.refusal_reason or "").startswith("we are closed on ")
+    assert "Closed Day Bistro" in call.heard and "Hugo" in call.heard  # its greeting, as written

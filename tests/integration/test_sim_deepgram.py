@@ -27,7 +27,7 @@ from media.providers.deepgram_ear import (
 )
 from sim import voice
 from sim.deepgram_server import FakeDeepgram
-from sim.venues import venue_for
+from sim.scenario_files import venue_for
 from sim.world import FRAME_BYTES, World, WorldTranscripts
 
 KEY = "sim-deepgram-test-key"

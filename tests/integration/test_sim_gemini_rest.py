@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sim import venues
+from sim import scenario_files, venues
 from sim.dialogue import Request
 from sim.gemini_rest_server import FakeGeminiRest
 from sim.outcome_truth import WorldOutcomes
@@ -89,7 +89,7 @@ async def test_an_unknown_path_or_model_is_not_found(client: httpx.AsyncClient, 
 
 def _play(world: World, number: str, *acts: tuple[str, dict[str, str]]) -> str:
     """Speak a call in the world; return its transcript as a prompt would carry it."""
-    venue = venues.venue_for(number)
+    venue = scenario_files.venue_for(number)
     conv = world.open(f"CA-{number}", number, venue)
     mind = venues.VenueMind(venue, TODAY)
     reactions: list[venues.Reaction] = list(mind.opening())

@@ -7,7 +7,7 @@ import datetime
 import pytest
 
 from core.domain import outcome_check
-from sim import venues
+from sim import scenario_files, venues
 from sim.dialogue import Request
 
 TODAY = datetime.date(2030, 6, 13)
@@ -19,7 +19,7 @@ ASK = Request(
 def _call(number: str, *acts: tuple[str, dict[str, str]]) -> list[dict[str, object]]:
     """The transcript of a call to the venue behind `number`: its greeting, then for each
     agent act the agent's line and what the venue says back."""
-    venue = venues.venue_for(number)
+    venue = scenario_files.venue_for(number)
     mind = venues.VenueMind(venue, TODAY)
     lines: list[dict[str, object]] = []
     for said in mind.opening():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import datetime
 
 from sim.dialogue import Request
+from sim.scenario_files import shipped, venue_for
 from sim.venues import (
-    DEFAULT_VENUE,
-    VENUES,
     Answering,
     Booking,
     HangUp,
@@ -15,8 +14,10 @@ from sim.venues import (
     Reaction,
     Say,
     VenueMind,
-    venue_for,
 )
+
+VENUES = shipped().venues
+DEFAULT_VENUE = shipped().default
 
 TODAY = datetime.date(2025, 5, 1)
 ASK = Request(datetime.date(2025, 5, 2), datetime.time(19), 2, "Anna").as_data()

@@ -9,7 +9,7 @@ from media.codec.audio import Upsampler8to16, pcm16_to_ulaw, ulaw_to_pcm16
 from sim import truth, voice
 from sim.carrier import parse_twiml, recording_words
 from sim.deepgram_server import ListenSession
-from sim.venues import venue_for
+from sim.scenario_files import venue_for
 from sim.world import FRAME_BYTES, Conversation, World, WorldTranscripts
 
 
