@@ -11,7 +11,8 @@ Live timeline for `script_utterance(text, at_audio_s)` with n words of `word_s` 
   audio >= start + ceil(n/2) * word_s   → interim Results, first half words   (if interim_results)
   audio >= end + endpointing            → final Results, is_final + speech_final
   audio >= end + utterance_end_ms       → UtteranceEnd(last_word_end=end)     (if both params)
-`windows=Windows()` cuts finals as the real service does instead (`sim.deepgram_windows`).
+By default finals are cut as the real service cuts them (`sim.deepgram_windows`) instead;
+`windows=None` keeps the tidy timeline above (one final per utterance, `start` at its first word).
 `Finalize` flushes a started utterance as a final with `from_finalize: true`; `CloseStream`
 flushes, sends `Metadata` and closes 1000; `drop()` aborts the TCP connection (no close frame);
 `stalled = True` keeps reading but never answers (results, Finalize, CloseStream) again.
@@ -177,7 +178,7 @@ class FakeDeepgram:
         http_port: int = 0,
         source: TranscriptSource | None = None,
         keep_sessions: bool = True,
-        windows: Windows | None = None,
+        windows: Windows | None = Windows(),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -188,7 +189,6 @@ class FakeDeepgram:
         self._sleep = sleep
         self.source = source
         self.keep_sessions = keep_sessions  # False: forget closed sessions (long-running sim)
-        # Real Deepgram's finals (sim.deepgram_windows); None: one tidy final per utterance.
         self.windows = windows
         self._ports = (ws_port, http_port)
         self.word_s = word_s
