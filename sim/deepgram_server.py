@@ -11,6 +11,8 @@ Live timeline for `script_utterance(text, at_audio_s)` with n words of `word_s` 
   audio >= start + ceil(n/2) * word_s   → interim Results, first half words   (if interim_results)
   audio >= end + endpointing            → final Results, is_final + speech_final
   audio >= end + utterance_end_ms       → UtteranceEnd(last_word_end=end)     (if both params)
+By default finals are cut as the real service cuts them (`sim.deepgram_windows`) instead;
+`windows=None` keeps the tidy timeline above (one final per utterance, `start` at its first word).
 `Finalize` flushes a started utterance as a final with `from_finalize: true`; `CloseStream`
 flushes, sends `Metadata` and closes 1000; `drop()` aborts the TCP connection (no close frame);
 `stalled = True` keeps reading but never answers (results, Finalize, CloseStream) again.
@@ -43,7 +45,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from sim import deepgram_batch
+from sim import deepgram_batch, deepgram_windows
+from sim.deepgram_windows import Windows, WindowState
 from sim.http1 import read_head, write_json
 
 MULAW_BYTES_PER_S = 8000
@@ -120,6 +123,7 @@ class ListenSession:
     connection: ServerConnection | None = dataclasses.field(default=None, repr=False)
     context: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     last_message_s: float = dataclasses.field(default=0.0, repr=False)  # on the server's clock
+    windows: WindowState = dataclasses.field(default_factory=WindowState, repr=False)
 
     @property
     def params(self) -> dict[str, str]:
@@ -174,6 +178,7 @@ class FakeDeepgram:
         http_port: int = 0,
         source: TranscriptSource | None = None,
         keep_sessions: bool = True,
+        windows: Windows | None = Windows(),
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -184,6 +189,7 @@ class FakeDeepgram:
         self._sleep = sleep
         self.source = source
         self.keep_sessions = keep_sessions  # False: forget closed sessions (long-running sim)
+        self.windows = windows
         self._ports = (ws_port, http_port)
         self.word_s = word_s
         self.idle_timeout_s = idle_timeout_s
@@ -327,7 +333,16 @@ class FakeDeepgram:
         endpoint_s = _ms(params.get("endpointing"), default=10) / 1000
         utterance_end_s = _ms(params.get("utterance_end_ms"), default=0) / 1000
         now = session.audio_s
-        for key, u in self._utterances(session):
+        utterances = self._utterances(session)
+        if self.windows is not None:
+            speech = [
+                u.at_audio_s for k, u in utterances if "final" not in session.progress.get(k, ())
+            ]
+            for message in deepgram_windows.silence(
+                self.windows, session.windows, min([now, *speech])
+            ):
+                await self._send(connection, session, message)
+        for key, u in utterances:
             done = session.progress.setdefault(key, set())
             if now < u.at_audio_s or ("final" in done and "end" in done):
                 continue
@@ -342,10 +357,16 @@ class FakeDeepgram:
             half = math.ceil(len(u.tokens) / 2)
             if interim and "interim" not in done and now >= u.word_end_s(half):
                 done.add("interim")
-                await self._send(connection, session, self._results(u, half, final=False))
-            if "final" not in done and now >= u.end_s + endpoint_s:
-                done.add("final")
-                await self._send(connection, session, self._results(u, None, final=True))
+                partial: dict[str, Any] | None = None
+                if self.windows is None:
+                    partial = self._results(u, half, final=False)
+                else:
+                    partial = deepgram_windows.interim(session.windows, key, u.word_dicts(half))
+                if partial is not None:
+                    await self._send(connection, session, partial)
+            if "final" not in done:
+                for message in self._final_messages(session, key, u, now, endpoint_s):
+                    await self._send(connection, session, message)
             wants_end = interim and utterance_end_s > 0
             if "final" in done and "end" not in done and now >= u.end_s + utterance_end_s:
                 done.add("end")
@@ -356,6 +377,25 @@ class FakeDeepgram:
                         {"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": u.end_s},
                     )
 
+    def _final_messages(
+        self,
+        session: ListenSession,
+        key: object,
+        u: ScriptedUtterance,
+        now: float,
+        endpoint_s: float,
+    ) -> list[dict[str, Any]]:
+        if self.windows is None:
+            due = now >= u.end_s + endpoint_s
+            messages = [self._results(u, None, final=True)] if due else []
+        else:
+            messages, due = deepgram_windows.pieces(
+                self.windows, session.windows, key, u.word_dicts(), now, endpoint_s
+            )
+        if due:
+            session.progress[key].add("final")
+        return messages
+
     async def _flush(
         self, connection: ServerConnection, session: ListenSession, *, from_finalize: bool
     ) -> None:
@@ -363,9 +403,17 @@ class FakeDeepgram:
             done = session.progress.get(key, set())
             if "started" in done and "final" not in done:
                 done.add("final")
-                message = self._results(u, None, final=True, from_finalize=from_finalize)
-                message["speech_final"] = not from_finalize
-                await self._send(connection, session, message)
+                message: dict[str, Any] | None = None
+                if self.windows is None:
+                    message = self._results(u, None, final=True, from_finalize=from_finalize)
+                    message["speech_final"] = not from_finalize
+                else:
+                    words, now = u.word_dicts(), session.audio_s
+                    message = deepgram_windows.flush(
+                        session.windows, key, words, now, finalize=from_finalize
+                    )
+                if message is not None:
+                    await self._send(connection, session, message)
 
     @staticmethod
     async def _send(
@@ -377,31 +425,12 @@ class FakeDeepgram:
     def _results(
         self, u: ScriptedUtterance, count: int | None, *, final: bool, from_finalize: bool = False
     ) -> dict[str, Any]:
+        """The tidy shape: one window from the first word, as if nothing else were heard."""
         words = u.word_dicts(count)
         end = words[-1]["end"] if words else u.at_audio_s
-        return {
-            "type": "Results",
-            "channel_index": [0, 1],
-            "duration": round(end - u.at_audio_s, 3),
-            "start": u.at_audio_s,
-            "is_final": final,
-            "speech_final": final,
-            "from_finalize": from_finalize,
-            "channel": {
-                "alternatives": [
-                    {
-                        "transcript": " ".join(w["punctuated_word"] for w in words),
-                        "confidence": 0.98,
-                        "words": words,
-                    }
-                ]
-            },
-            "metadata": {
-                "request_id": str(uuid.uuid4()),
-                "model_info": MODEL_INFO,
-                "model_uuid": MODEL_UUID,
-            },
-        }
+        return deepgram_windows.results(
+            words, u.at_audio_s, end, final=final, speech_final=final, from_finalize=from_finalize
+        )
 
     @staticmethod
     def _metadata(session: ListenSession) -> dict[str, Any]:
@@ -412,9 +441,7 @@ class FakeDeepgram:
             "sha256": hashlib.sha256(session.audio).hexdigest(),
             "created": "2024-01-01T00:00:00.000Z",
             "duration": session.audio_s,
-            "channels": 1,
-            "models": [MODEL_UUID],
-            "model_info": {MODEL_UUID: MODEL_INFO},
+            "channels": 1,  # no models/model_info: live Metadata lacks them (batch has them)
         }
 
     # ---- batch -----------------------------------------------------------------------------

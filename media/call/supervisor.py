@@ -12,8 +12,12 @@ A decision is emitted once per kind per call unless that kind's state changes. O
 states: `wait` on entering hold, `give_up` once `hold_give_up_s` has passed since its onset, and
 `wait` again for a new hold after the callee came back. A hold that restarts within
 `hold_resume_grace_s` of ending (a looping announcement between "please hold" messages) is the
-same hold: same clock, no new decision. Once a voicemail is detected, transcript cues for
-screening, IVR and hold are ignored (a greeting saying "press 1" is still a voicemail).
+same hold: same clock, no new decision. Cues match over the previous callee final (if it came
+within `cue_window_s`) joined to the new one, because Deepgram endpoints mid-phrase ("please
+leave a" / "message after the tone"); a match counts only if it reaches into the new final, so a
+cue is never decided twice and hold ends on a final that is not a hold message. Once a voicemail
+is detected, transcript cues for screening, IVR and hold are ignored (a greeting saying
+"press 1" is still a voicemail).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class SupervisorSettings:
     hold_resume_grace_s: float = 30.0
     repeat_count: int = 3
     repeat_similarity: float = 0.9
+    cue_window_s: float = 15.0
 
     def __post_init__(self) -> None:
         if self.voicemail_action not in (Action.LEAVE_MESSAGE, Action.HANG_UP):
@@ -143,9 +148,12 @@ def normalize(text: str) -> str:
     return " ".join(re.sub(r"[\W_]+", " ", text).split())
 
 
-def _match(cues: tuple[tuple[str, re.Pattern[str]], ...], text: str) -> str | None:
+def _match(
+    cues: tuple[tuple[str, re.Pattern[str]], ...], text: str, new_from: int = 0
+) -> str | None:
+    """The first cue with a match ending past `new_from` (in the newest final's part of text)."""
     for name, pattern in cues:
-        if pattern.search(text):
+        if any(m.end() > new_from for m in pattern.finditer(text)):
             return name
     return None
 
@@ -161,6 +169,7 @@ class Supervisor:
         # that is not a hold cue resumes the same hold instead of restarting the give-up clock.
         self._last_hold: tuple[float, float] | None = None
         self._agent_recent: list[str] = []
+        self._last_final: tuple[float, str] | None = None  # (when, normalised text)
         self.history: list[Decision] = []
 
     @property
@@ -182,16 +191,21 @@ class Supervisor:
         norm = normalize(text)
         if not norm:
             return out
-        if cue := _match(VOICEMAIL_CUES, norm):
+        last, self._last_final = self._last_final, (now_s, norm)
+        new_from = 0
+        if last is not None and now_s - last[0] <= self._settings.cue_window_s:
+            new_from = len(last[1]) + 1
+            norm = f"{last[1]} {norm}"
+        if cue := _match(VOICEMAIL_CUES, norm, new_from):
             self._hold_since = None
             return out + self._emit(Kind.VOICEMAIL, f"cue:{cue}", self._settings.voicemail_action)
         if Kind.VOICEMAIL in self._emitted:
             return out
-        if cue := _match(SCREENING_CUES, norm):
+        if cue := _match(SCREENING_CUES, norm, new_from):
             out += self._emit(Kind.CALL_SCREENING, f"cue:{cue}", Action.IDENTIFY)
-        if cue := _match(IVR_CUES, norm):
+        if cue := _match(IVR_CUES, norm, new_from):
             out += self._emit(Kind.IVR, f"cue:{cue}", Action.ALLOW_DTMF)
-        if cue := _match(HOLD_CUES, norm):
+        if cue := _match(HOLD_CUES, norm, new_from):
             out += self._enter_hold(f"cue:{cue}", now_s)
         elif self._hold_since is not None:
             # Something that is not a hold message: the callee may be back.

@@ -63,7 +63,12 @@ class DeepgramConfig:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CalleeTranscript:
-    """A transcript span of the callee; interim spans are revised, finals are settled."""
+    """A transcript span of the callee; interim spans are revised, finals are settled.
+
+    A final is one whole utterance: Deepgram's `is_final` pieces joined up to `speech_final`
+    (or UtteranceEnd, or the end of the stream). `start_s` is the first word's time, not the
+    window's, because a window's `start` includes the silence before the words.
+    """
 
     text: str
     is_final: bool
@@ -130,6 +135,7 @@ class DeepgramEar:
         self._finished = False
         self._lost = False
         self._server_error = ""
+        self._pieces: list[ListenV1Results] = []  # is_final pieces of the open utterance
         self.dropped_frames = 0
         self.dropped_events = 0
 
@@ -178,6 +184,7 @@ class DeepgramEar:
         except Exception as exc:
             self._lose(self._server_error or self._failure_reason(exc))
         finally:
+            self._flush()
             self._finish()
 
     async def _stream(self) -> None:
@@ -240,19 +247,12 @@ class DeepgramEar:
 
     def _to_event(self, message: object) -> EarEvent | None:
         if isinstance(message, ListenV1Results):
-            alternatives = message.channel.alternatives
-            if not alternatives or not alternatives[0].transcript:
-                return None
-            best = alternatives[0]
-            return CalleeTranscript(
-                text=best.transcript,
-                is_final=bool(message.is_final),
-                speech_final=bool(message.speech_final),
-                start_s=message.start,
-                end_s=message.start + message.duration,
-                words=[(w.punctuated_word or w.word, w.start, w.end) for w in best.words],
-            )
+            if message.is_final:
+                self._pieces.append(message)
+                return self._flush_event() if message.speech_final else None
+            return _span([message], is_final=False)
         if isinstance(message, ListenV1UtteranceEnd):
+            self._flush()
             return UtteranceEnd(last_word_end=message.last_word_end)
         if isinstance(message, ListenV1SpeechStarted):
             return SpeechStarted(timestamp=message.timestamp)
@@ -263,6 +263,15 @@ class DeepgramEar:
                 extra={**self._log_extra, "variant": message.variant, "code": message.code},
             )
         return None
+
+    def _flush_event(self) -> CalleeTranscript | None:
+        pieces, self._pieces = self._pieces, []
+        return _span(pieces, is_final=True)
+
+    def _flush(self) -> None:
+        """Report the open utterance's settled pieces as one final line, if they hold words."""
+        if (event := self._flush_event()) is not None:
+            self._offer_event(event)
 
     def _lose(self, reason: str) -> None:
         if self._lost or self._finished or self._closing:
@@ -291,3 +300,25 @@ class DeepgramEar:
             except asyncio.QueueFull:
                 queue.get_nowait()
                 evicted = True
+
+
+def _span(results: list[ListenV1Results], *, is_final: bool) -> CalleeTranscript | None:
+    """One transcript span from Results pieces; None when they hold no words (silence)."""
+    texts: list[str] = []
+    words: list[tuple[str, float, float]] = []
+    for result in results:
+        alternatives = result.channel.alternatives
+        if alternatives and alternatives[0].transcript:
+            texts.append(alternatives[0].transcript)
+            words += [(w.punctuated_word or w.word, w.start, w.end) for w in alternatives[0].words]
+    if not texts:
+        return None
+    last = results[-1]
+    return CalleeTranscript(
+        text=" ".join(texts),
+        is_final=is_final,
+        speech_final=bool(last.speech_final),
+        start_s=words[0][1] if words else results[0].start,
+        end_s=words[-1][2] if words else last.start + last.duration,
+        words=words,
+    )

@@ -218,3 +218,35 @@ def test_normalize_folds_case_punctuation_and_yo() -> None:
 def test_settings_reject_a_voicemail_action_that_is_not_one() -> None:
     with pytest.raises(ValueError, match="voicemail_action"):
         SupervisorSettings(voicemail_action=Action.WAIT)
+
+
+def test_a_voicemail_phrase_split_over_two_finals_is_caught_once() -> None:
+    sup = Supervisor()
+    assert sup.on_callee_final("Hi, you've reached Sam. Please leave a", now_s=3.0) == []
+    assert _kinds(sup.on_callee_final("message after the tone.", now_s=4.5)) == [
+        (Kind.VOICEMAIL, Action.LEAVE_MESSAGE)
+    ]
+    assert sup.on_callee_final("Thanks.", now_s=5.0) == []
+    assert len(sup.history) == 1
+
+
+def test_an_ivr_cue_split_over_finals_is_decided_once_not_again_on_the_next_final() -> None:
+    sup = Supervisor()
+    assert sup.on_callee_final("For billing, press", now_s=1.0) == []
+    assert _kinds(sup.on_callee_final("two. For sales,", now_s=2.0)) == [
+        (Kind.IVR, Action.ALLOW_DTMF)
+    ]
+    assert sup.on_callee_final("stay on the phone.", now_s=3.0) == []
+
+
+def test_finals_further_apart_than_the_cue_window_are_not_joined() -> None:
+    sup = Supervisor(SupervisorSettings(cue_window_s=5.0))
+    assert sup.on_callee_final("I said please leave a", now_s=1.0) == []
+    assert sup.on_callee_final("message for him yesterday.", now_s=20.0) == []
+
+
+def test_hold_ends_on_the_next_final_even_though_the_window_still_holds_the_cue() -> None:
+    sup = Supervisor()
+    assert _kinds(sup.on_callee_final("Please hold.", now_s=1.0)) == [(Kind.HOLD, Action.WAIT)]
+    assert sup.on_callee_final("Okay, I'm back.", now_s=3.0) == []
+    assert not sup.holding
