@@ -29,13 +29,14 @@ import logging
 import time
 import warnings
 from collections.abc import Coroutine
-from typing import Any, Literal
+from typing import Any
 
 from google import genai
 
 from media.call import core_link, ending
 from media.call.ending import CallEnding
 from media.call.inbound import EarBacklog, InboundAudio
+from media.call.lines import GeminiLines, Line
 from media.call.playout import Playout, StreamLeg
 from media.call.sessions import CallSettings, live_session, supervisor_ear
 from media.call.supervisor import Action, Decision, Supervisor, SupervisorSettings
@@ -47,6 +48,7 @@ from media.providers.gemini_live import (
     AudioOut,
     GeminiLiveError,
     GeminiLiveSession,
+    GenerationComplete,
     InputTranscript,
     Interrupted,
     OutputTranscript,
@@ -129,12 +131,8 @@ class CallBridge:
         self._expect_stream = False
         self._degraded = False
         self._pending_amd: list[str] = []
-        self._agent_text: list[str] = []
-        self._agent_at = 0  # call clock (ms) of the line's first transcript chunk
-        self._agent_turn = 0  # the newest playout turn then (transcripts trail their audio)
+        self._lines = GeminiLines()  # Gemini's transcription, one line per utterance
         self._agent_turns = 0  # playout turns already reported as agent lines
-        self._callee_text: list[str] = []
-        self._callee_at = 0
         self.resumes = 0
         self.done = False
 
@@ -275,6 +273,7 @@ class CallBridge:
                 elif self._wrap_up is None and not self._ending.started:
                     await self._say(agent_prompt.greeting_cue())
                 await self._ending.over.wait()
+                self._report(self._lines.close())
                 if self._ear is not None and heard is not None:  # the callee's last words:
                     await self._ear.aclose()  # CloseStream flushes them, ear-events reports
                     await heard
@@ -307,29 +306,30 @@ class CallBridge:
                 if self._model_quiet.is_set():
                     self._model_quiet.clear()
                     self._turn_started = time.monotonic()
-                    self._flush_callee()
+                    self._report(self._lines.model_started())
                 await playout.push_audio(event.pcm24k)
                 self._last_voice = self._last_words = time.monotonic()
             elif isinstance(event, Interrupted):
                 dropped = await playout.barge_in()
                 self._model_quiet.set()
-                self._flush_agent()
+                self._report(self._lines.interrupted())
                 logger.debug("barge-in", extra={**self._log, "frames_dropped": dropped})
             elif isinstance(event, TurnComplete):
                 await playout.end_utterance()
-                self._flush_agent()
+                self._report(self._lines.turn_complete())
                 if not self._model_quiet.is_set():
                     self._model_quiet.set()
                     if self._wrap_up is not None and self._turn_started > self._wrap_up_at:
                         self._ending.end(self._wrap_up, goodbye=True, reason="wrap-up said")
+            elif isinstance(event, GenerationComplete):
+                self._report(self._lines.generation_complete())
             elif isinstance(event, OutputTranscript):
-                self._collect(self._agent_text, event.text, "agent")
-                if event.finished:
-                    self._flush_agent()
+                now = time.monotonic()
+                at_ms = round((now - self._t0) * 1000)
+                self._report(self._lines.said(event.text, at_ms, playout.turns, now))
             elif isinstance(event, InputTranscript):
-                self._collect(self._callee_text, event.text, "callee")
-                if event.finished:
-                    self._flush_callee()
+                now = time.monotonic()
+                self._lines.heard(event.text, round((now - self._t0) * 1000), now)
             elif isinstance(event, ToolCall):
                 assert self._tools is not None
                 self._tools.handle(event)
@@ -338,8 +338,10 @@ class CallBridge:
                 self._tools.cancel(event.ids)
             elif isinstance(event, Resumed):
                 self.resumes += 1
+                self._report(self._lines.close())  # the old connection's turn is over
                 logger.info("gemini live resumed", extra={**self._log, "gap_ms": event.gap_ms})
             elif isinstance(event, SessionLost):
+                self._report(self._lines.close())
                 lost = core_link.Outcome("failed", "The connection to the voice model was lost.")
                 self._ending.end(lost, goodbye=False, reason="model session lost")
                 return
@@ -372,6 +374,7 @@ class CallBridge:
             now = time.monotonic()
             if not self._playout.drained:
                 self._last_voice = now
+            self._report(self._lines.tick(now))
             self._apply(self._supervisor.on_silence(now - self._last_words, now - self._t0))
             if self._ending.started:
                 continue
@@ -464,37 +467,32 @@ class CallBridge:
             with contextlib.suppress(GeminiLiveError):
                 await self._live.send_text(text, turn_complete=turn_complete)
 
-    def _collect(self, into: list[str], text: str, who: Literal["agent", "callee"]) -> None:
-        if not into:
-            offset = round(self._clock() * 1000)
-            if who == "agent":
-                self._agent_at, self._agent_turn = offset, self._playout.turns
+    def _report(self, lines: list[Line]) -> None:
+        for line in lines:
+            if line.who == "agent":
+                self._report_agent(line)
             else:
-                self._callee_at = offset
-        into.append(text)
+                self._report_callee(line)
 
-    def _flush_agent(self) -> None:
+    def _report_agent(self, line: Line) -> None:
         """Report the agent's line at the time the callee started hearing its audio (a turn
         not yet reported); at its transcript's arrival if it had no audio of its own."""
-        text = "".join(self._agent_text).strip()
-        self._agent_text.clear()
-        if text and self._link is not None:
-            turn = max(self._agent_turn, self._agent_turns + 1)
-            heard = self._playout.heard_at(turn)
-            at = self._agent_at if heard is None else round((heard - self._t0) * 1000)
-            self._agent_turns = turn if heard is not None else self._agent_turns
-            line = core_link.Transcript("agent", text, True, at, "gemini")
-            self._link.send_transcript(line)
-            self._apply(self._supervisor.on_agent_utterance(text, self._clock()))
+        if self._link is None:
+            return
+        turn = max(line.turn, self._agent_turns + 1)
+        heard = self._playout.heard_at(turn)
+        at = line.at_ms if heard is None else round((heard - self._t0) * 1000)
+        self._agent_turns = turn if heard is not None else self._agent_turns
+        self._link.send_transcript(core_link.Transcript("agent", line.text, True, at, "gemini"))
+        self._apply(self._supervisor.on_agent_utterance(line.text, self._clock()))
 
-    def _flush_callee(self) -> None:
+    def _report_callee(self, line: Line) -> None:
         """Gemini's line of the callee: reported (and read by the supervisor) only once the
         ear is lost; while the ear works, its own line of the same words is the record."""
-        text = "".join(self._callee_text).strip()
-        self._callee_text.clear()
-        if text and self._link is not None:
-            self._last_words = time.monotonic()
-            if self._degraded:
-                line = core_link.Transcript("callee", text, True, self._callee_at, "gemini")
-                self._link.send_transcript(line)
-                self._apply(self._supervisor.on_callee_final(text, self._clock()))
+        if self._link is None:
+            return
+        self._last_words = time.monotonic()
+        if self._degraded:
+            transcript = core_link.Transcript("callee", line.text, True, line.at_ms, "gemini")
+            self._link.send_transcript(transcript)
+            self._apply(self._supervisor.on_callee_final(line.text, self._clock()))

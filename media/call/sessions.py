@@ -79,7 +79,7 @@ def live_session(
         client=client,
         system_instruction=instruction,
         voice=s.gemini_voice,
-        language_code=agent_prompt.speech_language_code(task.language),
+        language_code=agent_prompt.speech_language_code(task.language, s.gemini_model),
         resume_gap_budget_ms=s.resume_gap_budget_ms,
         call_id=call_id,
     )

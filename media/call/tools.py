@@ -1,13 +1,15 @@
 """The agent's tool calls, carried out: ask_user, end_call, send_dtmf and report_signal.
 
-The model calls a tool mid-conversation and keeps talking (Live function calls are
-non-blocking), so every tool runs as its own task and answers with a tool response when it is
-done. ask_user goes to core through the `CoreLink` with a request id chosen here and waits for
-the matching answer or a timeout ("no answer"); a voice answer is then injected as a turn the
-model speaks, a context answer as silent guidance (no turn end, so the model does not respond
-to it). end_call reports the outcome and hands the hang-up to the bridge, which lets the goodbye
-play first. send_dtmf is allowed only once a phone menu was detected (by the supervisor or
-reported by the model itself), because pressing keys re-opens the media stream.
+The model calls a tool mid-conversation and, for all but send_dtmf, keeps talking (their
+declared behavior is NON_BLOCKING, see `agent_prompt.TOOL_BEHAVIOR`), so every tool runs as its
+own task and answers with a tool response when it is done, scheduled by
+`agent_prompt.tool_scheduling`. ask_user goes to core through the `CoreLink` with a request id
+chosen here and waits for the matching answer or a timeout ("no answer"); a voice answer is then
+injected as a turn the model speaks, a context answer as silent guidance (no turn end, so the
+model does not respond to it). end_call reports the outcome and hands the hang-up to the bridge,
+which lets the goodbye play first. send_dtmf is allowed only once a phone menu was detected (by
+the supervisor or reported by the model itself), because pressing keys re-opens the media
+stream.
 """
 
 from __future__ import annotations
@@ -189,7 +191,12 @@ class ToolRelay:
         if call.id in self._cancelled:
             return False
         try:
-            await self._live.send_tool_response(call.id, call.name, response)
+            await self._live.send_tool_response(
+                call.id,
+                call.name,
+                response,
+                scheduling=agent_prompt.tool_scheduling(call.name, response),
+            )
         except GeminiLiveError:
             return False  # the session is over; the bridge is ending the call
         return True

@@ -28,8 +28,43 @@ def _string(description: str, enum: list[str] | None = None) -> types.Schema:
     return types.Schema(type=types.Type.STRING, description=description, enum=enum)
 
 
+# The model must keep the line alive while a tool runs: ask_user can wait a minute for the
+# customer, and a BLOCKING call would leave the callee listening to silence. So ask_user,
+# end_call and report_signal are NON_BLOCKING, and each answer says through its scheduling
+# (`TOOL_SCHEDULING`) whether the model should react. send_dtmf alone is BLOCKING: pressing keys
+# replaces the media stream, so anything the model said meanwhile would be cut off, and it
+# needs the result (keys pressed or refused) before it goes on.
+TOOL_BEHAVIOR = {
+    "ask_user": types.Behavior.NON_BLOCKING,
+    "end_call": types.Behavior.NON_BLOCKING,
+    "send_dtmf": types.Behavior.BLOCKING,
+    "report_signal": types.Behavior.NON_BLOCKING,
+}
+
+
+def tool_scheduling(
+    name: str, response: Mapping[str, Any]
+) -> types.FunctionResponseScheduling | None:
+    """How the model takes a tool's answer: SILENT for acknowledgements (an ask_user answer
+    follows as its own turn; end_call and report_signal need no words), WHEN_IDLE for what it
+    must act on (no answer from the customer, an error); None for a BLOCKING tool, where
+    scheduling does not apply."""
+    if TOOL_BEHAVIOR.get(name) is types.Behavior.BLOCKING:
+        return None
+    if "error" in response or response.get("timed_out"):
+        return types.FunctionResponseScheduling.WHEN_IDLE
+    return types.FunctionResponseScheduling.SILENT
+
+
 def agent_tools() -> list[types.FunctionDeclaration]:
-    """The four tools the voice agent may call; core decides what each one does."""
+    """The four tools the voice agent may call, each with its `TOOL_BEHAVIOR`."""
+    tools = _declarations()
+    for tool in tools:
+        tool.behavior = TOOL_BEHAVIOR[tool.name or ""]
+    return tools
+
+
+def _declarations() -> list[types.FunctionDeclaration]:
     return [
         types.FunctionDeclaration(
             name="ask_user",
@@ -123,10 +158,19 @@ _LANGUAGE_RULES = {
     ),
 }
 _SPEECH_LANGUAGE_CODES = {"ru": "ru-RU", "en": "en-US"}
+# Live models that synthesise speech from text (half-cascade) take `speechConfig.languageCode`;
+# native-audio models, our default among them, choose the language themselves and are steered
+# by the system instruction's LANGUAGE rule instead (Live API docs, "language and voice").
+_CASCADE_MODELS = ("gemini-2.0-flash-live", "gemini-live-2.5-flash")
 
 
-def speech_language_code(language: str) -> str | None:
-    """Gemini's speech `language_code` for our 'ru' | 'en' | 'auto' (None lets it detect)."""
+def speech_language_code(language: str, model: str) -> str | None:
+    """Gemini's speech `language_code` for our 'ru' | 'en' | 'auto', or None where the model
+    takes none (native audio) or should detect it ('auto'); the system instruction always
+    states the language as well."""
+    name = model.removeprefix("models/")
+    if "native-audio" in name or not name.startswith(_CASCADE_MODELS):
+        return None
     return _SPEECH_LANGUAGE_CODES.get(language)
 
 

@@ -28,13 +28,12 @@ from typing import Any, cast
 import certifi
 import websockets.exceptions
 from google import genai
-from google.genai import errors as genai_errors
 from google.genai import live, types
 
 from common.aio import cancel_and_wait
-from common.errors import ProviderError
-from media.providers import live_wire
+from media.providers import live_errors, live_wire
 from media.providers.agent_prompt import agent_tools
+from media.providers.live_errors import GeminiLiveError
 from media.providers.live_events import (
     AudioOut,
     GenerationComplete,
@@ -70,19 +69,10 @@ __all__ = [  # the events are re-exported: callers import the whole session API 
 ]
 
 DEFAULT_MODEL = "gemini-3.8-live"
+# The published Live schema; the SDK's default path version may move under us.
+API_VERSION = "v1beta"
 AUDIO_IN_MIME = live_wire.AUDIO_IN_MIME
 _IN_BYTES_PER_MS = 32  # PCM16 mono at 16 kHz
-
-
-class GeminiLiveError(ProviderError):
-    """Gemini Live failed; `retryable` is False for credentials and bad requests.
-
-    `code` is the websocket close code or HTTP status, when the server sent one.
-    """
-
-    def __init__(self, message: str, *, retryable: bool, code: int | None = None) -> None:
-        super().__init__(message, retryable=retryable)
-        self.code = code
 
 
 def make_client(
@@ -97,6 +87,7 @@ def make_client(
     tls = ssl_context or _default_tls()
     options = types.HttpOptions(
         base_url=base_url.rstrip("/") if base_url else None,
+        api_version=API_VERSION,
         # compression=None reaches the websocket: deflating base64 audio costs more CPU per
         # frame than it saves on the wire.
         async_client_args={"ssl": tls, "verify": tls, "compression": None},
@@ -139,6 +130,7 @@ class GeminiLiveSession:
         backoff_max_s: float = 2.0,
         goaway_margin_s: float = 1.0,
         max_buffered_events: int = 512,
+        close_timeout_s: float = 2.0,
         call_id: str = "",
     ) -> None:
         self._api_key = api_key
@@ -154,6 +146,7 @@ class GeminiLiveSession:
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._goaway_margin_s = goaway_margin_s
+        self._close_timeout_s = close_timeout_s
         self._audio_buffer: collections.deque[bytes] = collections.deque()
         self._audio_buffer_cap = resume_audio_buffer_ms * _IN_BYTES_PER_MS
         self._audio_buffered = 0
@@ -167,6 +160,7 @@ class GeminiLiveSession:
         self._live: live.AsyncSession | None = None
         self._turns = LiveTranslator()  # also holds the resumption handle
         self._closing = False
+        self._stop = asyncio.Event()  # aclose(): leave the connection with a clean close
         self._ended = False
         self._events_done = False
         self.dropped_audio_bytes = 0
@@ -229,14 +223,31 @@ class GeminiLiveSession:
         """Inject an ordered text turn (a customer answer or guidance) into the conversation."""
         await self._send_control("text", (text, turn_complete))
 
-    async def send_tool_response(self, call_id: str, name: str, response: dict[str, Any]) -> None:
-        reply = types.FunctionResponse(id=call_id, name=name, response=response)
+    async def send_tool_response(
+        self,
+        call_id: str,
+        name: str,
+        response: dict[str, Any],
+        *,
+        scheduling: types.FunctionResponseScheduling | None = None,
+    ) -> None:
+        """Answer a tool call; `scheduling` only for a NON_BLOCKING tool."""
+        reply = types.FunctionResponse(
+            id=call_id, name=name, response=response, scheduling=scheduling
+        )
         await self._send_control("tool", reply)
 
     async def aclose(self) -> None:
         if self._closing:
             return
         self._closing = True
+        self._stop.set()
+        if self._task is not None:
+            # The receive task leaves the SDK's `async with` on its own, which closes the
+            # socket with 1000; cancelling inside it would close with 1011 (internal error).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._close_timeout_s):
+                    await asyncio.shield(self._task)
         await cancel_and_wait(self._task)
         if self._client is not None and self._owns_client:
             await self._client.aio.aclose()
@@ -261,9 +272,12 @@ class GeminiLiveSession:
                     ) as session:
                         await self._on_connected(session, lost_at)
                         attempt = 0
-                        lost_at = await self._pump(session)
+                        left_at = await self._pump_until_stopped(session)
+                    if left_at is None:
+                        return
+                    lost_at = left_at
                 except Exception as exc:
-                    failure = _classify(exc)
+                    failure = live_errors.classify(exc)
                     if self._live is not None:  # an established connection dropped
                         lost_at = time.monotonic()
                     self._live = None
@@ -281,7 +295,11 @@ class GeminiLiveSession:
                     logger.error("gemini live session lost: %s", reason, extra=self._log_extra)
                     await self._emit(SessionLost(reason))
                     return
-                await asyncio.sleep(self._backoff_s(attempt))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._backoff_s(attempt)):
+                        await self._stop.wait()
+                if self._stop.is_set():
+                    return
         finally:
             self._live = None
             self._ended = True
@@ -333,6 +351,20 @@ class GeminiLiveSession:
             logger.info("gemini live connected", extra=self._log_extra)
             self._ready.set_result(None)
 
+    async def _pump_until_stopped(self, session: live.AsyncSession) -> float | None:
+        """`_pump` until it returns or `aclose()` asks to stop (then None)."""
+        pump = asyncio.create_task(self._pump(session), name="gemini-live-pump")
+        stop = asyncio.create_task(self._stop.wait(), name="gemini-live-stop")
+        try:
+            await asyncio.wait({pump, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await cancel_and_wait(stop)
+            if not pump.done():
+                await cancel_and_wait(pump)
+        if pump.cancelled():
+            return None
+        return pump.result()  # a dropped socket raises here, inside the `async with`
+
     async def _pump(self, session: live.AsyncSession) -> float:
         """Turn server messages into events until `goAway`; raises when the socket drops.
 
@@ -352,7 +384,7 @@ class GeminiLiveSession:
                             for event in self._turns.translate(message):
                                 await self._emit(event)
                             if message.go_away is not None and window.when() is None:
-                                left = _seconds(message.go_away.time_left)
+                                left = live_errors.seconds(message.go_away.time_left)
                                 window.reschedule(loop.time() + left - self._goaway_margin_s)
                             if window.when() is not None and self._turns.quiet:
                                 return self._leave("go_away")
@@ -443,45 +475,3 @@ class GeminiLiveSession:
                 return
             except asyncio.QueueFull:
                 self._events.get_nowait()
-
-
-def _seconds(duration: str | None) -> float:
-    """'10s' / '1.5s' (protobuf Duration JSON) in seconds; 0 when absent or malformed."""
-    try:
-        return float((duration or "").strip().removesuffix("s"))
-    except ValueError:
-        return 0.0
-
-
-def _classify(exc: BaseException) -> GeminiLiveError:
-    """Map SDK / websockets / TLS failures to one error with a safe message and retryability."""
-    if isinstance(exc, GeminiLiveError):
-        return exc
-    if isinstance(exc, genai_errors.APIError):
-        code = int(exc.code or 0)
-        reason = exc.details if isinstance(exc.details, str) else (exc.message or "")
-        detail = f"close {code}: {reason[:200]}" if reason else f"close {code}"
-        if code == 1008:
-            return GeminiLiveError(
-                f"gemini live rejected the API key or policy ({detail})", retryable=False, code=code
-            )
-        if code in (1002, 1003, 1007, 1009, 1010) or (400 <= code < 500 and code not in (408, 429)):
-            return GeminiLiveError(
-                f"gemini live rejected the request ({detail})", retryable=False, code=code
-            )
-        return GeminiLiveError(
-            f"gemini live connection closed ({detail})", retryable=True, code=code
-        )
-    if isinstance(exc, websockets.exceptions.InvalidStatus):
-        status = exc.response.status_code
-        retryable = status in (408, 429) or status >= 500
-        what = "the API key" if status in (401, 403) else "the connection"
-        return GeminiLiveError(
-            f"gemini live refused {what} (HTTP {status})", retryable=retryable, code=status
-        )
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return GeminiLiveError("gemini live TLS certificate not trusted", retryable=False)
-    if isinstance(exc, OSError | TimeoutError | websockets.exceptions.WebSocketException):
-        return GeminiLiveError(f"gemini live unreachable ({type(exc).__name__})", retryable=True)
-    logger.error("unexpected gemini live failure", exc_info=exc)
-    return GeminiLiveError(f"gemini live failed ({type(exc).__name__})", retryable=False)

@@ -19,18 +19,18 @@ class AudioOut:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class InputTranscript:
-    """Gemini's transcription of the other side (coarse; Deepgram is the precise ear)."""
+    """A piece of Gemini's transcription of the other side (coarse; Deepgram is the precise
+    ear). The Live API marks no end of utterance: the bridge ends a line on turn events."""
 
     text: str
-    finished: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class OutputTranscript:
-    """What the model is saying, as text, in pieces that concatenate."""
+    """What the model is saying, as text, in pieces that concatenate (no end marker: the
+    line ends with the model's turn)."""
 
     text: str
-    finished: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -46,14 +46,14 @@ class LiveTranslator:
     def audio_content(self, content: live_wire.AudioContent) -> list[LiveEvent]:
         """The fast path's share of `translate`: audio and transcriptions only."""
         events: list[LiveEvent] = []
-        if content.heard is not None:
-            events.append(InputTranscript(*content.heard))
+        if content.heard:
+            events.append(InputTranscript(content.heard))
         if content.audio:
             self.model_speaking = True
             self.handle_current = False
             events.extend(AudioOut(pcm) for pcm in content.audio)
-        if content.said is not None:
-            events.append(OutputTranscript(*content.said))
+        if content.said:
+            events.append(OutputTranscript(content.said))
         return events
 
     def translate(self, message: types.LiveServerMessage) -> list[LiveEvent]:
@@ -63,8 +63,8 @@ class LiveTranslator:
         if content is not None:
             # interim_input_transcription only previews text that input_transcription repeats.
             heard = content.input_transcription
-            if heard is not None and (heard.text or heard.finished):
-                events.append(InputTranscript(heard.text or "", bool(heard.finished)))
+            if heard is not None and heard.text:
+                events.append(InputTranscript(heard.text))
             if content.model_turn is not None:
                 for part in content.model_turn.parts or []:
                     blob = part.inline_data
@@ -74,8 +74,8 @@ class LiveTranslator:
                         self.model_speaking = True
                         self.handle_current = False
             said = content.output_transcription
-            if said is not None and (said.text or said.finished):
-                events.append(OutputTranscript(said.text or "", bool(said.finished)))
+            if said is not None and said.text:
+                events.append(OutputTranscript(said.text))
             if content.interrupted:
                 events.append(Interrupted())
             if content.generation_complete:

@@ -31,7 +31,7 @@ from google.genai import live, types
 AUDIO_IN_MIME = "audio/pcm;rate=16000"
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
 _CONTENT_KEYS = frozenset({"modelTurn", "inputTranscription", "outputTranscription"})
-_TRANSCRIPT_KEYS = frozenset({"text", "finished"})
+_TRANSCRIPT_KEYS = frozenset({"text"})  # the schema's whole `Transcription`
 
 
 async def send_audio(session: live.AsyncSession, pcm: bytes) -> None:
@@ -50,9 +50,9 @@ async def send_audio(session: live.AsyncSession, pcm: bytes) -> None:
 class AudioContent:
     """A `serverContent` with nothing but model audio and transcriptions, in wire order."""
 
-    heard: tuple[str, bool] | None  # inputTranscription (text, finished)
+    heard: str  # inputTranscription.text ("" when absent)
     audio: list[bytes]  # PCM16 24 kHz chunks of modelTurn.parts[].inlineData
-    said: tuple[str, bool] | None  # outputTranscription (text, finished)
+    said: str  # outputTranscription.text ("" when absent)
 
 
 def parse_audio_content(raw: bytes | str) -> AudioContent | None:
@@ -93,20 +93,20 @@ def parse_audio_content(raw: bytes | str) -> AudioContent | None:
     return AudioContent(heard, audio, said)
 
 
-def _transcript(value: Any) -> tuple[str, bool] | None:
-    """(text, finished); None when absent or empty.
+def _transcript(value: Any) -> str:
+    """The transcription's text; "" when absent or empty.
 
     Raises:
         ValueError: the transcription carries something the fast path does not model.
     """
     if value is None:
-        return None
+        return ""
     if not isinstance(value, dict) or not value.keys() <= _TRANSCRIPT_KEYS:
         raise ValueError("not a plain transcription")
-    text, finished = value.get("text") or "", bool(value.get("finished"))
+    text = value.get("text") or ""
     if not isinstance(text, str):
         raise ValueError("not a plain transcription")
-    return (text, finished) if text or finished else None
+    return text
 
 
 class AudioTap:

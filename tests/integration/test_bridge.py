@@ -590,22 +590,22 @@ def test_the_audio_fast_path_takes_only_plain_audio_and_transcripts() -> None:
     url = base64.urlsafe_b64encode(pcm).decode()
     part = {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": std}}
     plain = {"serverContent": {"modelTurn": {"parts": [part]}}}
-    assert live_wire.parse_audio_content(json.dumps(plain)) == live_wire.AudioContent(
-        None, [pcm], None
-    )
+    assert live_wire.parse_audio_content(json.dumps(plain)) == live_wire.AudioContent("", [pcm], "")
     part_url = {"inlineData": {"mimeType": "audio/pcm;rate=24000", "data": url}}
     both = {
         "serverContent": {
             "modelTurn": {"parts": [part_url]},
-            "outputTranscription": {"text": "Hi", "finished": True},
+            "outputTranscription": {"text": "Hi"},
         }
     }
     assert live_wire.parse_audio_content(json.dumps(both).encode()) == live_wire.AudioContent(
-        None, [pcm], ("Hi", True)
+        "", [pcm], "Hi"
     )
     for other in (
         {"serverContent": {"modelTurn": {"parts": [part]}, "interrupted": True}},
         {"serverContent": {"turnComplete": True}},
+        # Not in the schema's Transcription: left to the SDK, which reads only the text.
+        {"serverContent": {"outputTranscription": {"text": "Hi", "finished": True}}},
         {"serverContent": {"modelTurn": {"parts": [{"text": "thinking"}]}}},
         {"serverContent": {"modelTurn": {"parts": [part]}}, "usageMetadata": {}},
         {"toolCall": {"functionCalls": []}},
