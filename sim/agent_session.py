@@ -1,16 +1,16 @@
 """The simulated agent on one Gemini Live connection: find the call, listen, follow the policy.
 
-`SimAgents` is the `agent` handed to the Gemini stand-in (`sim.gemini_live_server`); it runs
-one `AgentSession` per connection. The session first finds its call in the world from the
-caller audio the bridge forwards (`FrameIndex.locate_pcm`; after `identify_timeout_s` it
-takes the oldest call no model has claimed), then reacts to the connection's inbox: at the
-end of each of the callee's turns (the server's energy VAD) it sends Gemini's
-`inputTranscription` of what the venue said and plays the policy's moves: paced 24 kHz
-speech with its `outputTranscription`, tool calls, `ask_user` and `end_call` (waiting for
-the answer only for a tool the client declared BLOCKING; a SILENT answer gets no reaction). An agent line
-cut short by barge-in is marked `interrupted` in the conversation so the venue does not
-answer it. The policy is kept per call, so a replacement connection (resumption, a new
-stream after DTMF) continues the same conversation.
+`SimAgents` is the `agent` handed to the Gemini stand-in (`sim.gemini_live_server`); it runs one
+`AgentSession` per connection. The session first finds its call in the world from the caller
+audio the bridge forwards (`FrameIndex.locate_pcm`; after `identify_timeout_s` it takes the
+oldest call no model has claimed), then reacts to the connection's inbox: at the end of each of
+the callee's turns (the server's energy VAD) it sends Gemini's `inputTranscription` of what the
+venue said and plays the policy's moves: paced 24 kHz speech with its `outputTranscription`,
+tool calls, `ask_user` and `end_call` (waiting for the answer only for a tool the client
+declared BLOCKING; a SILENT answer gets no reaction). An agent line cut short by barge-in is
+marked `interrupted` in the conversation so the venue does not answer it. The policy is kept per
+call, so a replacement connection (resumption, a new stream after DTMF) continues the same
+conversation.
 """
 
 from __future__ import annotations

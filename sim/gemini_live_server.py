@@ -23,6 +23,7 @@ allowed to barge in, by `sim.live_listener`; model turns are paced out by `sim.l
 from __future__ import annotations
 
 import asyncio
+import collections
 import http
 import itertools
 import re
@@ -37,7 +38,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from sim import live_schema, live_speaker
-from sim.live_connection import LiveConnection, SayResult, UserTurn, duration_s
+from sim.live_connection import FrameTap, LiveConnection, SayResult, UserTurn, duration_s
 from sim.live_listener import Listener
 from sim.live_speaker import AUDIO_OUT_MIME as AUDIO_OUT_MIME
 
@@ -57,7 +58,8 @@ class FakeGeminiLive:
 
     Point the SDK at it with `HttpOptions(base_url=fake.base_url,
     async_client_args={"ssl": fake.ssl_client_context()})`. A wrong `x-goog-api-key` is read
-    past the setup frame and closed with 1008, as Google does.
+    past the setup frame and closed with 1008, as Google does. `close_codes` counts how
+    connections ended (the only record kept once an agent's connection is gone).
     """
 
     def __init__(
@@ -92,7 +94,8 @@ class FakeGeminiLive:
         self._ca = trustme.CA() if self._files is None else None
         self._cert = self._ca.issue_cert("127.0.0.1", "localhost") if self._ca else None
         self._agent = agent
-        self.frame_tap: Callable[[bytes], None] | None = None  # sees every server frame
+        self.frame_tap: FrameTap | None = None  # sees every frame either way, as on the wire
+        self.close_codes: collections.Counter[int | None] = collections.Counter()
         self._server: Server | None = None
         self._changed = asyncio.Condition()
         self._ids = itertools.count(1)
@@ -341,6 +344,7 @@ class FakeGeminiLive:
                 agent = asyncio.create_task(self._agent(self, conn), name="sim-agent")
             if conn.ready:
                 async for raw in ws:
+                    self._tap(raw)
                     try:
                         message = live_schema.parse_client_frame(raw)
                     except live_schema.SchemaError as exc:
@@ -353,6 +357,7 @@ class FakeGeminiLive:
             pass
         finally:
             conn.close_code = ws.close_code
+            self.close_codes[ws.close_code] += 1
             conn.closed.set()
             if agent is not None:
                 agent.cancel()
@@ -363,6 +368,7 @@ class FakeGeminiLive:
 
     async def _setup(self, conn: LiveConnection, ws: ServerConnection) -> None:
         raw = await ws.recv()
+        self._tap(raw)
         try:
             message = live_schema.parse_client_frame(raw)
         except live_schema.SchemaError as exc:
@@ -393,6 +399,10 @@ class FakeGeminiLive:
         await self._notify()
         if conn.resumption_requested and self.issue_handles:
             await self._issue_handle(conn)
+
+    def _tap(self, raw: str | bytes) -> None:
+        if self.frame_tap is not None:
+            self.frame_tap("client", raw.encode() if isinstance(raw, str) else raw)
 
     async def _issue_handle(self, conn: LiveConnection) -> str:
         session = int(conn.session_id.rsplit("-", 1)[1])

@@ -64,6 +64,7 @@ class ToolResult:
 
 
 ClientEvent = UserTurn | ToolResult
+FrameTap = Callable[[Literal["client", "server"], bytes], None]
 
 
 @dataclasses.dataclass(eq=False)
@@ -72,7 +73,7 @@ class LiveConnection:
 
     `setup` is the client's setup as the schema reads it (camelCase keys, enum names);
     `session_id` is the stand-in's own bookkeeping for resumption, never sent (the real
-    `setupComplete` is empty); `frame_tap` sees every server frame as sent.
+    `setupComplete` is empty); `frame_tap` sees every frame either way, as on the wire.
     """
 
     index: int
@@ -100,7 +101,7 @@ class LiveConnection:
     silence_ms: float = dataclasses.field(default=0.0, repr=False)
     inbox: asyncio.Queue[ClientEvent] | None = dataclasses.field(default=None, repr=False)
     audio_tap: Callable[[bytes, int], None] | None = dataclasses.field(default=None, repr=False)
-    frame_tap: Callable[[bytes], None] | None = dataclasses.field(default=None, repr=False)
+    frame_tap: FrameTap | None = dataclasses.field(default=None, repr=False)
 
     @property
     def model(self) -> str:
@@ -159,7 +160,7 @@ class LiveConnection:
         self.log.append(("server", next(iter(message)), _loggable(message)))
         data = json.dumps(message).encode()
         if self.frame_tap is not None:
-            self.frame_tap(data)
+            self.frame_tap("server", data)
         await self.ws.send(data if binary else data.decode())
 
 
