@@ -106,9 +106,9 @@ class GeminiLiveSession:
 
     `async with session:` (or `await start()`) connects and waits for `setupComplete`, raising
     `GeminiLiveError` if the first connection cannot be made; then one owned task receives and
-    reconnects until `aclose()`. `events()` is meant for a single consumer and ends after
-    `SessionLost` or `aclose()`. The receive task waits for the consumer (bounded queue), so no
-    event is ever dropped.
+    reconnects until `aclose()`, which lets it close the socket cleanly (1000). `events()` is
+    meant for a single consumer and ends after `SessionLost` or `aclose()`. The receive task
+    waits for the consumer (bounded queue), so no event is ever dropped.
     """
 
     def __init__(
@@ -245,9 +245,8 @@ class GeminiLiveSession:
         if self._task is not None:
             # The receive task leaves the SDK's `async with` on its own, which closes the
             # socket with 1000; cancelling inside it would close with 1011 (internal error).
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._close_timeout_s):
-                    await asyncio.shield(self._task)
+            # Only a task stuck connecting or closing is cancelled after the timeout.
+            await asyncio.wait({self._task}, timeout=self._close_timeout_s)
         await cancel_and_wait(self._task)
         if self._client is not None and self._owns_client:
             await self._client.aio.aclose()
