@@ -543,6 +543,22 @@ async def test_once_the_ear_is_lost_geminis_callee_lines_are_the_record(world: W
     ]
 
 
+async def test_geminis_pieces_make_one_line_each_without_an_end_marker(world: World) -> None:
+    """The schema's transcription has no `finished`: the callee's pieces end when the model
+    starts answering, the agent's with its turn; each utterance is one line."""
+    async with world.client():
+        link = await started(world)
+        world.deepgram.drop()
+        await world.core.wait_until(lambda: any(d.kind == "ear_lost" for d in link.decisions))
+        await world.gemini.transcribe_input("We are fully")
+        await world.gemini.transcribe_input(" booked tonight.")
+        await agent_says(world, link, "I see, thank you anyway.")
+        await world.core.wait_until(lambda: bool(callee_lines(link)))
+    assert callee_lines(link) == [("We are fully booked tonight.", "gemini")]
+    said = [t.text for t in link.transcripts if t.speaker == "agent"]
+    assert said.count("I see, thank you anyway.") == 1
+
+
 async def test_hang_up_from_core_hangs_up_at_once(world: World) -> None:
     async with world.client(call_sid="CA" + "8" * 32) as client:
         link = await started(world)
