@@ -10,11 +10,15 @@ from `google-ai-generativelanguage`, a package nobody on the project wrote.
 
 from __future__ import annotations
 
+import re
+
 from google.ai.generativelanguage_v1beta import types as v1beta
 from google.protobuf import json_format
 
 API_VERSION = "v1beta"
 INVALID_ARGUMENT = 1007  # the close code Google uses for a frame it cannot parse
+_INVALID = "Invalid JSON payload received."
+_UNKNOWN = re.compile(r'has no field named "([^"]+)" at "(?:\w+\.)?([^"]*)"')
 
 
 class SchemaError(ValueError):
@@ -32,7 +36,7 @@ def parse_client_frame(raw: str | bytes) -> v1beta.BidiGenerateContentClientMess
     try:
         json_format.Parse(raw, pb, ignore_unknown_fields=False)
     except json_format.ParseError as exc:
-        raise SchemaError(f"Invalid JSON payload received. {str(exc)[:200]}") from None
+        raise SchemaError(_google_reason(str(exc))) from None
     if pb.WhichOneof("message_type") is None:
         raise SchemaError("Invalid JSON payload received. The message is empty.")
     return message
@@ -46,3 +50,13 @@ def server_frame_errors(raw: str | bytes) -> str | None:
     except json_format.ParseError as exc:
         return str(exc)
     return None
+
+
+def _google_reason(error: str) -> str:
+    """protobuf's parse error in Google's wording, e.g. `Unknown name "finished" at
+    'realtime_input.audio': Cannot find field.`, short enough for a close reason."""
+    unknown = _UNKNOWN.search(error)
+    if unknown is not None:
+        name, where = unknown.groups()
+        return f"{_INVALID} Unknown name \"{name}\" at '{where}': Cannot find field."
+    return f"{_INVALID} {error.splitlines()[0] if error else ''}"

@@ -406,5 +406,6 @@ async def test_a_frame_outside_the_schema_is_closed_with_1007_and_a_reason(
             async for _ in session.receive():
                 pass
     assert closed.value.code == 1007
-    assert "finished" in str(closed.value)
+    assert 'Unknown name "finished"' in str(closed.value)
+    await fake.wait_until(lambda: fake.connections[0].closed.is_set())
     assert fake.connections[0].close_code == 1007
