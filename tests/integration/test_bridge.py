@@ -548,6 +548,7 @@ async def test_geminis_pieces_make_one_line_each_without_an_end_marker(world: Wo
     starts answering, the agent's with its turn; each utterance is one line."""
     async with world.client():
         link = await started(world)
+        await world.deepgram.wait_until(lambda: bool(world.deepgram.sessions))
         world.deepgram.drop()
         await world.core.wait_until(lambda: any(d.kind == "ear_lost" for d in link.decisions))
         await world.gemini.transcribe_input("We are fully")
