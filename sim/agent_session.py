@@ -1,15 +1,16 @@
 """The simulated agent on one Gemini Live connection: find the call, listen, follow the policy.
 
-`SimAgents` is the `agent` handed to the Gemini stand-in (`sim.gemini_live_server`); it runs
-one `AgentSession` per connection. The session first finds its call in the world from the
-caller audio the bridge forwards (`FrameIndex.locate_pcm`; after `identify_timeout_s` it
-takes the oldest call no model has claimed), then reacts to the connection's inbox: at the
-end of each of the callee's turns (the server's energy VAD) it sends Gemini's
-`inputTranscription` of what the venue said and plays the policy's moves: paced 24 kHz
-speech with its `outputTranscription`, tool calls, `ask_user` and `end_call`. An agent line
-cut short by barge-in is marked `interrupted` in the conversation so the venue does not
-answer it. The policy is kept per call, so a replacement connection (resumption, a new
-stream after DTMF) continues the same conversation.
+`SimAgents` is the `agent` handed to the Gemini stand-in (`sim.gemini_live_server`); it runs one
+`AgentSession` per connection. The session first finds its call in the world from the caller
+audio the bridge forwards (`FrameIndex.locate_pcm`; after `identify_timeout_s` it takes the
+oldest call no model has claimed), then reacts to the connection's inbox: at the end of each of
+the callee's turns (the server's energy VAD) it sends Gemini's `inputTranscription` of what the
+venue said and plays the policy's moves: paced 24 kHz speech with its `outputTranscription`,
+tool calls, `ask_user` and `end_call` (waiting for the answer only for a tool the client
+declared BLOCKING; a SILENT answer gets no reaction). An agent line cut short by barge-in is
+marked `interrupted` in the conversation so the venue does not answer it. The policy is kept per
+call, so a replacement connection (resumption, a new stream after DTMF) continues the same
+conversation.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from sim.agent import (
     supervisor_cue,
 )
 from sim.gemini_live_server import FakeGeminiLive
-from sim.live_connection import LiveConnection, ToolResult, UserTurn
+from sim.live_connection import ClientEvent, LiveConnection, ToolResult, UserTurn
 from sim.world import Conversation, World
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class AgentSession:
         self._asked_at = 0.0
         self._greet_at: float | None = None
         self._rng = np.random.default_rng()
+        self._deferred: collections.deque[ClientEvent] = collections.deque()
 
     async def run(self) -> None:
         conv = await self._identify()
@@ -159,12 +161,15 @@ class AgentSession:
         self._greet_at = loop.time() + self.agents.opening_wait_s
         while not self.conn.closed.is_set():
             deadline = self._deadline(policy)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    event = await inbox.get()
-            except TimeoutError:
-                await self._on_deadline(conv, policy)
-                continue
+            if self._deferred:  # what arrived while a BLOCKING call had the model waiting
+                event = self._deferred.popleft()
+            else:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        event = await inbox.get()
+                except TimeoutError:
+                    await self._on_deadline(conv, policy)
+                    continue
             if isinstance(event, ToolResult):
                 await self._tool_result(conv, policy, event)
             elif event.kind == "text":
@@ -183,8 +188,8 @@ class AgentSession:
     async def _tool_result(
         self, conv: Conversation, policy: AgentPolicy, result: ToolResult
     ) -> None:
-        if result.id != self._ask_id:
-            return
+        if result.id != self._ask_id or result.scheduling == "SILENT":
+            return  # a SILENT answer is taken in without a word
         answer = result.response.get("answer")
         if result.response.get("timed_out"):
             await self._play(conv, policy, policy.on_customer_timeout())
@@ -212,7 +217,7 @@ class AgentSession:
         policy.heard_up_to = lines[-1].id
         if self.conn.input_transcription:
             text = " ".join(line.text for line in lines)
-            transcript = {"inputTranscription": {"text": text, "finished": True}}
+            transcript = {"inputTranscription": {"text": text}}
             await self.server.send_on(self.conn, {"serverContent": transcript})
         await self._play(conv, policy, policy.respond(lines[-1]))
 
@@ -224,17 +229,43 @@ class AgentSession:
             if isinstance(move, Speak):
                 await self._speak(conv, policy, move)
             elif isinstance(move, Tool):
-                await self.server.send_tool_call_on(self.conn, move.name, move.args)
+                await self._call(move.name, move.args)
                 if move.name == "report_signal" and policy.pending == "supervisor":
                     self._asked_at = asyncio.get_running_loop().time()
             elif isinstance(move, Ask):
                 args: dict[str, Any] = {"question": move.question}
                 if move.options:
                     args["options"] = list(move.options)
-                self._ask_id = await self.server.send_tool_call_on(self.conn, "ask_user", args)
+                self._ask_id = await self._call("ask_user", args)
                 self._asked_at = asyncio.get_running_loop().time()
             elif isinstance(move, Finish):
-                await self.server.send_tool_call_on(self.conn, "end_call", move.args)
+                await self._call("end_call", move.args)
+
+    async def _call(self, name: str, args: dict[str, Any]) -> str:
+        """Call a tool the way its declared behavior says: a NON_BLOCKING call lets the model
+        go on at once; a BLOCKING one holds it (no words, no reactions) until the answer,
+        and what arrives meanwhile is handled afterwards, in order."""
+        call_id = await self.server.send_tool_call_on(self.conn, name, args)
+        if not self.conn.blocks_on(name):
+            return call_id
+        inbox = self.conn.inbox
+        assert inbox is not None
+        while not self.conn.closed.is_set():
+            closed = asyncio.ensure_future(self.conn.closed.wait())
+            got = asyncio.ensure_future(inbox.get())
+            try:
+                await asyncio.wait({closed, got}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                closed.cancel()
+                if not got.done():
+                    got.cancel()
+            if got.done() and not got.cancelled():
+                event = got.result()
+                if isinstance(event, ToolResult) and event.id == call_id:
+                    self._deferred.appendleft(event)  # its own reaction comes first
+                    break
+                self._deferred.append(event)
+        return call_id
 
     async def _speak(self, conv: Conversation, policy: AgentPolicy, move: Speak) -> None:
         speech = await asyncio.to_thread(

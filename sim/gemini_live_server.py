@@ -12,35 +12,40 @@ connection's handler, cancelled when it closes) that reads the connection's `inb
 turns, tool results) and answers through the per-connection `say_on` / `send_tool_call_on` /
 `send_on`; `audio_tap` lets it look at the caller's audio as it arrives.
 
-Behaviour that needs no script: setup is checked and answered and resumption handles are
-issued after setup and after every finished model turn (here, with the socket); what the
-client sends is read, and caller speech detected and allowed to barge in, by
-`sim.live_listener`; model turns are paced out by `sim.live_speaker`.
+Behaviour that needs no script: every client frame is parsed strictly against the published
+v1beta schema (`sim.live_schema`; an unknown field closes the socket with 1007 and a reason,
+as Google does), only the v1beta path is served, setup is answered with an empty
+`setupComplete` and resumption handles are issued after setup and after every finished model
+turn (here, with the socket); what the client sends is read, and caller speech detected and
+allowed to barge in, by `sim.live_listener`; model turns are paced out by `sim.live_speaker`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import http
 import itertools
-import json
 import re
 import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 import trustme
+from google.protobuf import json_format
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from sim import live_speaker
-from sim.live_connection import LiveConnection, SayResult, UserTurn, duration_s, either_case
+from sim import live_schema, live_speaker
+from sim.live_connection import FrameTap, LiveConnection, SayResult, UserTurn, duration_s
 from sim.live_listener import Listener
 from sim.live_speaker import AUDIO_OUT_MIME as AUDIO_OUT_MIME
 
+# Only the published schema's version: a client left on the SDK's default path gets 404.
 PATH_RE = re.compile(
-    r"/+ws/google\.ai\.generativelanguage\.v\w+\.GenerativeService\.BidiGenerateContent"
+    rf"/+ws/google\.ai\.generativelanguage\.{live_schema.API_VERSION}"
+    r"\.GenerativeService\.BidiGenerateContent"
 )
 BAD_KEY_REASON = "API key not valid. Please pass a valid API key."
 
@@ -53,7 +58,8 @@ class FakeGeminiLive:
 
     Point the SDK at it with `HttpOptions(base_url=fake.base_url,
     async_client_args={"ssl": fake.ssl_client_context()})`. A wrong `x-goog-api-key` is read
-    past the setup frame and closed with 1008, as Google does.
+    past the setup frame and closed with 1008, as Google does. `close_codes` counts how
+    connections ended (the only record kept once an agent's connection is gone).
     """
 
     def __init__(
@@ -88,6 +94,8 @@ class FakeGeminiLive:
         self._ca = trustme.CA() if self._files is None else None
         self._cert = self._ca.issue_cert("127.0.0.1", "localhost") if self._ca else None
         self._agent = agent
+        self.frame_tap: FrameTap | None = None  # sees every frame either way, as on the wire
+        self.close_codes: collections.Counter[int | None] = collections.Counter()
         self._server: Server | None = None
         self._changed = asyncio.Condition()
         self._ids = itertools.count(1)
@@ -183,10 +191,9 @@ class FakeGeminiLive:
         conn = await self.current()
         await conn.send(message, binary=self.binary_frames)
 
-    async def transcribe_input(self, text: str, *, finished: bool = True) -> None:
-        await self.send(
-            {"serverContent": {"inputTranscription": {"text": text, "finished": finished}}}
-        )
+    async def transcribe_input(self, text: str) -> None:
+        """A piece of the caller's transcription (the schema has no end-of-utterance flag)."""
+        await self.send({"serverContent": {"inputTranscription": {"text": text}}})
 
     async def say(
         self,
@@ -326,6 +333,7 @@ class FakeGeminiLive:
             path=ws.request.path if ws.request else "",
             api_key=ws.request.headers.get("x-goog-api-key") if ws.request else None,
             ws=ws,
+            frame_tap=self.frame_tap,
         )
         self.connections.append(conn)
         agent: asyncio.Task[None] | None = None
@@ -336,12 +344,20 @@ class FakeGeminiLive:
                 agent = asyncio.create_task(self._agent(self, conn), name="sim-agent")
             if conn.ready:
                 async for raw in ws:
-                    await self.listener.on_message(conn, json.loads(raw))
+                    self._tap(raw)
+                    try:
+                        message = live_schema.parse_client_frame(raw)
+                    except live_schema.SchemaError as exc:
+                        conn.log.append(("client", "invalid", str(raw)[:200]))
+                        await ws.close(live_schema.INVALID_ARGUMENT, _reason(exc))
+                        break
+                    await self.listener.on_message(conn, message)
                     await self._notify()
         except ConnectionClosed:
             pass
         finally:
             conn.close_code = ws.close_code
+            self.close_codes[ws.close_code] += 1
             conn.closed.set()
             if agent is not None:
                 agent.cancel()
@@ -351,9 +367,16 @@ class FakeGeminiLive:
             await self._notify()
 
     async def _setup(self, conn: LiveConnection, ws: ServerConnection) -> None:
-        message = json.loads(await ws.recv())
-        setup = message.get("setup") if isinstance(message, dict) else None
-        conn.log.append(("client", "setup" if setup is not None else "invalid", message))
+        raw = await ws.recv()
+        self._tap(raw)
+        try:
+            message = live_schema.parse_client_frame(raw)
+        except live_schema.SchemaError as exc:
+            conn.log.append(("client", "invalid", str(raw)[:200]))
+            await ws.close(live_schema.INVALID_ARGUMENT, _reason(exc))
+            return
+        setup = dict(json_format.MessageToDict(type(message).pb(message))).get("setup")
+        conn.log.append(("client", "setup" if setup is not None else "invalid", setup))
         if conn.api_key != self.api_key:
             await ws.close(1008, BAD_KEY_REASON)
             return
@@ -361,7 +384,7 @@ class FakeGeminiLive:
             await ws.close(1007, "Invalid JSON payload: the first message must be setup.")
             return
         conn.setup = setup
-        resumption = either_case(setup, "sessionResumption")
+        resumption = setup.get("sessionResumption")
         if isinstance(resumption, dict) and resumption.get("handle"):
             handle = str(resumption["handle"])
             if handle not in self.handles:
@@ -371,13 +394,15 @@ class FakeGeminiLive:
             conn.session_id = f"sess-{self.handles[handle]}"
         else:
             conn.session_id = f"sess-{next(self._sessions)}"
-        await conn.send(
-            {"setupComplete": {"sessionId": conn.session_id}}, binary=self.binary_frames
-        )
+        await conn.send({"setupComplete": {}}, binary=self.binary_frames)
         conn.ready = True
         await self._notify()
         if conn.resumption_requested and self.issue_handles:
             await self._issue_handle(conn)
+
+    def _tap(self, raw: str | bytes) -> None:
+        if self.frame_tap is not None:
+            self.frame_tap("client", raw.encode() if isinstance(raw, str) else raw)
 
     async def _issue_handle(self, conn: LiveConnection) -> str:
         session = int(conn.session_id.rsplit("-", 1)[1])
@@ -391,3 +416,9 @@ class FakeGeminiLive:
     async def _notify(self) -> None:
         async with self._changed:
             self._changed.notify_all()
+
+
+def _reason(exc: live_schema.SchemaError) -> str:
+    """A websocket close reason: one line, at most 123 bytes of UTF-8."""
+    line = str(exc).splitlines()[0] if str(exc) else "Invalid JSON payload received."
+    return line.encode()[:123].decode(errors="ignore")

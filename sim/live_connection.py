@@ -9,7 +9,6 @@ casing, URL-safe base64, and log-friendly copies of messages.
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import json
 import re
@@ -24,12 +23,6 @@ def either_case(obj: Mapping[str, Any], camel: str) -> Any:
     if camel in obj:
         return obj[camel]
     return obj.get(re.sub(r"(?<!^)(?=[A-Z])", "_", camel).lower())
-
-
-def b64decode(data: str) -> bytes:
-    """Standard or URL-safe base64, padded or not (the SDK's pydantic sends URL-safe)."""
-    data = data.replace("-", "+").replace("_", "/")
-    return base64.b64decode(data + "=" * (-len(data) % 4), validate=True)
 
 
 def duration_s(value: str) -> float:
@@ -58,19 +51,30 @@ class SayResult:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ToolResult:
-    """The client answered the function call `id` (delivered to an agent's inbox)."""
+    """The client answered the function call `id` (delivered to an agent's inbox).
+
+    `scheduling` is how a NON_BLOCKING call's answer asks to be taken: `SILENT` (note it,
+    say nothing), `WHEN_IDLE`, `INTERRUPT`, or `SCHEDULING_UNSPECIFIED`.
+    """
 
     id: str
     name: str
     response: dict[str, Any]
+    scheduling: str = "SCHEDULING_UNSPECIFIED"
 
 
 ClientEvent = UserTurn | ToolResult
+FrameTap = Callable[[Literal["client", "server"], bytes], None]
 
 
 @dataclasses.dataclass(eq=False)
 class LiveConnection:
-    """Everything one client connection sent and was sent, plus its private socket state."""
+    """Everything one client connection sent and was sent, plus its private socket state.
+
+    `setup` is the client's setup as the schema reads it (camelCase keys, enum names);
+    `session_id` is the stand-in's own bookkeeping for resumption, never sent (the real
+    `setupComplete` is empty); `frame_tap` sees every frame either way, as on the wire.
+    """
 
     index: int
     path: str
@@ -97,6 +101,7 @@ class LiveConnection:
     silence_ms: float = dataclasses.field(default=0.0, repr=False)
     inbox: asyncio.Queue[ClientEvent] | None = dataclasses.field(default=None, repr=False)
     audio_tap: Callable[[bytes, int], None] | None = dataclasses.field(default=None, repr=False)
+    frame_tap: FrameTap | None = dataclasses.field(default=None, repr=False)
 
     @property
     def model(self) -> str:
@@ -117,6 +122,13 @@ class LiveConnection:
             for tool in self.setup.get("tools") or []
             for decl in either_case(tool, "functionDeclarations") or []
         }
+
+    def blocks_on(self, tool: str) -> bool:
+        """Whether the client declared `tool` BLOCKING: the model then waits for its answer.
+
+        Unspecified counts as NON_BLOCKING, the default of the Live generation we target.
+        """
+        return self.function_declarations.get(tool, {}).get("behavior") == "BLOCKING"
 
     @property
     def system_instruction(self) -> str:
@@ -146,8 +158,10 @@ class LiveConnection:
     async def send(self, message: dict[str, Any], *, binary: bool) -> None:
         assert self.ws is not None
         self.log.append(("server", next(iter(message)), _loggable(message)))
-        data = json.dumps(message)
-        await self.ws.send(data.encode() if binary else data)
+        data = json.dumps(message).encode()
+        if self.frame_tap is not None:
+            self.frame_tap("server", data)
+        await self.ws.send(data if binary else data.decode())
 
 
 def _loggable(message: Mapping[str, Any]) -> Any:

@@ -1,12 +1,13 @@
 """What the Gemini Live stand-in hears: the client's messages after setup, and when a turn ends.
 
-The SDK sends realtime audio, text turns (`clientContent`) and tool answers (`toolResponse`)
-in either key casing (protocols.md E2.3). A real Live model decides by itself when the caller
-has finished speaking and stops talking when it is interrupted; the stand-in does the same
-with an energy VAD measured in audio time (a turn ends after `end_of_turn_silence_ms` of
-quiet audio following speech), so the bridge's pacing, not the wall clock, decides what the
-model hears. Finished turns and tool answers go to the connection's agent (`inbox`) when it
-has one, otherwise to the scripting API's queue and futures.
+The SDK sends realtime audio, text turns (`clientContent`) and tool answers (`toolResponse`) in
+either key casing (protocols.md E2.3); the server has already parsed each one strictly against
+the v1beta schema (`sim.live_schema`), so this reads typed messages. A real Live model decides
+by itself when the caller has finished speaking and stops talking when it is interrupted; the
+stand-in does the same with an energy VAD measured in audio time (a turn ends after
+`end_of_turn_silence_ms` of quiet audio following speech), so the bridge's pacing, not the wall
+clock, decides what the model hears. Finished turns and tool answers go to the connection's
+agent (`inbox`) when it has one, otherwise to the scripting API's queue and futures.
 """
 
 from __future__ import annotations
@@ -16,9 +17,13 @@ import re
 from typing import Any
 
 import numpy as np
+from google.ai.generativelanguage_v1beta import types as v1beta
+from google.protobuf import json_format
 
 from sim import live_speaker
-from sim.live_connection import LiveConnection, ToolResult, UserTurn, b64decode, either_case
+from sim.live_connection import LiveConnection, ToolResult, UserTurn
+
+ClientMessage = v1beta.BidiGenerateContentClientMessage
 
 
 class Listener:
@@ -40,52 +45,48 @@ class Listener:
         self.user_turns: asyncio.Queue[UserTurn] = asyncio.Queue()
         self.pending_tools: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
-    async def on_message(self, conn: LiveConnection, message: dict[str, Any]) -> None:
-        """Handle one client message after setup; an unknown one closes the socket (1007)."""
-        realtime = either_case(message, "realtimeInput")
-        content = either_case(message, "clientContent")
-        tool_response = either_case(message, "toolResponse")
-        if realtime is not None:
-            await self._on_realtime(conn, realtime)
-        if content is not None:
-            conn.log.append(("client", "clientContent", content))
-            texts = [
-                str(part["text"])
-                for turn in content.get("turns") or []
-                for part in turn.get("parts") or []
-                if "text" in part
-            ]
+    async def on_message(self, conn: LiveConnection, message: ClientMessage) -> None:
+        """Handle one client message after setup (already parsed against the schema)."""
+        kind = ClientMessage.pb(message).WhichOneof("message_type")
+        if kind == "realtime_input":
+            await self._on_realtime(conn, message.realtime_input)
+        elif kind == "client_content":
+            content = message.client_content
+            conn.log.append(("client", "clientContent", _as_dict(content)))
+            texts = [part.text for turn in content.turns for part in turn.parts if part.text]
             conn.texts.extend(texts)
-            if either_case(content, "turnComplete"):
+            if content.turn_complete:
                 self._turn_ended(conn, UserTurn(conn.index, "text", text="\n".join(texts)))
-        if tool_response is not None:
-            conn.log.append(("client", "toolResponse", tool_response))
-            for response in either_case(tool_response, "functionResponses") or []:
+        elif kind == "tool_response":
+            conn.log.append(("client", "toolResponse", _as_dict(message.tool_response)))
+            for response in message.tool_response.function_responses:
                 self._on_tool_response(conn, response)
-        if realtime is None and content is None and tool_response is None:
-            conn.log.append(("client", "unknown", message))
+        else:  # a second setup
+            conn.log.append(("client", "unknown", _as_dict(message)))
             assert conn.ws is not None
-            await conn.ws.close(1007, "Invalid JSON payload: unknown client message.")
+            await conn.ws.close(1007, "Invalid JSON payload: setup must be the first message.")
 
-    def _on_tool_response(self, conn: LiveConnection, response: dict[str, Any]) -> None:
-        conn.tool_responses.append(response)
-        future = self.pending_tools.get(str(response.get("id")))
+    def _on_tool_response(self, conn: LiveConnection, response: v1beta.FunctionResponse) -> None:
+        answer = dict(_as_dict(response).get("response") or {})
+        scheduling = response.scheduling.name if response.scheduling else "SCHEDULING_UNSPECIFIED"
+        conn.tool_responses.append(
+            {"id": response.id, "name": response.name, "response": answer}
+            | ({"scheduling": scheduling} if response.scheduling else {})
+        )
+        future = self.pending_tools.get(response.id)
         if future is not None and not future.done():
-            future.set_result(dict(response.get("response") or {}))
+            future.set_result(answer)
         if conn.inbox is not None:
-            result = ToolResult(
-                str(response.get("id", "")),
-                str(response.get("name", "")),
-                dict(response.get("response") or {}),
-            )
+            result = ToolResult(response.id, response.name, answer, scheduling)
             conn.inbox.put_nowait(result)
 
-    async def _on_realtime(self, conn: LiveConnection, realtime: dict[str, Any]) -> None:
-        blobs = [realtime["audio"]] if "audio" in realtime else []
-        blobs += either_case(realtime, "mediaChunks") or []
+    async def _on_realtime(
+        self, conn: LiveConnection, realtime: v1beta.BidiGenerateContentRealtimeInput
+    ) -> None:
+        blobs = [realtime.audio] if "audio" in realtime else []
+        blobs += list(realtime.media_chunks)
         for blob in blobs:
-            mime = str(either_case(blob, "mimeType") or "")
-            pcm = b64decode(str(blob.get("data", "")))
+            mime, pcm = blob.mime_type, blob.data
             conn.log.append(("client", "realtimeInput.audio", len(pcm)))
             conn.audio_bytes += len(pcm)
             conn.audio_chunks += 1
@@ -95,15 +96,15 @@ class Listener:
             if conn.audio_tap is not None:
                 conn.audio_tap(pcm, hz)
             await self._vad(conn, pcm, hz)
-        for key in ("audioStreamEnd", "activityStart", "activityEnd", "text"):
-            value = either_case(realtime, key)
-            if value is None:
-                continue
-            conn.log.append(("client", f"realtimeInput.{key}", value))
-            if key == "audioStreamEnd":
-                conn.audio_stream_ends += 1
-            elif key == "text":
-                conn.realtime_texts.append(str(value))
+        if realtime.audio_stream_end:
+            conn.log.append(("client", "realtimeInput.audioStreamEnd", True))
+            conn.audio_stream_ends += 1
+        for key, name in (("activity_start", "activityStart"), ("activity_end", "activityEnd")):
+            if key in realtime:
+                conn.log.append(("client", f"realtimeInput.{name}", {}))
+        if realtime.text:
+            conn.log.append(("client", "realtimeInput.text", realtime.text))
+            conn.realtime_texts.append(realtime.text)
 
     async def _vad(self, conn: LiveConnection, pcm: bytes, rate: int) -> None:
         samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2")
@@ -128,3 +129,8 @@ class Listener:
             conn.inbox.put_nowait(turn)  # the connection's agent handles it
         else:
             self.user_turns.put_nowait(turn)
+
+
+def _as_dict(message: Any) -> dict[str, Any]:
+    """A parsed message as camelCase JSON (for the log and the scripting API's records)."""
+    return dict(json_format.MessageToDict(type(message).pb(message)))

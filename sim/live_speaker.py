@@ -37,7 +37,8 @@ async def speak(
     the previous one (1.0 = real time, 0 = as fast as the socket takes them).
 
     Each chunk message also carries its share of the output transcription (3.x servers put
-    several fields in one `serverContent`). Ends with `generationComplete` and
+    several fields in one `serverContent`); a transcription has only `text`, so what ends
+    the line for the client is what ends the turn. Ends with `generationComplete` and
     `turnComplete` + `usageMetadata`, or just `turnComplete` after an interruption. A
     connection that closes mid-turn ends it early (`connection_closed`), it does not raise.
     """
@@ -65,8 +66,7 @@ async def speak(
                     "parts": [{"inlineData": {"mimeType": AUDIO_OUT_MIME, "data": data}}]
                 }
             if piece:
-                last = i == len(pieces) - 1
-                content["outputTranscription"] = {"text": piece, "finished": last}
+                content["outputTranscription"] = {"text": piece}
             if content:
                 await send({"serverContent": content})
             if i < len(chunks):

@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from google.genai import errors as genai_errors
+from google.genai import types
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -121,9 +123,17 @@ async def test_setup_carries_model_tools_transcription_and_disclosure_first(
     assert "first sentence" in first_sentence[0]
     assert conn.setup["generationConfig"]["responseModalities"] == ["AUDIO"]
     realtime = conn.setup["realtimeInputConfig"]
-    assert realtime["activity_handling"] == "START_OF_ACTIVITY_INTERRUPTS"
-    assert realtime["automatic_activity_detection"]["disabled"] is False
+    assert realtime["activityHandling"] == "START_OF_ACTIVITY_INTERRUPTS"
+    assert realtime["automaticActivityDetection"]["disabled"] is False
     assert conn.setup["sessionResumption"] == {}
+    behaviors = {name: d.get("behavior") for name, d in conn.function_declarations.items()}
+    assert behaviors == {
+        "ask_user": "NON_BLOCKING",
+        "end_call": "NON_BLOCKING",
+        "send_dtmf": "BLOCKING",
+        "report_signal": "NON_BLOCKING",
+    }
+    assert conn.blocks_on("send_dtmf") and not conn.blocks_on("ask_user")
     assert "contextWindowCompression" in conn.setup
     assert conn.resume_handle is None
 
@@ -194,10 +204,11 @@ async def test_tool_call_round_trip_keeps_the_id(
     assert call.name == "ask_user" and call.args == {"question": "Is 20:30 fine?"}
     assert call.id.startswith("fc-")
 
-    await live.send_tool_response(call.id, call.name, {"answer": "yes"})
+    silent = types.FunctionResponseScheduling.SILENT
+    await live.send_tool_response(call.id, call.name, {"answer": "yes"}, scheduling=silent)
     assert await asyncio.wait_for(asked, 10) == {"answer": "yes"}
     assert fake.tool_responses == [
-        {"id": call.id, "name": "ask_user", "response": {"answer": "yes"}}
+        {"id": call.id, "name": "ask_user", "response": {"answer": "yes"}, "scheduling": "SILENT"}
     ]
 
 
@@ -367,7 +378,34 @@ async def test_fake_speaks_the_documented_camel_case_wire_form(fake: FakeGeminiL
         await fake.wait_until(lambda: fake.received_texts == ["hi"])
     conn = fake.connections[0]
     assert conn.audio_bytes == 640 and conn.audio_mime_types == {"audio/pcm;rate=8000"}
-    with pytest.raises(InvalidStatus) as refused:
-        async with connect(f"wss://127.0.0.1:{fake.port}/ws/other", ssl=ctx):
-            pass
-    assert refused.value.response.status_code == 404
+    for other in ("/ws/other", path.replace(".v1beta.", ".v1.")):  # only the pinned version
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"wss://127.0.0.1:{fake.port}{other}", ssl=ctx):
+                pass
+        assert refused.value.response.status_code == 404
+
+
+async def test_aclose_ends_the_connection_with_a_clean_1000(fake: FakeGeminiLive) -> None:
+    session = session_for(fake)
+    await session.start()
+    await fake.say(tone_24k(40), "Hello.", pace=0)
+    await session.aclose()
+    await fake.wait_until(lambda: fake.connections[0].closed.is_set())
+    assert fake.connections[0].close_code == 1000
+    assert fake.close_codes == {1000: 1}
+
+
+async def test_a_frame_outside_the_schema_is_closed_with_1007_and_a_reason(
+    fake: FakeGeminiLive,
+) -> None:
+    client = make_client(KEY, fake.base_url, fake.ssl_client_context())
+    async with client.aio.live.connect(model="gemini-3.8-live", config={}) as session:
+        ws = session._ws
+        await ws.send('{"realtime_input": {"audio": {"data": "AAAA", "finished": true}}}')
+        with pytest.raises(genai_errors.APIError) as closed:
+            async for _ in session.receive():
+                pass
+    assert closed.value.code == 1007
+    assert 'Unknown name "finished"' in str(closed.value)
+    await fake.wait_until(lambda: fake.connections[0].closed.is_set())
+    assert fake.connections[0].close_code == 1007

@@ -12,9 +12,11 @@ import collections
 import dataclasses
 import datetime
 import itertools
+import json
 import pathlib
 import ssl
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -25,7 +27,7 @@ from media.providers.agent_prompt import DEFAULT_DISCLOSURES
 from media.server import create_app
 from media.settings import MediaSettings
 from media.twilio.webhooks import TelephonyEvent
-from sim import scenario_files, truth
+from sim import live_schema, scenario_files, truth
 from sim.agent_session import SimAgents
 from sim.carrier import SimCarrier
 from sim.deepgram_server import FakeDeepgram
@@ -119,6 +121,25 @@ async def answer_every_question(core: InMemoryCore, call_id: str, answer: str) -
             answered.append(request.request_id)
 
 
+class Wire:
+    """Every frame the sim's Gemini sent, checked against the published v1beta schema
+    (unknown fields are errors), and the setups the bridge sent it."""
+
+    def __init__(self) -> None:
+        self.server_frames = 0
+        self.errors: list[str] = []
+        self.setups: list[dict[str, Any]] = []
+
+    def tap(self, direction: str, raw: bytes) -> None:
+        if direction == "server":
+            self.server_frames += 1
+            error = live_schema.server_frame_errors(raw)
+            if error is not None:
+                self.errors.append(error)
+        elif raw.lstrip().startswith(b'{"setup"'):
+            self.setups.append(json.loads(raw)["setup"])
+
+
 @dataclasses.dataclass
 class Stack:
     world: World
@@ -130,6 +151,7 @@ class Stack:
     tasks: dict[str, CallTask]
     telephony: TwilioTelephony
     sink: Sink
+    wire: Wire
     ids: itertools.count[int] = dataclasses.field(default_factory=lambda: itertools.count(1))
 
     def dump(self, sid: str) -> str:
@@ -138,9 +160,11 @@ class Stack:
         lines = conv.lines if conv is not None else []
         return "\n".join(f"{x.speaker} {x.act} cut={x.interrupted}: {x.text}" for x in lines)
 
-    async def call(self, number: str, brief: str, *, answer: str = "yes") -> Call:
+    async def call(
+        self, number: str, brief: str, *, answer: str = "yes", language: str = "en"
+    ) -> Call:
         call_id = f"call-{next(self.ids)}"
-        self.tasks[call_id] = CallTask(call_id, brief, "en", "restaurant_booking")
+        self.tasks[call_id] = CallTask(call_id, brief, language, "restaurant_booking")
         customer = asyncio.create_task(answer_every_question(self.core, call_id, answer))
         try:
             sid = await self.telephony.dial(call_id, number)
@@ -202,10 +226,14 @@ async def stack(tmp_path: pathlib.Path, scenarios: Scenarios) -> AsyncIterator[S
             deepgram_http_base=deepgram.http_base,
             voicemail_message=VOICEMAIL_MESSAGE,
         )
+        wire = Wire()
+        gemini.frame_tap = wire.tap
         app = create_app(media, twilio, core_links=core, phone=telephony, sink=sink)
         try:
             async with serve_asgi(app, port=port):
-                yield Stack(world, rest, carrier, gemini, deepgram, core, tasks, telephony, sink)
+                yield Stack(
+                    world, rest, carrier, gemini, deepgram, core, tasks, telephony, sink, wire
+                )
                 await carrier.aclose()
         finally:
             await carrier.aclose()
@@ -236,6 +264,17 @@ closed_on = ["{_DAYS[day]}", "{_DAYS[(day + 1) % 7]}"]
 [booking]
 behaviour = "as_asked"
 """
+
+
+async def assert_clean_gemini_wire(stack: Stack) -> None:
+    """Every frame the sim's Gemini sent is schema-valid, and every session the bridge opened
+    was closed cleanly (1000), not cancelled inside the SDK (1011)."""
+    gemini = stack.gemini
+    async with asyncio.timeout(30):
+        await gemini.wait_until(lambda: not gemini.connections)
+    assert stack.wire.server_frames > 0
+    assert stack.wire.errors == []
+    assert set(gemini.close_codes) == {1000}, gemini.close_codes
 
 
 def statuses(stack: Stack, sid: str) -> list[str | None]:
@@ -277,6 +316,7 @@ async def test_books_as_asked_with_recording_and_transcripts(stack: Stack) -> No
     async with stack.telephony.open_recording(recording.recording_sid) as got:
         media = b"".join([chunk async for chunk in got.chunks])
     assert got.content_type == "audio/mpeg" and mp3_frames.frames(media)  # MP3, frame by frame
+    await assert_clean_gemini_wire(stack)
     batch = DeepgramBatch(SecretStr(DEEPGRAM_KEY), http_base=stack.deepgram.http_base)
     words = await batch.transcribe(media, "en")
     text = " ".join(w.text for w in words)
@@ -320,6 +360,7 @@ async def test_negotiating_venues_at_once(stack: Stack) -> None:
     (leg,) = [leg for leg in stack.carrier.legs if leg.call_sid == sid]
     assert leg.clears >= 1
     assert talked_over.outcome is not None and talked_over.outcome.outcome == "booked"
+    await assert_clean_gemini_wire(stack)
 
 
 async def test_menus_machines_and_hang_ups_at_once(stack: Stack) -> None:
@@ -328,7 +369,7 @@ async def test_menus_machines_and_hang_ups_at_once(stack: Stack) -> None:
         stack.call("+15550106", brief),
         stack.call("+15550105", brief),
         stack.call("+15550107", brief),
-        stack.call("+15550108", "Столик на 3 завтра в 20:00 на имя Иван"),
+        stack.call("+15550108", "Столик на 3 завтра в 20:00 на имя Иван", language="ru"),
     )
     assert stack.rest.call(ivr.sid).digits == ["1"]
     assert "ivr_menu" in ivr.link.signals
@@ -353,6 +394,15 @@ async def test_menus_machines_and_hang_ups_at_once(stack: Stack) -> None:
     assert russian.outcome.holder_name == "Иван" and russian.outcome.guests == 3
     assert russian.outcome.venue_name == "Пельменная №1" and russian.outcome.language == "ru"
     assert "Пельменная" in russian.heard
+    # The Russian task's language is set deliberately: the default model is native audio,
+    # which takes no speechConfig.languageCode, so the system instruction states it.
+    (setup,) = [
+        s for s in stack.wire.setups if "Speak Russian" in json.dumps(s, ensure_ascii=False)
+    ]
+    speech = setup.get("generationConfig", {}).get("speechConfig") or {}
+    assert "language_code" not in speech and "languageCode" not in speech
+    assert russian.said[0].startswith(DEFAULT_DISCLOSURES["ru"]), stack.dump(russian.sid)
+    await assert_clean_gemini_wire(stack)
 
 
 @pytest.mark.parametrize("scenarios", [closed_tomorrow], indirect=True, ids=["closed-tomorrow"])
