@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from media.call import core_link
 from media.call.bridge import BridgeDeps
 from media.providers import gemini_live
+from media.providers.tls import default_tls
 from media.settings import MediaSettings, get_media_settings
 from media.twilio.core_sink import CoreTelephonySink
 from media.twilio.stream_endpoint import STREAM_PATH, BridgeRegistry, StreamEndpoint
@@ -107,6 +108,7 @@ def create_app(
             client = _gemini_client(media)
             if client is not None:
                 stack.push_async_callback(_close_client, client)
+            default_tls()  # built now, not on the first call's audio path
             registry.bind(BridgeDeps(media, links, port, client, media.pod_name))
             stack.push_async_callback(registry.aclose)
             yield

@@ -157,18 +157,21 @@ class Callee:
                 self.hung_up = True
                 leg.stop()
                 break
-            line, audio = self._render(reaction)
+            line, audio = await self._render(reaction)
             leg.speak(line, audio)
             queued += line.duration_s
         return queued
 
-    def _render(self, say: Say) -> tuple[Line, bytes]:
+    async def _render(self, say: Say) -> tuple[Line, bytes]:
+        """Synthesised off the event loop: a line takes ~50 ms of numpy, which would stall
+        every other call's audio clock in the same process."""
         lang = self.mind.lang
-        speech = voice.speak(say.text, self.voice, 8000, self.conv.rng)
+        speech = await asyncio.to_thread(voice.speak, say.text, self.voice, 8000, self.conv.rng)
         pcm = speech.pcm
         if say.act == "voicemail_greeting":
             pcm += voice.silence(8000, 0.3) + voice.beep(8000)
+        mulaw = await asyncio.to_thread(voice.line_mulaw, pcm, self.conv.rng)
         line = self.conv.new_line(
             "venue", say.act, say.text, lang, dict(say.data), speech.words, len(pcm) / 16000
         )
-        return line, voice.line_mulaw(pcm, self.conv.rng)
+        return line, mulaw

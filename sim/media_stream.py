@@ -34,6 +34,11 @@ from sim.world import FRAME_BYTES, Conversation, FrameIndex, Line
 logger = logging.getLogger(__name__)
 
 TICK_S = 0.02
+# A phone network's clock never waits for us: after a stall of this process the frames it
+# missed are sent at once, as a reader behind on its socket would find them queued (and the
+# media clock, the ear's byte count and the recording stay in step). Only a stall longer than
+# this (a suspended machine) restarts the clock instead of bursting.
+MAX_CATCH_UP_S = 2.0
 _SILENT_FRAME = bytes([codec.MULAW_SILENCE]) * FRAME_BYTES
 
 
@@ -267,7 +272,7 @@ class StreamLeg:
                     await ws.send(codec.mark(self.stream_sid, self._next_seq(), name))
                 self._echo.clear()
                 delay = started + ticks * TICK_S - loop.time()
-                if delay < -0.2:  # we fell far behind (a stalled loop): do not burst
+                if delay < -MAX_CATCH_UP_S:  # the machine was suspended: start the clock anew
                     started -= delay
                 await asyncio.sleep(max(0.0, delay))
             self.ended_by = "carrier"

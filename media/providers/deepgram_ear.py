@@ -33,6 +33,7 @@ from deepgram.listen.v1.types.listen_v1utterance_end import ListenV1UtteranceEnd
 from pydantic import SecretStr
 
 from common.aio import cancel_and_wait
+from media.providers.tls import default_tls
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,9 @@ class DeepgramEar:
             self._finish()
 
     async def _stream(self) -> None:
-        async with httpx.AsyncClient() as http:
+        # The SDK wants an httpx client even for the websocket; the shared TLS context keeps
+        # its construction off the audio path.
+        async with httpx.AsyncClient(verify=default_tls()) as http:
             client = self._config.client(http)
             async with client.listen.v1.connect(
                 model=self._config.model,

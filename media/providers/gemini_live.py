@@ -17,15 +17,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import functools
 import logging
-import os
 import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, cast
 
-import certifi
 import websockets.exceptions
 from google import genai
 from google.genai import live, types
@@ -48,6 +45,7 @@ from media.providers.live_events import (
     TurnComplete,
 )
 from media.providers.live_translator import LiveTranslator
+from media.providers.tls import default_tls
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +82,7 @@ def make_client(
     blocked event loop per call); handing it one context under both `ssl` (websocket, aiohttp)
     and `verify` (httpx) skips that. Share the client across sessions to skip even the rest.
     """
-    tls = ssl_context or _default_tls()
+    tls = ssl_context or default_tls()
     options = types.HttpOptions(
         base_url=base_url.rstrip("/") if base_url else None,
         api_version=API_VERSION,
@@ -93,12 +91,6 @@ def make_client(
         async_client_args={"ssl": tls, "verify": tls, "compression": None},
     )
     return genai.Client(api_key=api_key, http_options=options)
-
-
-@functools.cache
-def _default_tls() -> ssl.SSLContext:
-    # The SDK's own default: SSL_CERT_FILE if set, else certifi's bundle.
-    return ssl.create_default_context(cafile=os.environ.get("SSL_CERT_FILE", certifi.where()))
 
 
 class GeminiLiveSession:

@@ -82,6 +82,19 @@ async def test_every_venue_merges_within_150_ms_of_the_truth(stack: World_) -> N
         report[number] = misplaced(merged["turns"], truth)
         types = [e["type"] for e in call["events"]]
         assert "outcome" in types
-    assert not {number: problems for number, problems in report.items() if problems}
+    bad = {number: problems for number, problems in report.items() if problems}
+    for number in bad:  # what was merged against what was said and reported live, to see why
+        call = calls[list(CALLS).index(number)]
+        merged = call["merged"]
+        print(number, "merged:", [(t["speaker"], t["start_ms"]) for t in merged["turns"]])
+        print(number, "delta:", merged.get("calibration_delta_ms"))
+        print(
+            number,
+            "live:",
+            [(ln["speaker"], ln.get("offset_ms")) for ln in call["transcript_full"]],
+        )
+        truth = true_turns(stack.world.get(call["call_sid"]))
+        print(number, "truth:", [(t.speaker, t.start_ms) for t in truth])
+    assert not bad, "\n".join(f"{n}: {p}" for n, p in bad.items())
     barged = calls[list(CALLS).index("+15550109")]["merged"]["turns"]
     assert any(t.get("overlap_with_next") for t in barged), barged
