@@ -34,6 +34,7 @@ from typing import Any
 from google import genai
 
 from media.call import core_link, ending
+from media.call.agent_times import AgentTimes
 from media.call.ending import CallEnding
 from media.call.inbound import EarBacklog, InboundAudio
 from media.call.lines import GeminiLines, Line
@@ -99,9 +100,9 @@ class CallBridge:
         self._t0 = time.monotonic()
         self._last_voice = self._t0  # someone audible (caller energy or model audio)
         self._last_words = self._t0  # someone said words (for the supervisor's hold rule)
-        self._playout = Playout(self._s.outbound_lead_ms)
+        self._inbound = inbound = InboundAudio()
+        self._playout = Playout(self._s.outbound_lead_ms, stream_ms=lambda: inbound.received_ms)
         self._playout.attach(leg)
-        self._inbound = InboundAudio()
         self._ear_backlog: EarBacklog | None = EarBacklog()  # until the ear is built
         self._ear_shift_ms = 0  # the start of the call the backlog had to drop
         self._supervisor = Supervisor(
@@ -132,7 +133,7 @@ class CallBridge:
         self._degraded = False
         self._pending_amd: list[str] = []
         self._lines = GeminiLines()  # Gemini's transcription, one line per utterance
-        self._agent_turns = 0  # playout turns already reported as agent lines
+        self._agent_times = AgentTimes(self._playout, self._t0)
         self.resumes = 0
         self.done = False
 
@@ -170,6 +171,7 @@ class CallBridge:
 
     def on_mark(self, name: str) -> None:
         self._playout.on_mark_echo(name)
+        self._send_agent(self._agent_times.ready(time.monotonic()))
 
     def stream_ended(self, leg: StreamLeg) -> None:
         """The stream `leg` stopped or its socket closed."""
@@ -274,6 +276,7 @@ class CallBridge:
                     await self._say(agent_prompt.greeting_cue())
                 await self._ending.over.wait()
                 self._report(self._lines.close())
+                self._send_agent(self._agent_times.ready(time.monotonic(), flush=True))
                 if self._ear is not None and heard is not None:  # the callee's last words:
                     await self._ear.aclose()  # CloseStream flushes them, ear-events reports
                     await heard
@@ -375,6 +378,7 @@ class CallBridge:
             if not self._playout.drained:
                 self._last_voice = now
             self._report(self._lines.tick(now))
+            self._send_agent(self._agent_times.ready(now))
             self._apply(self._supervisor.on_silence(now - self._last_words, now - self._t0))
             if self._ending.started:
                 continue
@@ -475,16 +479,14 @@ class CallBridge:
                 self._report_callee(line)
 
     def _report_agent(self, line: Line) -> None:
-        """Report the agent's line at the time the callee started hearing its audio (a turn
-        not yet reported); at its transcript's arrival if it had no audio of its own."""
-        if self._link is None:
-            return
-        turn = max(line.turn, self._agent_turns + 1)
-        heard = self._playout.heard_at(turn)
-        at = line.at_ms if heard is None else round((heard - self._t0) * 1000)
-        self._agent_turns = turn if heard is not None else self._agent_turns
-        self._link.send_transcript(core_link.Transcript("agent", line.text, True, at, "gemini"))
+        """Report the agent's line from when the callee began to hear it (`AgentTimes`)."""
+        self._send_agent(self._agent_times.add(line, time.monotonic()))
         self._apply(self._supervisor.on_agent_utterance(line.text, self._clock()))
+
+    def _send_agent(self, timed: list[tuple[str, int]]) -> None:
+        for text, at in timed:
+            if self._link is not None:
+                self._link.send_transcript(core_link.Transcript("agent", text, True, at, "gemini"))
 
     def _report_callee(self, line: Line) -> None:
         """Gemini's line of the callee: reported (and read by the supervisor) only once the

@@ -19,7 +19,8 @@ class InboundAudio:
 
     Sending inline saves a task switch per 20 ms frame, the largest scheduling cost of a call.
     Until the model session is up (`start()`), only the newest `max_frames` are kept, and
-    that backlog goes out as one chunk with the first live frame.
+    that backlog goes out as one chunk with the first live frame. `received_ms` counts the
+    audio received: the carrier's clock, which our own stalls cannot skew.
     """
 
     def __init__(self, max_frames: int = 50) -> None:
@@ -28,11 +29,13 @@ class InboundAudio:
         self._max = max_frames
         self._live: GeminiLiveSession | None = None
         self.dropped_frames = 0
+        self.received_ms = 0.0
 
     def start(self, live: GeminiLiveSession) -> None:
         self._live = live
 
     async def push(self, pcm8k: bytes) -> None:
+        self.received_ms += len(pcm8k) / 16  # PCM16 at 8 kHz: 16 bytes a millisecond
         chunk = self._up.process(pcm8k)
         if self._live is None:
             self._backlog.append(chunk)

@@ -18,7 +18,12 @@ lets a goodbye play out before it hangs up.
 Each model turn (the audio between two `end_utterance()`/`barge_in()` calls) is numbered, and
 the time the callee starts hearing its first frame is kept (`heard_at()`): that frame plays at
 max(send time, when Twilio's buffer runs dry), which is when the agent's line really starts on
-the recording, unlike the arrival of its first transcript chunk.
+the recording, unlike the arrival of its first transcript chunk. That estimate is on our own
+clock, which a stalled event loop or a slow network skews against the carrier's; so, given
+`stream_ms` (how much of the callee's audio has arrived: the carrier's clock, read in order
+with the echoes on the same socket), a `turn-N` mark goes just before each turn's first frame.
+Twilio echoes it when playback reaches that frame, and `heard_on_stream()` then says where on
+the stream the turn began, exactly as the carrier played (and recorded) it.
 
 The leg (one Twilio Media Stream) can be swapped: after DTMF the old stream stops and a new
 one arrives for the same call; queued audio then continues on the new stream.
@@ -55,6 +60,7 @@ class StreamLeg(Protocol):
 @dataclasses.dataclass(slots=True)
 class _Mark:
     name: str
+    turn: int = 0  # a turn-start mark: its echo says when that turn began to play
 
 
 @dataclasses.dataclass(slots=True)
@@ -81,9 +87,18 @@ class Playout:
 
     KEEP_TURNS = 16  # start times kept for `heard_at()`; the bridge asks about recent turns
 
-    def __init__(self, lead_ms: int = 80, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        lead_ms: int = 80,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        stream_ms: Callable[[], float] | None = None,
+    ) -> None:
         self._lead_s = lead_ms / 1000
         self._clock = clock
+        self._stream_ms = stream_ms
+        self._turn_marks: dict[str, int] = {}  # sent turn-start marks not yet echoed
+        self._heard_ms: dict[int, float] = {}  # turn -> stream ms its first frame played
         self._down = audio.Downsampler24to8()
         self._framer = audio.OutboundFramer()
         self._queue: collections.deque[bytes | _Mark | _TurnStart] = collections.deque()
@@ -171,11 +186,15 @@ class Playout:
             return
         while self._unheard:
             done = self._unheard.popleft()
+            turn = self._turn_marks.pop(done, 0)
             if done in self._cleared:
                 self._cleared.discard(done)
                 self.stats.marks_cleared += 1
             else:
                 self.stats.marks_heard += 1
+                if turn and done == name and self._stream_ms is not None:
+                    self._heard_ms[turn] = self._stream_ms()
+                    self._heard_ms.pop(turn - self.KEEP_TURNS, None)
             if done == name:
                 break
         self._changed()
@@ -208,6 +227,16 @@ class Playout:
             if isinstance(item, bytes):
                 ahead += 1
         return None
+
+    def turn_pending(self, turn: int) -> bool:
+        """Whether turn `turn`'s start mark is still to be sent or echoed."""
+        queued = any(isinstance(i, _Mark) and i.turn == turn for i in self._queue)
+        return queued or turn in self._turn_marks.values()
+
+    def heard_on_stream(self, turn: int) -> float | None:
+        """Where on the callee's stream (ms of its audio) turn `turn` began to play, from
+        its mark's echo; None until then, or if it was cleared unplayed."""
+        return self._heard_ms.get(turn)
 
     # ---- the writer -----------------------------------------------------------------------
 
@@ -250,6 +279,8 @@ class Playout:
                 if isinstance(item, _Mark):
                     self._queue.popleft()
                     self._unheard.append(item.name)
+                    if item.turn:
+                        self._turn_marks[item.name] = item.turn
                     self.stats.marks_sent += 1
                     await leg.send(twilio_codec.mark(leg.stream_sid, item.name))
                     continue
@@ -295,6 +326,8 @@ class Playout:
             self._in_turn = True
             self.turns += 1
             self._queue.append(_TurnStart(self.turns))
+            if self._stream_ms is not None:
+                self._queue.append(_Mark(f"turn-{self.turns}", self.turns))
         self._queue.extend(frames)
 
     def _changed(self) -> None:
@@ -305,3 +338,4 @@ class Playout:
         self.stats.marks_cleared += len(self._unheard)
         self._unheard.clear()
         self._cleared.clear()
+        self._turn_marks.clear()

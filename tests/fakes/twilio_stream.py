@@ -55,6 +55,7 @@ class Received:
     stream: int
     payload: bytes = b""
     name: str = ""
+    frame: int = 0  # caller frames sent before it arrived: where on the stream it came
 
 
 class TwilioStreamClient:
@@ -71,8 +72,12 @@ class TwilioStreamClient:
         signature: str | None = None,
         extra_parameters: dict[str, str] | None = None,
         stream_token: str | None = None,
+        play_delay_frames: int = 0,
     ) -> None:
         self.url = url
+        # Twilio's jitter buffer: what arrives plays (and marks echo) this many frames later.
+        self.play_delay_frames = play_delay_frames
+        self.heard_at_frame: list[int] = []  # the stream frame each heard frame played in
         self.auth_token = auth_token
         self.call_id = call_id
         self.call_sid = call_sid
@@ -204,12 +209,13 @@ class TwilioStreamClient:
             async for raw in ws:
                 event = twilio_codec.parse_outbound(raw)
                 now = time.monotonic()
+                at = self.sent_frames
                 if isinstance(event, twilio_codec.OutboundMedia):
-                    item = Received("media", now, stream, payload=event.payload)
+                    item = Received("media", now, stream, payload=event.payload, frame=at)
                 elif isinstance(event, twilio_codec.OutboundMark):
-                    item = Received("mark", now, stream, name=event.name)
+                    item = Received("mark", now, stream, name=event.name, frame=at)
                 elif isinstance(event, twilio_codec.OutboundClear):
-                    item = Received("clear", now, stream)
+                    item = Received("clear", now, stream, frame=at)
                 else:
                     continue
                 self.outbound.append(item)
@@ -238,14 +244,19 @@ class TwilioStreamClient:
                     twilio_codec.inbound_media(self.stream_sid, seq, n + 1, n * 20, payload)
                 )
                 self.sent_frames += 1
-                if self._unplayed and self._unplayed[0].kind == "media":
+                await self._echo_due(ws)  # marks reached before this frame plays
+                if self._unplayed and self._unplayed[0].kind == "media" and self._due():
                     self.heard.append(self._unplayed.popleft().payload)
+                    self.heard_at_frame.append(n)
                 self._notify()
                 await self._echo_due(ws)
                 await asyncio.sleep(max(0.0, started + (n + 1) * FRAME_S - time.monotonic()))
 
+    def _due(self) -> bool:
+        return self._unplayed[0].frame + self.play_delay_frames <= self.sent_frames
+
     async def _echo_due(self, ws: ClientConnection) -> None:
-        while self._unplayed and self._unplayed[0].kind == "mark":
+        while self._unplayed and self._unplayed[0].kind == "mark" and self._due():
             await self._echo(ws, self._unplayed.popleft().name)
 
     async def _echo(self, ws: ClientConnection, name: str) -> None:

@@ -13,7 +13,7 @@ import json
 import pathlib
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import grpc
@@ -176,6 +176,11 @@ def client_content(world: World) -> list[dict[str, Any]]:
     ]
 
 
+def utterance_marks(names: Iterable[str]) -> list[str]:
+    """The marks after utterances (the bridge also marks where each turn starts)."""
+    return [name for name in names if name.startswith("utt-")]
+
+
 async def test_greeting_audio_reaches_twilio_after_start(world: World) -> None:
     world.deepgram.script_utterance("Luigi's, how can I help?", at_audio_s=0.2)
     async with world.client(call_sid="CA" + "1" * 32) as client:
@@ -187,7 +192,7 @@ async def test_greeting_audio_reaches_twilio_after_start(world: World) -> None:
 
         result = await world.gemini.say(tone_24k(400, LOUD), "Hello, this is an AI assistant.")
         assert not result.interrupted
-        await client.wait_until(lambda: len(client.echoed) == 1)
+        await client.wait_until(lambda: len(utterance_marks(client.echoed)) == 1)
         frames = client.media()
         assert len(frames) == 20  # 400 ms in whole 20 ms frames
         assert all(len(f.payload) == 160 for f in frames)
@@ -207,7 +212,7 @@ async def test_an_agent_line_is_timed_when_the_callee_starts_hearing_it(world: W
         # once the first second of audio has played out.
         await world.gemini.say(tone_24k(1000, LOUD), "First, a whole second.", pace=0)
         await world.gemini.say(tone_24k(200, SOFT), "Then this.", pace=0)
-        await client.wait_until(lambda: len(client.echoed) == 2)
+        await client.wait_until(lambda: len(utterance_marks(client.echoed)) == 2)
 
         def agent_lines() -> list[core_link.Transcript]:
             return [t for t in link.transcripts if t.speaker == "agent"]
@@ -218,6 +223,22 @@ async def test_an_agent_line_is_timed_when_the_callee_starts_hearing_it(world: W
     # Play time never runs backwards, so the gap is at least the first turn's length; it is
     # more only if the bridge sent a frame late enough for the phone's buffer to run dry.
     assert 999 <= second.offset_ms - first.offset_ms <= 1200
+
+
+async def test_an_agent_line_is_timed_on_the_carriers_clock(world: World) -> None:
+    """Twilio plays our audio 300 ms after it arrives (a jitter buffer; or our clock and the
+    carrier's have drifted): the line starts where the carrier played it, as the recording
+    has it, not when we sent it."""
+    async with world.client(play_delay_frames=15) as client:
+        link = await started(world)
+        await world.gemini.say(tone_24k(400, LOUD), "Good evening.", pace=0)
+        await world.core.wait_until(lambda: any(t.speaker == "agent" for t in link.transcripts))
+        await client.wait_until(lambda: bool(client.heard_at_frame))
+    (line,) = [t for t in link.transcripts if t.speaker == "agent"]
+    first_sent = next(r for r in client.outbound if r.kind == "media")
+    played = client.heard_at_frame[0] * 20  # ms of caller audio the carrier had sent by then
+    assert abs(line.offset_ms - played) <= 40, (line.offset_ms, played)
+    assert line.offset_ms - first_sent.frame * 20 >= 260  # not the send time
 
 
 async def test_barge_in_sends_clear_and_no_stale_frame_after_it(world: World) -> None:
@@ -232,7 +253,7 @@ async def test_barge_in_sends_clear_and_no_stale_frame_after_it(world: World) ->
         assert result.interrupted
         await client.wait_until(lambda: "clear" in client.kinds())
         await world.gemini.say(tone_24k(300, SOFT))
-        await client.wait_until(lambda: len(client.echoed) >= 1 and client.kinds()[-1] == "mark")
+        await client.wait_until(lambda: len(utterance_marks(client.echoed)) == 1)
 
     kinds = client.kinds()
     cut = kinds.index("clear")
@@ -331,7 +352,7 @@ async def test_end_call_reports_outcome_and_hangs_up_after_the_goodbye_played(
         )
     ]
     assert world.phone.hangups == ["CA" + "2" * 32]
-    goodbye_mark = next(r.name for r in client.outbound if r.kind == "mark")
+    (goodbye_mark,) = utterance_marks(r.name for r in client.outbound if r.kind == "mark")
     assert goodbye_mark in world.phone.echoed_at_hangup
     assert world.phone.heard_at_hangup >= 30  # all 600 ms of the goodbye were played
 
