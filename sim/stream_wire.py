@@ -23,6 +23,7 @@ import dataclasses
 import functools
 import importlib.resources
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -36,6 +37,7 @@ INVALID: Final = 31951  # Twilio: "Stream - Protocol - Invalid Message"
 _SHOWN_CHARS = 160
 FROM_TWILIO: Final = ("connected", "start", "media", "dtmf", "mark", "stop")
 TO_TWILIO: Final = ("media", "mark", "clear")
+_PARAMETERS = re.compile(r'"customParameters"\s*:\s*\{[^{}]*\}')
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -149,6 +151,7 @@ class StreamWire:
 
     def __init__(self) -> None:
         self.stream_sid: str | None = None
+        self.checked = {"carrier": 0, "bridge": 0}  # messages seen, by sender
         self._tracks: tuple[str, ...] = ()
         self._seen_connected = False
         self._stopped = False
@@ -160,7 +163,11 @@ class StreamWire:
 
     def carrier_sends(self, raw: str) -> list[Violation]:
         """What is wrong with a message the carrier is about to send (empty when nothing)."""
-        return [Violation("carrier", r, _clip(raw)) for r in self._twilio_reasons(raw)]
+        self.checked["carrier"] += 1
+        reasons = self._twilio_reasons(raw)
+        # The <Parameter>s carry core's stream token: never into a log line.
+        shown = _clip(_PARAMETERS.sub('"customParameters":{...}', raw)) if reasons else ""
+        return [Violation("carrier", r, shown) for r in reasons]
 
     def _twilio_reasons(self, raw: str) -> list[str]:
         try:
@@ -235,6 +242,7 @@ class StreamWire:
     def bridge_sent(self, raw: str | bytes) -> list[Violation]:
         """What is wrong with a message the bridge sent (empty when nothing). A violation
         with a `code` is one Twilio would ignore; the caller must not act on the message."""
+        self.checked["bridge"] += 1
         if isinstance(raw, bytes):
             reason = "binary frame (Media Streams messages are JSON text)"
             return [Violation("bridge", reason, _clip(raw), MALFORMED)]
