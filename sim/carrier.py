@@ -10,7 +10,9 @@ update ends the current stream: `Status=completed` hangs up, new `Twiml` runs ne
 how DTMF is sent). The bridge closing its socket ends the call (no verb follows), and so
 does the venue hanging up. After the call: the final status callback with `CallDuration`,
 then, if asked, the recording callback whose media is the audio the carrier captured,
-served as real MP3 (`sim.mp3`) at `.mp3` and as WAV at `.wav`, like Twilio.
+served as real MP3 (`sim.mp3`) at `.mp3` and as WAV at `.wav`, like Twilio. Every Media
+Streams message of every call is checked against Twilio's documented shapes
+(`sim.stream_wire`); `violations` keeps what was off, so a test can fail on it.
 
 If the stream cannot be opened (no bridge listening), the call stays up silently for
 `talk_seconds` and completes, which is the minimal life `make run` had before the bridge.
@@ -35,6 +37,7 @@ from sim.callee import Callee
 from sim.media_stream import Recorder, StreamLeg, wav_of
 from sim.mp3 import encode_mp3
 from sim.scenario_files import Scenarios, shipped
+from sim.stream_wire import Violation
 from sim.twilio_rest import FakeCall, FakeTwilioRest, RecordedForm
 from sim.venues import Answering
 from sim.voice import WordTiming
@@ -115,6 +118,8 @@ class SimCarrier:
         self._calls: dict[str, _Call] = {}
         # The streams opened, newest last, for observation (bounded: the sim runs for days).
         self.legs: collections.deque[StreamLeg] = collections.deque(maxlen=100)
+        # Media Streams messages off Twilio's documented wire, of every call (bounded too).
+        self.violations: collections.deque[Violation] = collections.deque(maxlen=1000)
         rest.on_create = self._created
         rest.on_update = self._updated
 
@@ -233,6 +238,7 @@ class SimCarrier:
             conversation=state.conv,
             index=self.world.index,
             recorder=state.recorder,
+            on_violation=self.violations.append,
         )
         state.conv.call_id = dict(verb.parameters).get("call_id", state.conv.call_id)
         state.leg = leg

@@ -10,7 +10,9 @@ once on `clear`. Played audio is "what the callee heard": it goes into the call'
 and its voiced runs become `AgentStarted` / `AgentFinished` events for the callee's policy;
 a new utterance inside a run (after a played mark or a clear) is an `AgentTurn`, so every
 agent line gets its own start on the recording.
-Every sent frame is registered in the world's `FrameIndex` before it leaves.
+Every sent frame is registered in the world's `FrameIndex` before it leaves. Every message,
+both ways, is checked against Twilio's documented shapes (`sim.stream_wire`); a violation is
+recorded on the leg, and a bridge message Twilio would refuse is ignored, as Twilio does.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import io
 import logging
 import uuid
 import wave
+from collections.abc import Callable
 
 import numpy as np
 from twilio.request_validator import RequestValidator
@@ -29,6 +32,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from sim import codec, voice
+from sim.stream_wire import StreamWire, Violation
 from sim.world import FRAME_BYTES, Conversation, FrameIndex, Line
 
 logger = logging.getLogger(__name__)
@@ -39,6 +43,7 @@ TICK_S = 0.02
 # media clock, the ear's byte count and the recording stay in step). Only a stall longer than
 # this (a suspended machine) restarts the clock instead of bursting.
 MAX_CATCH_UP_S = 2.0
+MAX_VIOLATIONS_KEPT = 50  # a bridge sending bad audio would otherwise add 50 a second
 _SILENT_FRAME = bytes([codec.MULAW_SILENCE]) * FRAME_BYTES
 
 
@@ -132,6 +137,7 @@ class StreamLeg:
         recorder: Recorder,
         voiced_rms: int = 300,
         end_of_speech_s: float = 0.4,
+        on_violation: Callable[[Violation], None] | None = None,
     ) -> None:
         self.url = url
         self.stream_sid = "MZ" + uuid.uuid4().hex
@@ -139,7 +145,11 @@ class StreamLeg:
         conversation.streams += 1
         self.events: asyncio.Queue[LegEvent] = asyncio.Queue()
         self.ended_by: str | None = None  # "carrier" | "bridge"
-        self.protocol_errors: list[str] = []
+        # Every message both ways is checked against Twilio's documented shapes.
+        self.wire = StreamWire()
+        self.violations: list[Violation] = []
+        self.violation_count = 0
+        self._on_violation = on_violation
         self.marks_echoed: list[str] = []
         self.clears = 0
         self._token = auth_token
@@ -205,15 +215,16 @@ class StreamLeg:
             self.url, additional_headers={"X-Twilio-Signature": signature}, open_timeout=5
         ) as ws:
             self._conv.streaming = True
-            await ws.send(codec.connected())
-            await ws.send(
+            await self._send(ws, codec.connected())
+            await self._send(
+                ws,
                 codec.start(
                     self.stream_sid,
                     self.call_sid,
                     self._account_sid,
                     self._parameters,
                     seq=self._next_seq(),
-                )
+                ),
             )
             ticker = asyncio.create_task(self._tick_loop(ws), name="sim-stream-tick")
             try:
@@ -228,17 +239,31 @@ class StreamLeg:
         self._seq += 1
         return self._seq
 
+    def _record(self, violations: list[Violation]) -> None:
+        for violation in violations:
+            self.violation_count += 1
+            if len(self.violations) < MAX_VIOLATIONS_KEPT:
+                self.violations.append(violation)
+                logger.warning(
+                    "media stream message off Twilio's documented wire",
+                    extra={"call_sid": self.call_sid, "violation": str(violation)},
+                )
+            if self._on_violation is not None:
+                self._on_violation(violation)
+
+    async def _send(self, ws: ClientConnection, raw: str) -> None:
+        self._record(self.wire.carrier_sends(raw))
+        await ws.send(raw)
+
     async def _receive(self, ws: ClientConnection) -> None:
         try:
             async for raw in ws:
-                try:
-                    message = codec.parse(raw)
-                except codec.ProtocolError as exc:
-                    self.protocol_errors.append(str(exc))
-                    continue
-                if message.stream_sid != self.stream_sid:
-                    self.protocol_errors.append("wrong streamSid")
-                elif isinstance(message, codec.PlayMedia):
+                violations = self.wire.bridge_sent(raw)
+                self._record(violations)
+                if any(v.ignored for v in violations):
+                    continue  # Twilio logs 31950/31951 and drops the message
+                message = codec.parse(raw)
+                if isinstance(message, codec.PlayMedia):
                     self._playout.append(message.payload)
                 elif isinstance(message, codec.PlayMark):
                     self._playout.append(message.name)
@@ -262,14 +287,14 @@ class StreamLeg:
                 message = codec.media(
                     self.stream_sid, self._next_seq(), ticks, (ticks - 1) * 20, said
                 )
-                await ws.send(message)
+                await self._send(ws, message)
                 self._sent += len(said)
                 heard = self._play()
                 self._recorder.add(said, heard or _SILENT_FRAME)
                 self._listen(heard)
                 for name in self._echo:
                     self.marks_echoed.append(name)
-                    await ws.send(codec.mark(self.stream_sid, self._next_seq(), name))
+                    await self._send(ws, codec.mark(self.stream_sid, self._next_seq(), name))
                 self._echo.clear()
                 delay = started + ticks * TICK_S - loop.time()
                 if delay < -MAX_CATCH_UP_S:  # the machine was suspended: start the clock anew
@@ -277,7 +302,7 @@ class StreamLeg:
                 await asyncio.sleep(max(0.0, delay))
             self.ended_by = "carrier"
             stop = codec.stop(self.stream_sid, self._next_seq(), self._account_sid, self.call_sid)
-            await ws.send(stop)
+            await self._send(ws, stop)
             await ws.close()
         except ConnectionClosed:
             pass

@@ -17,7 +17,7 @@ import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import grpc
@@ -32,6 +32,9 @@ from core.store import database, migrations
 from gateway.app import create_app as create_gateway
 from gateway.settings import GatewaySettings
 from tests.fakes.telephony import FakeTelephony
+
+if TYPE_CHECKING:
+    from sim.carrier import SimCarrier
 
 TEMPLATE = f"callagent_tpl_{os.getpid()}"
 BOOTSTRAP_KEY = "ck_bootstrap_test_key_0123456789"
@@ -218,3 +221,11 @@ async def eventually(check: Callable[[], Awaitable[bool]], limit: float = 10) ->
     async with asyncio.timeout(limit):
         while not await check():  # noqa: ASYNC110  # polling external state is the point
             await asyncio.sleep(0.02)
+
+
+def assert_twilio_wire_clean(carrier: SimCarrier) -> None:
+    """Every Media Streams message of every call, both ways, had Twilio's documented shape
+    (`sim.stream_wire`). Each stack that builds a carrier calls this at teardown, so the test
+    that caused a violation fails with the message and the reason."""
+    found = [str(v) for v in carrier.violations]
+    assert not found, "Media Streams messages off Twilio's documented wire:\n" + "\n".join(found)

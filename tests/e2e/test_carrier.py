@@ -21,6 +21,7 @@ from tests import mp3_frames
 from tests.conftest import (
     BOOTSTRAP_KEY,
     INTERNAL_TOKEN,
+    assert_twilio_wire_clean,
     eventually,
     free_port,
     make_gateway_settings,
@@ -65,6 +66,7 @@ async def world(db_dsn: str) -> AsyncIterator[dict[str, Any]]:
         finally:
             await carrier.aclose()
             await core.stop(grace=1)
+        assert_twilio_wire_clean(carrier)
 
 
 async def test_call_completes_and_is_charged(world: dict[str, Any]) -> None:

@@ -38,6 +38,7 @@ from sim.world import World, WorldTranscripts
 from telephony.settings import TwilioSettings
 from tests.conftest import (
     INTERNAL_TOKEN,
+    assert_twilio_wire_clean,
     free_port,
     make_gateway_settings,
     make_settings,
@@ -135,6 +136,7 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
             await carrier.aclose()
             await core.stop(grace=1)
             shutil.rmtree(tmp, ignore_errors=True)
+        assert_twilio_wire_clean(carrier)
 
 
 async def place(

@@ -8,7 +8,9 @@ queued speech with `speak()`. What the bridge sends back is recorded in arrival 
 frame per 20 ms (`heard`), echoes a `mark` once everything before it has played, and on
 `clear` drops every unplayed frame and echoes all pending marks at once (protocols.md A4, E1).
 `restart()` is what Twilio does after `<Play digits>` + a new `<Connect><Stream>`: `stop`,
-close, and a new stream (new stream sid) for the same call.
+close, and a new stream (new stream sid) for the same call. Every message both ways is checked
+against Twilio's documented shapes (`sim.stream_wire`) into `violations`; a bridge message
+Twilio would refuse (31950/31951) is ignored, as Twilio ignores it.
 
 The `start` carries `parameters` as Twilio would echo the TwiML's `<Parameter>`s: the call id
 and, unless a test says otherwise (`stream_token=`, "" for none), a valid stream token for the
@@ -31,6 +33,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from media.codec import twilio_codec
+from sim.stream_wire import StreamWire, Violation
 from telephony import stream_tokens
 
 FRAME = 160
@@ -102,6 +105,8 @@ class TwilioStreamClient:
         self._seq = itertools.count(1)
         self._changed = asyncio.Event()
         self.on_receive: Callable[[Received], None] | None = None
+        self.wire = StreamWire()
+        self.violations: list[Violation] = []
 
     async def __aenter__(self) -> TwilioStreamClient:
         await self.connect()
@@ -124,15 +129,17 @@ class TwilioStreamClient:
         self.stream_sid = next(self._sids)
         self.streams += 1
         self._seq = itertools.count(1)
-        await self._ws.send(twilio_codec.connected())
-        await self._ws.send(
+        self.wire = StreamWire()
+        await self._send(self._ws, twilio_codec.connected())
+        await self._send(
+            self._ws,
             twilio_codec.start(
                 self.stream_sid,
                 self.call_sid,
                 self.account_sid,
                 self.parameters,
                 seq=next(self._seq),
-            )
+            ),
         )
         stream = self.streams
         self._tasks = [
@@ -151,7 +158,7 @@ class TwilioStreamClient:
 
     async def dtmf(self, digit: str) -> None:
         assert self._ws is not None
-        await self._ws.send(twilio_codec.dtmf(self.stream_sid, next(self._seq), digit))
+        await self._send(self._ws, twilio_codec.dtmf(self.stream_sid, next(self._seq), digit))
 
     async def stop(self) -> None:
         """Send `stop` and close the socket, as Twilio does when the stream ends."""
@@ -159,10 +166,11 @@ class TwilioStreamClient:
         await self._stop_tasks()
         if ws is not None:
             with contextlib.suppress(ConnectionClosed):
-                await ws.send(
+                await self._send(
+                    ws,
                     twilio_codec.stop(
                         self.stream_sid, next(self._seq), self.account_sid, self.call_sid
-                    )
+                    ),
                 )
             await ws.close()
         self._unplayed.clear()
@@ -207,6 +215,10 @@ class TwilioStreamClient:
     async def _receive(self, ws: ClientConnection, stream: int) -> None:
         with contextlib.suppress(ConnectionClosed):
             async for raw in ws:
+                refused = self.wire.bridge_sent(raw)
+                self.violations += refused
+                if any(v.ignored for v in refused):
+                    continue  # Twilio logs 31950/31951 and drops the message
                 event = twilio_codec.parse_outbound(raw)
                 now = time.monotonic()
                 at = self.sent_frames
@@ -240,8 +252,8 @@ class TwilioStreamClient:
                 payload = self._speech.popleft() if self._speech else SILENCE
                 seq = next(self._seq)
                 self.sent_at.append(time.monotonic())
-                await ws.send(
-                    twilio_codec.inbound_media(self.stream_sid, seq, n + 1, n * 20, payload)
+                await self._send(
+                    ws, twilio_codec.inbound_media(self.stream_sid, seq, n + 1, n * 20, payload)
                 )
                 self.sent_frames += 1
                 await self._echo_due(ws)  # marks reached before this frame plays
@@ -261,8 +273,12 @@ class TwilioStreamClient:
 
     async def _echo(self, ws: ClientConnection, name: str) -> None:
         self.echoed.append(name)
-        await ws.send(twilio_codec.mark_echo(self.stream_sid, next(self._seq), name))
+        await self._send(ws, twilio_codec.mark_echo(self.stream_sid, next(self._seq), name))
         self._notify()
+
+    async def _send(self, ws: ClientConnection, raw: str) -> None:
+        self.violations += self.wire.carrier_sends(raw)
+        await ws.send(raw)
 
     async def _stop_tasks(self) -> None:
         tasks, self._tasks = self._tasks, []

@@ -93,10 +93,12 @@ class World:
     gemini: FakeGeminiLive
     deepgram: FakeDeepgram
     app: Any
+    clients: list[TwilioStreamClient] = dataclasses.field(default_factory=list)
 
     def client(self, call_id: str = "call-1", **kwargs: Any) -> TwilioStreamClient:
         client = TwilioStreamClient(self.stream_url, TOKEN, call_id, **kwargs)
         self.phone.client = client
+        self.clients.append(client)
         return client
 
     def bridge(self, call_id: str = "call-1") -> CallBridge:
@@ -148,7 +150,11 @@ async def media_world(
     app = create_app(media, twilio, core_links=core, phone=phone, sink=sink)
     async with serve_asgi(app, port=port) as base_url:
         stream = f"ws://127.0.0.1:{port}/twilio/stream"
-        yield World(base_url, stream, core, phone, sink, gemini, deepgram, app)
+        world = World(base_url, stream, core, phone, sink, gemini, deepgram, app)
+        yield world
+    # Every Media Streams message both ways had Twilio's documented shape (sim.stream_wire).
+    found = [str(v) for client in world.clients for v in client.violations]
+    assert not found, "Media Streams messages off Twilio's documented wire:\n" + "\n".join(found)
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from sim.world import World, WorldTranscripts
 from telephony.settings import TwilioSettings
 from telephony.twilio_rest import TwilioTelephony
 from tests import mp3_frames
-from tests.conftest import INTERNAL_TOKEN, free_port, serve_asgi
+from tests.conftest import INTERNAL_TOKEN, assert_twilio_wire_clean, free_port, serve_asgi
 from tests.dates import tomorrow, tomorrows_since
 from tests.fakes.core_link import InMemoryCore, InMemoryCoreLink
 
@@ -235,6 +235,7 @@ async def stack(tmp_path: pathlib.Path, scenarios: Scenarios) -> AsyncIterator[S
                     world, rest, carrier, gemini, deepgram, core, tasks, telephony, sink, wire
                 )
                 await carrier.aclose()
+                assert_twilio_wire_clean(carrier)
         finally:
             await carrier.aclose()
             await telephony.aclose()
@@ -305,7 +306,9 @@ async def test_books_as_asked_with_recording_and_transcripts(stack: Stack) -> No
     assert not collections.Counter(call.ear) - collections.Counter(venue_lines)  # each once
     assert call.transcript("callee", "gemini") == []
     (leg,) = [leg for leg in stack.carrier.legs if leg.call_sid == sid]
-    assert leg.protocol_errors == []
+    # Every message both ways had Twilio's documented shape (and was checked: the counts).
+    assert leg.violations == [] and leg.violation_count == 0
+    assert leg.wire.checked["bridge"] > 100 and leg.wire.checked["carrier"] > 100
     hang_ups = [u for u in stack.rest.updates if u.form.get("Status") == "completed"]
     assert [u.call_sid for u in hang_ups] == [sid]  # the bridge hung up through the REST API
     assert leg.marks_echoed  # the bridge marked its utterances; the carrier echoed them

@@ -35,6 +35,7 @@ from sim.world import World
 from telephony import stream_tokens
 from telephony.twilio_rest import TwilioTelephony
 from tests import mp3_frames
+from tests.conftest import assert_twilio_wire_clean
 
 ACCOUNT = "AC" + "ca77" * 8
 TOKEN = "sim-carrier-twilio-token"
@@ -148,6 +149,7 @@ async def line() -> AsyncIterator[Line]:
             async with server:
                 yield Line(carrier, rest, telephony, sink, peers, behave)
                 await carrier.aclose()
+                assert_twilio_wire_clean(carrier)
         finally:
             await carrier.aclose()
             await telephony.aclose()
@@ -210,7 +212,10 @@ async def test_stream_wire_marks_clear_hang_up_and_recording(line: Line) -> None
     recording = line.sink.of(sid, "recording")[0]
     assert recording.recording_sid is not None
     leg = line.carrier.legs[0]
-    assert leg.protocol_errors == [] and leg.clears == 1 and leg.ended_by == "carrier"
+    assert leg.violations == [] and leg.clears == 1 and leg.ended_by == "carrier"
+    # Each message both ways was checked against Twilio's shapes: connected + start + the
+    # rest the peer read; 25 + 150 frames, two marks and a clear.
+    assert leg.wire.checked == {"carrier": 2 + len(peer.seqs), "bridge": 25 + 150 + 3}
     assert leg.marks_echoed == ["played", "cut"]
     # The recording is real MP3, served as audio/mpeg with its length, and as long as the
     # call's audio; its WAV (same audio, at Twilio's `.wav`) is checked sample by sample.
@@ -311,6 +316,41 @@ async def test_dtmf_update_replaces_the_stream(line: Line) -> None:
     assert [(x.act, x.stream_no) for x in conv.lines] == [("ivr_menu", 0), ("greeting", 1)]
 
 
+async def test_messages_off_the_documented_wire_are_recorded_and_ignored_like_twilio(
+    line: Line,
+) -> None:
+    async def behave(peer: Peer) -> None:
+        await peer.read(frames=25)
+        sid = peer.start.stream_sid
+        await peer.ws.send_text('{"event":"clear"}')  # no streamSid: 31951, not cleared
+        await peer.ws.send_text(json.dumps({"event": "clear", "streamSid": "MZ" + "f" * 32}))
+        await peer.ws.send_text(json.dumps({"event": "mark", "streamSid": sid, "mark": {}}))
+        await peer.ws.send_bytes(agent_audio(0.1))  # raw audio, not a media message: 31950
+        fat = {"event": "media", "streamSid": sid, "media": {"payload": "", "track": "outbound"}}
+        await peer.ws.send_text(json.dumps(fat))
+        await peer.ws.send_text(codec.media(sid, agent_audio(0.1)[:100]))  # played: any size
+        await peer.ws.send_text(codec.mark(sid, "after"))
+        await peer.read(until_mark="after")
+        await line.telephony.hang_up(peer.start.call_sid)
+        await peer.read()
+
+    line.behave.append(behave)
+    sid = await line.telephony.dial("call-off-wire", "+15550100")
+    await line.sink.wait(lambda: "completed" in line.sink.statuses(sid))
+    leg = line.carrier.legs[0]
+    assert leg.clears == 0 and leg.marks_echoed == ["after"]  # the refused ones did nothing
+    assert [(v.sender, v.code, v.reason) for v in leg.violations] == [
+        ("bridge", 31951, "'streamSid' is a required property"),
+        ("bridge", 31951, "streamSid is not the active stream's"),
+        ("bridge", 31951, "mark: 'name' is a required property"),
+        ("bridge", 31950, "binary frame (Media Streams messages are JSON text)"),
+        ("bridge", 31951, "media: unknown field 'track'"),
+        ("bridge", None, "media.payload is 100 bytes, not whole 20 ms frames (160)"),
+    ]
+    assert list(line.carrier.violations) == leg.violations
+    line.carrier.violations.clear()  # caused on purpose: the fixture's check is for the rest
+
+
 async def test_bridge_closing_the_socket_ends_the_call(line: Line) -> None:
     async def close(peer: Peer) -> None:
         await peer.read(frames=10)
@@ -340,3 +380,4 @@ async def test_without_a_stream_endpoint_the_call_stays_up_silently() -> None:
                 await telephony.aclose()
     assert sink.statuses(sid) == ["dialing", "ringing", "in_progress", "completed"]
     assert carrier.legs[0].ended_by is None  # never connected
+    assert_twilio_wire_clean(carrier)
