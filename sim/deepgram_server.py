@@ -39,6 +39,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import time
 import urllib.parse
@@ -71,6 +72,7 @@ __all__ = [
     "ScriptedUtterance",
     "TranscriptSource",
 ]
+logger = logging.getLogger(__name__)
 MODEL_UUID = deepgram_batch.MODEL_UUID
 MODEL_INFO = deepgram_batch.MODEL_INFO
 PROJECT_ID = "5a1e2b3c-0000-4000-8000-00000000d0c7"
@@ -202,7 +204,8 @@ class FakeDeepgram:
             return self._refuse(connection, 401, "Invalid credentials.")
         query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
         if problems := deepgram_rules.query_problems(query):
-            self.violations += [f"handshake: {p}" for p in problems]
+            for problem in problems:
+                self._violate(f"handshake: {problem}")
             self.rejected_upgrades += 1
             self._notify()
             return self._refuse(connection, 400, "; ".join(problems))
@@ -233,6 +236,12 @@ class FakeDeepgram:
             response.headers["dg-request-id"] = str(uuid.uuid4())
         return response
 
+    def _violate(self, problem: str) -> None:
+        logger.warning("deepgram protocol violation: %s", problem)
+        self.violations.append(problem)
+        if not self.keep_sessions:  # long-running: the log has them, keep only the newest
+            del self.violations[:-100]
+
     def check(self) -> None:
         """Fail (AssertionError) if any client broke the protocol; `async with` calls it."""
         if self.strict and self.violations:
@@ -256,14 +265,14 @@ class FakeDeepgram:
                 session.last_message_s = self._clock()
                 if isinstance(message, bytes):
                     if not message:  # Deepgram takes an empty frame as the end of the stream
-                        self.violations.append("an empty binary frame")
+                        self._violate("an empty binary frame")
                     session.audio += message
                     if not self.stalled:
                         await self._advance(connection, session)
                     self._notify()
                     continue
                 if problem := deepgram_rules.control_problem(message):
-                    self.violations.append(problem)
+                    self._violate(problem)
                     session.controls.append("invalid")
                     self._notify()
                     continue
