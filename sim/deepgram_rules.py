@@ -6,7 +6,8 @@ first. Names and value types follow Deepgram's `/v1/listen` reference as deepgra
 (the SDK's `Literal` sets for model, encoding and the boolean flags); the languages are the ones
 Deepgram lists for nova-3 streaming (including `multi`, code-switching). A refused handshake is
 an HTTP error with Deepgram's JSON body (`err_code`, `err_msg`, `request_id`) and its debugging
-headers (`dg-request-id` always, `dg-error` on failure). Pure functions, no I/O.
+headers (`dg-request-id` always, `dg-error` on failure). What the simulator sends back must
+parse as deepgram-sdk's typed live models with no field the type lacks. Pure functions, no I/O.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ import json
 import re
 import typing
 from collections.abc import Callable
+from typing import Any
 
+import pydantic
+from deepgram.listen.v1.types.listen_v1metadata import ListenV1Metadata
+from deepgram.listen.v1.types.listen_v1results import ListenV1Results
+from deepgram.listen.v1.types.listen_v1speech_started import ListenV1SpeechStarted
+from deepgram.listen.v1.types.listen_v1utterance_end import ListenV1UtteranceEnd
 from deepgram.types.listen_v1encoding import ListenV1Encoding
 from deepgram.types.listen_v1model import ListenV1Model
 
@@ -136,6 +143,39 @@ def control_problem(text: str) -> str | None:
     if set(message) != {"type"}:
         return f"unexpected fields in {message['type']}: {sorted(set(message) - {'type'})}"
     return None
+
+
+SENT_TYPES: dict[str, type[pydantic.BaseModel]] = {
+    "Results": ListenV1Results,
+    "Metadata": ListenV1Metadata,
+    "SpeechStarted": ListenV1SpeechStarted,
+    "UtteranceEnd": ListenV1UtteranceEnd,
+}
+
+
+def sent_problem(message: dict[str, Any]) -> str | None:
+    """Why a message the simulator sends is not one Deepgram sends (None: it is one)."""
+    model = SENT_TYPES.get(str(message.get("type")))
+    if model is None:
+        return f"sent an unknown message type {message.get('type')!r}"
+    try:
+        extras = _extras(model.model_validate(message))
+    except pydantic.ValidationError as exc:
+        return f"sent a malformed {message['type']}: {exc.errors()[0]['msg']}"
+    return f"sent {message['type']} with fields Deepgram lacks: {extras}" if extras else None
+
+
+def _extras(value: object, path: str = "") -> list[str]:
+    """Every field a typed model (or any model inside it) kept as an unknown extra."""
+    found: list[str] = []
+    if isinstance(value, pydantic.BaseModel):
+        found += [f"{path}.{name}" for name in value.model_extra or {}]
+        for name in type(value).model_fields:
+            found += _extras(getattr(value, name), f"{path}.{name}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found += _extras(item, f"{path}[{i}]")
+    return found
 
 
 def error_body(status: int, message: str, request_id: str) -> bytes:

@@ -398,10 +398,11 @@ class FakeDeepgram:
                 if message is not None:
                     await self._send(connection, session, message)
 
-    @staticmethod
     async def _send(
-        connection: ServerConnection, session: ListenSession, message: dict[str, Any]
+        self, connection: ServerConnection, session: ListenSession, message: dict[str, Any]
     ) -> None:
+        if problem := deepgram_rules.sent_problem(message):
+            self._violate(problem)
         session.sent.append(message)
         await connection.send(json.dumps(message))
 

@@ -135,3 +135,20 @@ async def test_a_lenient_sim_only_records() -> None:
     async with FakeDeepgram(strict=False) as fake:
         await _refusal(fake, "model=nova-3&bogus=1")
     assert fake.violations == ["handshake: unknown query parameter 'bogus'"]
+
+
+def test_what_the_sim_sends_is_checked_against_the_sdks_models() -> None:
+    metadata = {
+        "type": "Metadata",
+        "transaction_key": "deprecated",
+        "request_id": "r",
+        "sha256": "0",
+        "created": "2024-01-01T00:00:00.000Z",
+        "duration": 1.0,
+        "channels": 1,
+    }
+    assert deepgram_rules.sent_problem(metadata) is None
+    with_models = {**metadata, "models": ["m"]}  # batch metadata has it, live does not
+    assert "fields Deepgram lacks: ['.models']" in str(deepgram_rules.sent_problem(with_models))
+    assert "unknown message type" in str(deepgram_rules.sent_problem({"type": "Hello"}))
+    assert "malformed" in str(deepgram_rules.sent_problem({"type": "UtteranceEnd"}))
