@@ -60,7 +60,7 @@ def _positive_int(value: str) -> bool:
 
 
 def _endpointing(value: str) -> bool:
-    return value == "false" or value.isdigit()
+    return value in ("true", "false") or value.isdigit()
 
 
 def _text(value: str) -> bool:

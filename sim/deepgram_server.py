@@ -401,6 +401,8 @@ class FakeDeepgram:
     async def _send(
         self, connection: ServerConnection, session: ListenSession, message: dict[str, Any]
     ) -> None:
+        if session.params.get("language") == "multi":
+            message = deepgram_windows.multilingual(message)
         if problem := deepgram_rules.sent_problem(message):
             self._violate(problem)
         session.sent.append(message)

@@ -75,7 +75,8 @@ class CalleeTranscript:
     A final is one whole utterance: Deepgram's `is_final` pieces joined up to `speech_final`
     (or UtteranceEnd, or the end of the stream). `start_s` is the first word's time, not the
     window's, because a window's `start` includes the silence before the words. All times are
-    seconds of the audio pushed into the ear, across reconnections.
+    seconds of the audio pushed into the ear, across reconnections. `language` is the one
+    Deepgram heard most in the span when the stream listens for any (`multi`), else "".
     """
 
     text: str
@@ -84,6 +85,7 @@ class CalleeTranscript:
     start_s: float
     end_s: float
     words: list[tuple[str, float, float]]
+    language: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -376,10 +378,14 @@ def _span(
     None when they hold no words (silence)."""
     texts: list[str] = []
     words: list[tuple[str, float, float]] = []
+    heard: dict[str, int] = {}  # language → words (only on `multi` streams)
     for result in results:
         alternatives = result.channel.alternatives
         if alternatives and alternatives[0].transcript:
             texts.append(alternatives[0].transcript)
+            for w in alternatives[0].words:
+                if w.language:
+                    heard[w.language] = heard.get(w.language, 0) + 1
             words += [
                 (w.punctuated_word or w.word, _at(w.start, shift), _at(w.end, shift))
                 for w in alternatives[0].words
@@ -394,6 +400,7 @@ def _span(
         start_s=words[0][1] if words else _at(results[0].start, shift),
         end_s=words[-1][2] if words else _at(last.start + last.duration, shift),
         words=words,
+        language=max(heard, key=heard.__getitem__) if heard else "",
     )
 
 

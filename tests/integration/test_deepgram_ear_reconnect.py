@@ -1,8 +1,8 @@
 """The production DeepgramEar (deepgram-sdk) holding up against the loopback Deepgram: a lost
 stream is reopened mid-call with no lost line and offsets on the call's clock, 429/5xx
 handshakes are retried with backoff, a refused key is not, a spent budget ends in one EarLost,
-KeepAlive keeps a silent stream open past the idle timeout, and the task's language reaches
-the query."""
+KeepAlive keeps a silent stream open past the idle timeout, the task's language reaches the
+query, and a `multi` stream reports the language it heard."""
 
 from __future__ import annotations
 
@@ -241,3 +241,30 @@ async def test_the_tasks_language_reaches_deepgrams_query(
         await fake.wait_until(lambda: bool(fake.sessions))
     assert fake.sessions[0].params["language"] == deepgram_language
     assert fake.violations == []
+
+
+@pytest.mark.parametrize(
+    ("language", "text", "heard"),
+    [
+        ("multi", "Столик на троих, пожалуйста.", "ru"),
+        ("multi", "A table for three, please.", "en"),
+        ("ru", "Столик на троих, пожалуйста.", ""),
+    ],
+)
+async def test_a_multilingual_stream_reports_the_language_it_heard(
+    fake: FakeDeepgram, language: str, text: str, heard: str
+) -> None:
+    fake.script_utterance(text, at_audio_s=0.2)
+    ear = DeepgramEar(config(fake), language=language)
+    events = Heard(ear)
+    async with ear:
+        await fake.wait_until(lambda: bool(fake.sessions))
+        await feed(ear, fake, 2.5)
+        await poll(lambda: len(events.finals) == 1)
+    await events.ended()
+    assert [(f.text, f.language) for f in events.finals] == [(text, heard)]
+    results = fake.sessions[0].sent_of("Results")
+    # A `multi` stream echoes its (empty) language hints on every result; others never do.
+    assert all(
+        ("languages_hinted" in r["channel"]["alternatives"][0]) == bool(heard) for r in results
+    )
