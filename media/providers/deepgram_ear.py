@@ -160,7 +160,7 @@ class DeepgramEar:
         self._pieces: list[ListenV1Results] = []  # is_final pieces of the open utterance
         self.dropped_frames = 0
         self.dropped_events = 0
-        self.reconnects = 0
+        self.reconnects = 0  # attempts to reopen a lost stream (refused ones included)
 
     async def __aenter__(self) -> DeepgramEar:
         self.start()
