@@ -16,6 +16,12 @@ By default finals are cut as the real service cuts them (`sim.deepgram_windows`)
 `Finalize` flushes a started utterance as a final with `from_finalize: true`; `CloseStream`
 flushes, sends `Metadata` and closes 1000; `drop()` aborts the TCP connection (no close frame);
 `stalled = True` keeps reading but never answers (results, Finalize, CloseStream) again.
+The handshake is checked as Deepgram checks it (`sim.deepgram_rules`): a wrong key is refused
+401, an unknown or malformed query parameter 400, and `connect_failures` refuses the next
+handshakes with the statuses given (429, 503: an overloaded Deepgram), each with Deepgram's
+JSON error body and `dg-error`/`dg-request-id` headers. Text frames must be exactly
+`KeepAlive`, `Finalize` or `CloseStream`. Whatever real Deepgram would refuse is recorded in
+`violations`, and leaving `async with` fails (`check()`) unless `strict=False`.
 Wall time matters only for the idle timeout (1011 `NET-0001` after `idle_timeout_s` without a
 message), measured on an injectable `clock`/`sleep` pair so tests can advance it by hand.
 
@@ -33,128 +39,43 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import time
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
-from typing import Any, Protocol
+from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from sim import deepgram_batch, deepgram_windows
-from sim.deepgram_windows import Windows, WindowState
+from sim import deepgram_batch, deepgram_rules, deepgram_windows
+from sim.deepgram_script import (
+    MULAW_BYTES_PER_S,
+    ListenSession,
+    ScriptedUtterance,
+    TranscriptSource,
+)
+from sim.deepgram_windows import Windows
 from sim.http1 import read_head, write_json
 
-MULAW_BYTES_PER_S = 8000
+__all__ = [
+    "MODEL_INFO",
+    "MODEL_UUID",
+    "MULAW_BYTES_PER_S",
+    "BatchRequest",
+    "FakeDeepgram",
+    "ListenSession",
+    "ScriptedUtterance",
+    "TranscriptSource",
+]
+logger = logging.getLogger(__name__)
 MODEL_UUID = deepgram_batch.MODEL_UUID
 MODEL_INFO = deepgram_batch.MODEL_INFO
 PROJECT_ID = "5a1e2b3c-0000-4000-8000-00000000d0c7"
-
-
-@dataclasses.dataclass(slots=True)
-class ScriptedUtterance:
-    """What the callee "says", positioned on the audio clock.
-
-    Words last `word_s` each, back to back, unless `timings` gives each token's own
-    (start, end) in seconds after `at_audio_s`. `key` identifies it across calls of a
-    `TranscriptSource` (default: its position in the list). A recording's words also carry
-    the recording's length, `audio_s` (batch `metadata.duration`), when it is known.
-    """
-
-    text: str
-    at_audio_s: float
-    word_s: float
-    timings: tuple[tuple[float, float], ...] | None = None
-    key: object = None
-    audio_s: float | None = None
-
-    @property
-    def tokens(self) -> list[str]:
-        return self.text.split()
-
-    def _span(self, i: int) -> tuple[float, float]:
-        if self.timings is not None and i < len(self.timings):
-            start, end = self.timings[i]
-            return self.at_audio_s + start, self.at_audio_s + end
-        start = self.at_audio_s + i * self.word_s
-        return start, start + self.word_s
-
-    def word_end_s(self, count: int) -> float:
-        """When the first `count` words have been spoken."""
-        return round(self._span(count - 1)[1], 3) if count > 0 else self.at_audio_s
-
-    def word_dicts(self, count: int | None = None) -> list[dict[str, Any]]:
-        words = []
-        for i, token in enumerate(self.tokens[:count]):
-            start, end = self._span(i)
-            words.append(
-                {
-                    "word": token.strip('.,!?;:«»"').lower(),
-                    "start": round(start, 3),
-                    "end": round(end, 3),
-                    "confidence": 0.98,
-                    "punctuated_word": token,
-                }
-            )
-        return words
-
-    @property
-    def end_s(self) -> float:
-        return self.word_end_s(len(self.tokens))
-
-
-@dataclasses.dataclass(slots=True)
-class ListenSession:
-    """Everything one live connection sent and received, for assertions."""
-
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    audio: bytearray = dataclasses.field(default_factory=bytearray, repr=False)
-    controls: list[str] = dataclasses.field(default_factory=list)
-    sent: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    closed: bool = False
-    close_code: int | None = None
-    # utterance key → stages already emitted ("started", "interim", "final", "end")
-    progress: dict[object, set[str]] = dataclasses.field(default_factory=dict)
-    connection: ServerConnection | None = dataclasses.field(default=None, repr=False)
-    context: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
-    last_message_s: float = dataclasses.field(default=0.0, repr=False)  # on the server's clock
-    windows: WindowState = dataclasses.field(default_factory=WindowState, repr=False)
-
-    @property
-    def params(self) -> dict[str, str]:
-        return {k: v[-1] for k, v in self.query.items()}
-
-    @property
-    def audio_bytes(self) -> int:
-        return len(self.audio)
-
-    @property
-    def audio_s(self) -> float:
-        return len(self.audio) / MULAW_BYTES_PER_S
-
-    @property
-    def keepalives(self) -> int:
-        return self.controls.count("KeepAlive")
-
-    def sent_of(self, kind: str) -> list[dict[str, Any]]:
-        return [m for m in self.sent if m.get("type") == kind]
-
-
-class TranscriptSource(Protocol):
-    """Where a world-driven Deepgram learns what was said (instead of `script_utterance`)."""
-
-    def live(self, session: ListenSession) -> Sequence[ScriptedUtterance]:
-        """The callee's utterances on this session's audio clock, so far (may grow)."""
-        ...
-
-    def batch(self, body: bytes) -> ScriptedUtterance | None:
-        """The words of a recording posted for batch transcription, if it is known."""
-        ...
 
 
 @dataclasses.dataclass(slots=True)
@@ -179,6 +100,7 @@ class FakeDeepgram:
         source: TranscriptSource | None = None,
         keep_sessions: bool = True,
         windows: Windows | None = Windows(),
+        strict: bool = True,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -202,6 +124,11 @@ class FakeDeepgram:
         # Statuses the next batch requests are answered with, one each (429, 500, 503…),
         # as Deepgram does when overloaded; the request after them is served normally.
         self.batch_failures: list[int] = []
+        # Statuses the next live handshakes are refused with, one each (429, 503…).
+        self.connect_failures: list[int] = []
+        self.strict = strict
+        # Anything a client sent that real Deepgram refuses; `check()` fails the test on it.
+        self.violations: list[str] = []
         self._changed = asyncio.Event()
         self._ws_server: Server | None = None
         self._http_server: asyncio.Server | None = None
@@ -214,10 +141,15 @@ class FakeDeepgram:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+        self.check()
 
     async def start(self) -> None:
         self._ws_server = await serve(
-            self._handle_ws, "127.0.0.1", self._ports[0], process_request=self._check_upgrade
+            self._handle_ws,
+            "127.0.0.1",
+            self._ports[0],
+            process_request=self._check_upgrade,
+            process_response=self._tag_response,
         )
         self._http_server = await asyncio.start_server(
             self._handle_http, "127.0.0.1", self._ports[1]
@@ -263,13 +195,57 @@ class FakeDeepgram:
     # ---- live ------------------------------------------------------------------------------
 
     def _check_upgrade(self, connection: ServerConnection, request: Request) -> Response | None:
-        if urllib.parse.urlsplit(request.path).path != "/v1/listen":
+        split = urllib.parse.urlsplit(request.path)
+        if split.path != "/v1/listen":
             return connection.respond(HTTPStatus.NOT_FOUND, "Not Found\n")
         if request.headers.get("Authorization") != f"Token {self.api_key}":
             self.rejected_upgrades += 1
             self._notify()
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "Invalid credentials.\n")
+            return self._refuse(connection, 401, "Invalid credentials.")
+        query = urllib.parse.parse_qs(split.query, keep_blank_values=True)
+        if problems := deepgram_rules.query_problems(query):
+            for problem in problems:
+                self._violate(f"handshake: {problem}")
+            self.rejected_upgrades += 1
+            self._notify()
+            return self._refuse(connection, 400, "; ".join(problems))
+        if self.connect_failures:
+            self.rejected_upgrades += 1
+            self._notify()
+            status = HTTPStatus(self.connect_failures.pop(0))
+            return self._refuse(connection, status, status.phrase)
         return None
+
+    @staticmethod
+    def _refuse(connection: ServerConnection, status: int, message: str) -> Response:
+        """A refused upgrade as Deepgram answers it: JSON body, `dg-error` header."""
+        request_id = str(uuid.uuid4())
+        body = deepgram_rules.error_body(status, message, request_id)
+        response = connection.respond(HTTPStatus(status), body.decode())
+        del response.headers["Content-Type"]
+        response.headers["Content-Type"] = "application/json"
+        response.headers["dg-error"] = message
+        response.headers["dg-request-id"] = request_id
+        return response
+
+    @staticmethod
+    def _tag_response(
+        connection: ServerConnection, request: Request, response: Response
+    ) -> Response:
+        if "dg-request-id" not in response.headers:  # Deepgram tags every upgrade with one
+            response.headers["dg-request-id"] = str(uuid.uuid4())
+        return response
+
+    def _violate(self, problem: str) -> None:
+        logger.warning("deepgram protocol violation: %s", problem)
+        self.violations.append(problem)
+        if not self.keep_sessions:  # long-running: the log has them, keep only the newest
+            del self.violations[:-100]
+
+    def check(self) -> None:
+        """Fail (AssertionError) if any client broke the protocol; `async with` calls it."""
+        if self.strict and self.violations:
+            raise AssertionError(f"deepgram protocol violations: {self.violations}")
 
     async def _handle_ws(self, connection: ServerConnection) -> None:
         assert connection.request is not None
@@ -288,12 +264,19 @@ class FakeDeepgram:
                 message = await connection.recv()
                 session.last_message_s = self._clock()
                 if isinstance(message, bytes):
+                    if not message:  # Deepgram takes an empty frame as the end of the stream
+                        self._violate("an empty binary frame")
                     session.audio += message
                     if not self.stalled:
                         await self._advance(connection, session)
                     self._notify()
                     continue
-                kind = str(json.loads(message).get("type"))
+                if problem := deepgram_rules.control_problem(message):
+                    self._violate(problem)
+                    session.controls.append("invalid")
+                    self._notify()
+                    continue
+                kind = str(json.loads(message)["type"])
                 session.controls.append(kind)
                 self._notify()
                 if self.stalled:
@@ -415,10 +398,13 @@ class FakeDeepgram:
                 if message is not None:
                     await self._send(connection, session, message)
 
-    @staticmethod
     async def _send(
-        connection: ServerConnection, session: ListenSession, message: dict[str, Any]
+        self, connection: ServerConnection, session: ListenSession, message: dict[str, Any]
     ) -> None:
+        if session.params.get("language") == "multi":
+            message = deepgram_windows.multilingual(message)
+        if problem := deepgram_rules.sent_problem(message):
+            self._violate(problem)
         session.sent.append(message)
         await connection.send(json.dumps(message))
 

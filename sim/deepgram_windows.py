@@ -127,3 +127,21 @@ def flush(
     end = max(now_s, rest[-1]["end"])
     state.cursor_s, state.final_words[key] = end, len(words)
     return results(rest, start, end, final=True, speech_final=not finalize, from_finalize=finalize)
+
+
+def multilingual(message: dict[str, Any]) -> dict[str, Any]:
+    """A Results message as a `language=multi` stream sends it: each word tagged with the
+    language it was heard in, the alternative with the languages by word count, and the
+    (here empty) `language_hint` echo. The sim cannot listen, so a word is Russian if it is
+    written in Cyrillic, English otherwise."""
+    if message.get("type") != "Results":
+        return message
+    for alternative in message["channel"]["alternatives"]:
+        counts: dict[str, int] = {}
+        for word in alternative["words"]:
+            word["language"] = "ru" if any("а" <= c.lower() <= "я" for c in word["word"]) else "en"
+            counts[word["language"]] = counts.get(word["language"], 0) + 1
+        if counts:
+            alternative["languages"] = sorted(counts, key=lambda k: -counts[k])
+        alternative["languages_hinted"] = []
+    return message

@@ -2,11 +2,15 @@
 
 Gemini hears the callee too, but its input transcription is coarse and arrives late; the
 supervisor rules (voicemail, IVR, hold, screening) need fast, word-timed finals of the callee
-side only. This stage owns one Deepgram `/v1/listen` websocket per call through the official
+side only. This stage owns the call's Deepgram `/v1/listen` websocket through the official
 `deepgram-sdk` async client. The audio path must never wait on it: `push()` is synchronous and
-drops the oldest buffered frame when Deepgram stalls. Any failure (refused key, dropped socket,
-server error) ends the stage with exactly one `EarLost`; deciding to degrade to Gemini's
-transcription is the bridge's job, not ours.
+drops the oldest buffered frame when Deepgram stalls. KeepAlive holds the stream open through
+long silences (hold music, IVR waits). A lost stream (idle-timeout close, dropped socket, 429
+or 5xx) is reopened with bounded exponential backoff while the call goes on: audio pushed in
+the gap waits in the bounded buffer, and times from the new stream (which starts at 0 again)
+are moved onto the call's clock by the audio the earlier streams consumed. Only a refused key
+or request, or a spent reconnect budget, ends the stage with exactly one `EarLost`; deciding to
+degrade to Gemini's transcription is the bridge's job, not ours.
 
 The batch sibling (the recording after the call, for the merged transcript) is core's:
 `core.adapters.deepgram_batch`.
@@ -36,6 +40,8 @@ from common.aio import cancel_and_wait
 from media.providers.tls import default_tls
 
 logger = logging.getLogger(__name__)
+
+MULAW_BYTES_PER_S = 8000
 
 PRODUCTION_HTTP_BASE = DeepgramClientEnvironment.PRODUCTION.base
 PRODUCTION_WS_BASE = DeepgramClientEnvironment.PRODUCTION.production
@@ -68,7 +74,9 @@ class CalleeTranscript:
 
     A final is one whole utterance: Deepgram's `is_final` pieces joined up to `speech_final`
     (or UtteranceEnd, or the end of the stream). `start_s` is the first word's time, not the
-    window's, because a window's `start` includes the silence before the words.
+    window's, because a window's `start` includes the silence before the words. All times are
+    seconds of the audio pushed into the ear, across reconnections. `language` is the one
+    Deepgram heard most in the span when the stream listens for any (`multi`), else "".
     """
 
     text: str
@@ -77,6 +85,7 @@ class CalleeTranscript:
     start_s: float
     end_s: float
     words: list[tuple[str, float, float]]
+    language: str = ""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -104,12 +113,13 @@ EarEvent = CalleeTranscript | UtteranceEnd | SpeechStarted | EarLost
 
 
 class DeepgramEar:
-    """One live Deepgram stream for the callee side of one call.
+    """The live Deepgram stream (reopened when lost) for the callee side of one call.
 
     `async with ear:` starts a single owned task that connects, sends audio/KeepAlive and turns
-    server messages into `EarEvent`s; `aclose()` sends CloseStream, waits up to
-    `close_timeout_s` for the last finals and the server's close, then cancels what is left.
-    `events()` ends after the stream is closed or lost.
+    server messages into `EarEvent`s, reconnecting up to `reconnect_attempts` times in a row
+    (backoff from `backoff_s`, doubling, capped at `max_backoff_s`); `aclose()` sends
+    CloseStream, waits up to `close_timeout_s` for the last finals and the server's close, then
+    cancels what is left. `events()` ends after the stream is closed or lost for good.
     """
 
     def __init__(
@@ -121,15 +131,26 @@ class DeepgramEar:
         max_buffered_frames: int = 100,
         max_buffered_events: int = 256,
         close_timeout_s: float = 2.0,
+        reconnect_attempts: int = 5,
+        backoff_s: float = 0.25,
+        max_backoff_s: float = 4.0,
         call_id: str = "",
     ) -> None:
         self._config = config
         self._language = language
         self._keepalive_interval_s = keepalive_interval_s
         self._close_timeout_s = close_timeout_s
+        self._reconnect_attempts = reconnect_attempts
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
         self._log_extra = {"call_id": call_id}
-        # None in the audio queue means "no more audio: send CloseStream".
-        self._audio: asyncio.Queue[bytes | None] = asyncio.Queue(max_buffered_frames)
+        # (byte position on the ear's audio clock, frame); None means "no more audio: send
+        # CloseStream".
+        self._audio: asyncio.Queue[tuple[int, bytes] | None] = asyncio.Queue(max_buffered_frames)
+        self._pushed_bytes = 0
+        self._stream_base: float | None = None  # the open stream's 0 on the ear's clock
+        self._answered = False  # the open stream has sent us something
+        self._closed = asyncio.Event()
         self._events: asyncio.Queue[EarEvent | None] = asyncio.Queue(max_buffered_events)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -139,6 +160,7 @@ class DeepgramEar:
         self._pieces: list[ListenV1Results] = []  # is_final pieces of the open utterance
         self.dropped_frames = 0
         self.dropped_events = 0
+        self.reconnects = 0  # attempts to reopen a lost stream (refused ones included)
 
     async def __aenter__(self) -> DeepgramEar:
         self.start()
@@ -155,7 +177,8 @@ class DeepgramEar:
         """Queue one μ-law frame; never blocks. Drops the oldest frame if Deepgram stalls."""
         if self._closing or self._finished:
             return
-        if self._offer(self._audio, mulaw_20ms):
+        at, self._pushed_bytes = self._pushed_bytes, self._pushed_bytes + len(mulaw_20ms)
+        if self._offer(self._audio, (at, mulaw_20ms)):
             self.dropped_frames += 1
 
     async def events(self) -> AsyncIterator[EarEvent]:
@@ -167,6 +190,7 @@ class DeepgramEar:
         if self._closing:
             return
         self._closing = True
+        self._closed.set()
         task = self._task
         try:
             if task is not None and not task.done():
@@ -178,15 +202,39 @@ class DeepgramEar:
             self._finish()
 
     async def _run(self) -> None:
+        # Attempts in a row that failed; a stream Deepgram answered on starts the count again.
+        failures = 0
         try:
-            await self._stream()
-            if not self._closing:
-                self._lose(self._server_error or "deepgram closed the stream unexpectedly")
-        except Exception as exc:
-            self._lose(self._server_error or self._failure_reason(exc))
+            while not self._closing:
+                self._answered, self._stream_base, self._server_error = False, None, ""
+                try:
+                    await self._stream()
+                    retry, reason = True, "deepgram closed the stream unexpectedly"
+                except Exception as exc:
+                    retry, reason = _retryable(exc), self._failure_reason(exc)
+                self._flush()  # the lost stream's settled pieces are still the callee's words
+                if self._closing:
+                    return
+                reason = self._server_error or reason
+                failures = 1 if self._answered else failures + 1
+                if not retry or failures > self._reconnect_attempts:
+                    self._lose(reason)
+                    return
+                logger.warning("deepgram ear reconnecting: %s", reason, extra=self._log_extra)
+                self.reconnects += 1
+                await self._backoff(failures)
         finally:
             self._flush()
             self._finish()
+
+    async def _backoff(self, failures: int) -> None:
+        """Wait before the next attempt; `aclose()` cuts the wait short."""
+        delay = min(self._max_backoff_s, self._backoff_s * 2 ** (failures - 1))
+        try:
+            async with asyncio.timeout(delay):
+                await self._closed.wait()
+        except TimeoutError:
+            pass
 
     async def _stream(self) -> None:
         # The SDK wants an httpx client even for the websocket; the shared TLS context keeps
@@ -240,10 +288,14 @@ class DeepgramEar:
             if frame is None:
                 await conn.send_close_stream()
                 return
-            await conn.send_media(frame)
+            at, audio = frame
+            if self._stream_base is None:  # this stream's time 0 on the ear's clock
+                self._stream_base = at / MULAW_BYTES_PER_S
+            await conn.send_media(audio)
 
     async def _recv_loop(self, conn: AsyncV1SocketClient) -> None:
         async for message in conn:
+            self._answered = True
             event = self._to_event(message)
             if event is not None:
                 self._offer_event(event)
@@ -253,12 +305,12 @@ class DeepgramEar:
             if message.is_final:
                 self._pieces.append(message)
                 return self._flush_event() if message.speech_final else None
-            return _span([message], is_final=False)
+            return _span([message], is_final=False, shift=self._shift)
         if isinstance(message, ListenV1UtteranceEnd):
             self._flush()
-            return UtteranceEnd(last_word_end=message.last_word_end)
+            return UtteranceEnd(last_word_end=_at(message.last_word_end, self._shift))
         if isinstance(message, ListenV1SpeechStarted):
-            return SpeechStarted(timestamp=message.timestamp)
+            return SpeechStarted(timestamp=_at(message.timestamp, self._shift))
         if isinstance(message, ListenV1Error):
             self._server_error = f"deepgram error {message.code or message.variant}"
             logger.warning(
@@ -269,7 +321,11 @@ class DeepgramEar:
 
     def _flush_event(self) -> CalleeTranscript | None:
         pieces, self._pieces = self._pieces, []
-        return _span(pieces, is_final=True)
+        return _span(pieces, is_final=True, shift=self._shift)
+
+    @property
+    def _shift(self) -> float:
+        return self._stream_base or 0.0
 
     def _flush(self) -> None:
         """Report the open utterance's settled pieces as one final line, if they hold words."""
@@ -305,15 +361,35 @@ class DeepgramEar:
                 evicted = True
 
 
-def _span(results: list[ListenV1Results], *, is_final: bool) -> CalleeTranscript | None:
-    """One transcript span from Results pieces; None when they hold no words (silence)."""
+def _retryable(exc: BaseException) -> bool:
+    """Worth reconnecting: a lost or refused-for-now stream (network, close, 429, 5xx); not a
+    refused key (401/403), a request Deepgram rejects (other 4xx) or a bug of ours."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    if isinstance(exc, ApiError):
+        return exc.status_code is None or exc.status_code == 429 or exc.status_code >= 500
+    return isinstance(exc, OSError | TimeoutError | websockets.exceptions.WebSocketException)
+
+
+def _span(
+    results: list[ListenV1Results], *, is_final: bool, shift: float
+) -> CalleeTranscript | None:
+    """One transcript span from Results pieces, moved `shift` seconds onto the ear's clock;
+    None when they hold no words (silence)."""
     texts: list[str] = []
     words: list[tuple[str, float, float]] = []
+    heard: dict[str, int] = {}  # language → words (only on `multi` streams)
     for result in results:
         alternatives = result.channel.alternatives
         if alternatives and alternatives[0].transcript:
             texts.append(alternatives[0].transcript)
-            words += [(w.punctuated_word or w.word, w.start, w.end) for w in alternatives[0].words]
+            for w in alternatives[0].words:
+                if w.language:
+                    heard[w.language] = heard.get(w.language, 0) + 1
+            words += [
+                (w.punctuated_word or w.word, _at(w.start, shift), _at(w.end, shift))
+                for w in alternatives[0].words
+            ]
     if not texts:
         return None
     last = results[-1]
@@ -321,7 +397,13 @@ def _span(results: list[ListenV1Results], *, is_final: bool) -> CalleeTranscript
         text=" ".join(texts),
         is_final=is_final,
         speech_final=bool(last.speech_final),
-        start_s=words[0][1] if words else results[0].start,
-        end_s=words[-1][2] if words else last.start + last.duration,
+        start_s=words[0][1] if words else _at(results[0].start, shift),
+        end_s=words[-1][2] if words else _at(last.start + last.duration, shift),
         words=words,
+        language=max(heard, key=heard.__getitem__) if heard else "",
     )
+
+
+def _at(stream_s: float, shift: float) -> float:
+    """A stream time on the ear's clock, to the millisecond (no float dust in offsets)."""
+    return round(stream_s + shift, 3) if shift else stream_s

@@ -37,7 +37,7 @@ from media.twilio.webhooks import TelephonyEvent
 from telephony.settings import TwilioSettings
 from tests.conftest import INTERNAL_TOKEN, free_port, serve_asgi
 from tests.fakes.core_link import InMemoryCore, InMemoryCoreLink
-from tests.fakes.deepgram import FakeDeepgram
+from tests.fakes.deepgram import FakeDeepgram, ScriptedUtterance
 from tests.fakes.gemini_live import FakeGeminiLive, either_case
 from tests.fakes.telephony import FakeTelephony
 from tests.fakes.twilio_stream import TwilioStreamClient
@@ -490,11 +490,36 @@ async def test_go_away_mid_utterance_resumes_and_audio_continues(world: World) -
     assert max(level(r.payload) for r in client.media()[before:]) < 3_000
 
 
-async def test_deepgram_drop_degrades_to_gemini_transcription(world: World) -> None:
+def lose_the_ear(world: World) -> None:
+    """Lose Deepgram for good: the key is revoked (a 401 is not retried), then the socket drops."""
+    world.deepgram.api_key = "revoked-deepgram-key"
+    world.deepgram.drop()
+
+
+async def test_a_dropped_ear_reconnects_and_the_call_goes_on(world: World) -> None:
+    dg = world.deepgram
+    async with world.client():
+        link = await started(world)
+        await dg.wait_until(lambda: bool(dg.sessions) and dg.sessions[0].audio_s >= 1.0)
+        dg.drop()
+        await dg.wait_until(lambda: len(dg.sessions) == 2 and dg.sessions[1].audio_bytes > 0)
+        first_s = dg.sessions[0].audio_s
+        # Said on the new stream, whose clock starts at 0 again.
+        dg.utterances.append(ScriptedUtterance("Sorry, the line broke.", 0.5, dg.word_s, key="b"))
+        await world.core.wait_until(lambda: bool(callee_lines(link)))
+        await agent_says(world, link, "No problem, a table for two?")
+    assert callee_lines(link) == [("Sorry, the line broke.", "supervisor_stt")]
+    assert not any(d.kind == "ear_lost" for d in link.decisions)
+    (line,) = [t for t in link.transcripts if t.speaker == "callee"]
+    # On the call's clock: after what the first stream heard (plus what the drop lost in flight).
+    assert first_s * 1000 + 500 <= line.offset_ms <= first_s * 1000 + 1000
+
+
+async def test_deepgram_lost_for_good_degrades_to_gemini_transcription(world: World) -> None:
     async with world.client():
         link = await started(world)
         await world.deepgram.wait_until(lambda: bool(world.deepgram.sessions))
-        world.deepgram.drop()
+        lose_the_ear(world)
         await world.core.wait_until(lambda: any(d.kind == "ear_lost" for d in link.decisions))
         assert link.decisions[0].action == "degrade"
         # The supervisor now reads Gemini's transcription of the callee.
@@ -560,7 +585,7 @@ async def test_once_the_ear_is_lost_geminis_callee_lines_are_the_record(world: W
         await world.core.wait_until(lambda: bool(callee_lines(link)))
         await world.gemini.transcribe_input("hello luigis")
         await agent_says(world, link, "Hi, a table for four tonight?")
-        world.deepgram.drop()
+        lose_the_ear(world)
         await world.core.wait_until(lambda: any(d.kind == "ear_lost" for d in link.decisions))
         await world.gemini.transcribe_input("We are fully booked tonight.")
         await world.core.wait_until(lambda: len(callee_lines(link)) == 2)
@@ -576,7 +601,7 @@ async def test_geminis_pieces_make_one_line_each_without_an_end_marker(world: Wo
     async with world.client():
         link = await started(world)
         await world.deepgram.wait_until(lambda: bool(world.deepgram.sessions))
-        world.deepgram.drop()
+        lose_the_ear(world)
         await world.core.wait_until(lambda: any(d.kind == "ear_lost" for d in link.decisions))
         await world.gemini.transcribe_input("We are fully")
         await world.gemini.transcribe_input(" booked tonight.")

@@ -1,6 +1,7 @@
 """DeepgramEar (media) and DeepgramBatch (core) through the real deepgram-sdk against the loopback
 fake Deepgram: query parameters and auth on the wire, typed transcripts with word timings,
-KeepAlive, CloseStream, drops and refused keys ending in exactly one EarLost."""
+KeepAlive, CloseStream, drops and refused keys ending in exactly one EarLost (reconnection is
+in test_deepgram_ear_reconnect)."""
 
 from __future__ import annotations
 
@@ -146,8 +147,10 @@ async def test_aclose_is_bounded_when_deepgram_never_answers_close_stream(
     await fake.wait_until(lambda: "CloseStream" in fake.sessions[0].controls)
 
 
-async def test_a_dropped_connection_yields_exactly_one_ear_lost(fake: FakeDeepgram) -> None:
-    async with DeepgramEar(_config(fake)) as ear:
+async def test_a_dropped_connection_without_reconnects_yields_exactly_one_ear_lost(
+    fake: FakeDeepgram,
+) -> None:
+    async with DeepgramEar(_config(fake), reconnect_attempts=0) as ear:
         ear.push(SILENCE_20MS)
         await fake.wait_until(lambda: bool(fake.sessions) and fake.sessions[0].audio_bytes > 0)
         fake.drop()
@@ -166,9 +169,10 @@ async def test_a_refused_key_yields_ear_lost_with_a_clear_reason(fake: FakeDeepg
     assert "wrong-key" not in repr(_config(fake, key="wrong-key"))
 
 
-async def test_server_idle_timeout_without_keepalive_loses_the_ear() -> None:
+async def test_server_idle_timeout_without_keepalive_or_reconnects_loses_the_ear() -> None:
     async with FakeDeepgram(idle_timeout_s=0.1) as fake:
-        async with DeepgramEar(_config(fake), keepalive_interval_s=30) as ear:
+        ear = DeepgramEar(_config(fake), keepalive_interval_s=30, reconnect_attempts=0)
+        async with ear:
             events = await _collect(ear)
     assert len(events) == 1 and isinstance(events[0], EarLost)
     assert "1011" in events[0].reason and "NET-0001" in events[0].reason

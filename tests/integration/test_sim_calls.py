@@ -405,6 +405,9 @@ async def test_menus_machines_and_hang_ups_at_once(stack: Stack) -> None:
     speech = setup.get("generationConfig", {}).get("speechConfig") or {}
     assert "language_code" not in speech and "languageCode" not in speech
     assert russian.said[0].startswith(DEFAULT_DISCLOSURES["ru"]), stack.dump(russian.sid)
+    # ... and the ear listens for Russian on the Russian call only (nova-3 takes `ru`).
+    languages = [s.params["language"] for s in stack.deepgram.sessions]
+    assert languages.count("ru") >= 1 and set(languages) == {"ru", "en-US"}
     await assert_clean_gemini_wire(stack)
 
 
