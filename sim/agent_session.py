@@ -206,8 +206,8 @@ class AgentSession:
         """The switched-on connection cuts (`LiveQuirks`), made between the model's turns."""
         quirks = self.agents.quirks_for(conv)
         turns = self.agents.turns[conv.call_sid]
-        if self.conn.closed.is_set():
-            return
+        if self.conn.closed.is_set() or self._deferred or not self._idle():
+            return  # not while the model still has unread input: the cut would lose it
         after = quirks.go_away_after_turn
         if after is not None and turns >= after and self.agents.cut_once(conv, "go_away"):
             await self.server.go_away_on(self.conn, quirks.go_away_time_left_s)
@@ -215,6 +215,9 @@ class AgentSession:
         after = quirks.close_after_turn
         if after is not None and turns >= after and self.agents.cut_once(conv, "close"):
             await self.server.fail_on(self.conn, quirks.close_code, quirks.close_reason)
+
+    def _idle(self) -> bool:
+        return self.conn.inbox is None or self.conn.inbox.empty()
 
     async def _on_deadline(self, conv: Conversation, policy: AgentPolicy) -> None:
         if policy.pending is not None:

@@ -413,3 +413,52 @@ async def test_a_venue_from_a_users_scenario_file_answers_as_written(stack: Stac
     assert call.outcome.venue_name == "Closed Day Bistro"
     assert (call.outcome.refusal_reason or "").startswith("we are closed on ")
     assert "Closed Day Bistro" in call.heard and "Hugo" in call.heard  # its greeting, as written
+
+
+def flaky_model_line() -> str:
+    """A user's venue whose model connection is cut twice: a planned goAway after the agent's
+    first turn, then an internal error (1011) after its second."""
+    return """\
+number = "+15550191"
+name = "Flaky Line Bistro"
+story = "books as asked while the model's connection is cut twice"
+language = "en"
+host = "Ines"
+answering = "human"
+manner = "polite"
+
+[hours]
+opens = "12:00"
+closes = "23:00"
+
+[booking]
+behaviour = "offers_other_time"
+
+[gemini]
+go_away_after_turn = 1
+go_away_time_left_s = 2
+close_after_turn = 2
+close_code = 1011
+"""
+
+
+@pytest.mark.parametrize("scenarios", [flaky_model_line], indirect=True, ids=["flaky-line"])
+async def test_a_call_survives_a_go_away_and_an_internal_error_with_the_same_conversation(
+    stack: Stack,
+) -> None:
+    call = await stack.call("+15550191", "Table for 2 tomorrow at 19:00 under Anna")
+    sid = call.sid
+    assert call.outcome is not None and call.outcome.outcome == "booked", stack.dump(sid)
+    gemini = stack.gemini
+    async with asyncio.timeout(30):
+        await gemini.wait_until(lambda: not gemini.connections)
+    # Both cuts were resumed with a handle: the same session went on, not a new one.
+    assert gemini.resumptions == 2, stack.dump(sid)
+    assert dict(gemini.close_codes) == {1000: 2, 1011: 1}  # the goAway leave is clean
+    assert stack.wire.errors == []
+    # No turn lost or said twice: what core got is what the agent truly said, in order.
+    conv = stack.world.get(sid)
+    assert conv is not None
+    true_agent = [t.text for t in truth.true_turns(conv) if t.speaker == "agent"]
+    assert true_agent == call.said, stack.dump(sid)
+    assert len(call.questions) == 1  # the question survived the cuts, asked once
