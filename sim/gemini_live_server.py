@@ -9,15 +9,18 @@ on the newest live connection, and read back what the client sent through plain 
 
 The simulated world instead passes an `agent`: one task per connection (owned by the
 connection's handler, cancelled when it closes) that reads the connection's `inbox` (user
-turns, tool results) and answers through the per-connection `say_on` / `send_tool_call_on` /
-`send_on`; `audio_tap` lets it look at the caller's audio as it arrives.
+turns, tool results, withdrawn calls) and answers through the per-connection `say_on` /
+`send_tool_call_on` / `send_on`, and cuts it with `go_away_on` / `fail_on`; `audio_tap` lets it
+look at the caller's audio as it arrives.
 
 Behaviour that needs no script: every client frame is parsed strictly against the published
 v1beta schema (`sim.live_schema`; an unknown field closes the socket with 1007 and a reason,
 as Google does), only the v1beta path is served, setup is answered with an empty
 `setupComplete` and resumption handles are issued after setup and after every finished model
 turn (here, with the socket); what the client sends is read, and caller speech detected and
-allowed to barge in, by `sim.live_listener`; model turns are paced out by `sim.live_speaker`.
+allowed to barge in, by `sim.live_listener`; model turns are paced out, billed in
+`usageMetadata` (`sim.live_usage`, one meter per logical session) and, on a barge-in, have
+their pending NON_BLOCKING calls withdrawn by `sim.live_speaker`.
 """
 
 from __future__ import annotations

@@ -52,8 +52,18 @@ def tone_24k(ms: int) -> bytes:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeGeminiLive]:
+    """The stand-in, with every frame it sends checked against the published v1beta schema."""
+    errors: list[str] = []
+
+    def check(direction: str, raw: bytes) -> None:
+        error = live_schema.server_frame_errors(raw) if direction == "server" else None
+        if error is not None:
+            errors.append(error)
+
     async with FakeGeminiLive(api_key=KEY) as server:
+        server.frame_tap = check
         yield server
+    assert errors == []
 
 
 def session_for(fake: FakeGeminiLive, *, api_key: str = KEY, **kwargs: Any) -> GeminiLiveSession:
