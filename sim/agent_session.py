@@ -8,9 +8,11 @@ the callee's turns (the server's energy VAD) it sends Gemini's `inputTranscripti
 venue said and plays the policy's moves: paced 24 kHz speech with its `outputTranscription`,
 tool calls, `ask_user` and `end_call` (waiting for the answer only for a tool the client
 declared BLOCKING; a SILENT answer gets no reaction). An agent line cut short by barge-in is
-marked `interrupted` in the conversation so the venue does not answer it. The policy is kept per
-call, so a replacement connection (resumption, a new stream after DTMF) continues the same
-conversation.
+marked `interrupted` in the conversation so the venue does not answer it; an `ask_user` the
+server withdrew on that barge-in is then answered only by a message. Between the model's
+turns the session makes the connection cuts its call's `LiveQuirks` switch on (goAway, error
+close). The policy is kept per call, so a replacement connection (resumption, a new stream after
+DTMF) continues the same conversation.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from sim.agent import (
     supervisor_cue,
 )
 from sim.gemini_live_server import FakeGeminiLive
-from sim.live_connection import ClientEvent, LiveConnection, ToolResult, UserTurn
+from sim.live_connection import ClientEvent, LiveConnection, ToolResult, ToolsCancelled, UserTurn
+from sim.live_quirks import LiveQuirks
 from sim.world import Conversation, World
 
 logger = logging.getLogger(__name__)
@@ -58,8 +61,12 @@ class SimAgents:
         opening_wait_s: float = 6.0,
         customer_timeout_s: float = 90.0,
         overclaim: bool = False,
+        quirks: LiveQuirks | None = None,
     ) -> None:
         self.world = world
+        self.quirks = quirks  # for every call; None: each venue's own (`Venue.gemini`)
+        self.turns: collections.Counter[str] = collections.Counter()  # model turns per call
+        self.cuts: set[tuple[str, str]] = set()  # (call, cut) already made
         self.overclaim = overclaim  # test-only: every agent claims `booked` (see AgentPolicy)
         self.identify_timeout_s = identify_timeout_s
         self.opening_wait_s = opening_wait_s
@@ -76,9 +83,21 @@ class SimAgents:
         finally:
             self.sessions.remove(session)
 
+    def quirks_for(self, conv: Conversation) -> LiveQuirks:
+        return self.quirks or conv.venue.gemini
+
+    def cut_once(self, conv: Conversation, cut: str) -> bool:
+        """True the first time `cut` is asked for on this call (a resumed call goes on)."""
+        if (conv.call_sid, cut) in self.cuts:
+            return False
+        self.cuts.add((conv.call_sid, cut))
+        return True
+
     def policy_for(self, conv: Conversation, conn: LiveConnection) -> AgentPolicy:
         for sid in [s for s in self.policies if self.world.get(s) is None]:
             del self.policies[sid]  # calls long gone
+            self.turns.pop(sid, None)
+            self.cuts = {cut for cut in self.cuts if cut[0] != sid}
         policy = self.policies.get(conv.call_sid)
         if policy is None:
             instructions = read_instructions(conn.system_instruction)
@@ -108,6 +127,7 @@ class AgentSession:
         conv = await self._identify()
         conv.model_claimed = True
         self.conversation = conv
+        self.conn.cancel_tools_on_barge_in = self.agents.quirks_for(conv).cancel_tools_on_barge_in
         try:
             await self._converse(conv, self.agents.policy_for(conv, self.conn))
         finally:
@@ -169,13 +189,35 @@ class AgentSession:
                         event = await inbox.get()
                 except TimeoutError:
                     await self._on_deadline(conv, policy)
+                    await self._cut(conv)
                     continue
             if isinstance(event, ToolResult):
                 await self._tool_result(conv, policy, event)
+            elif isinstance(event, ToolsCancelled):
+                if self._ask_id in event.ids:
+                    self._ask_id = None  # withdrawn: an answer now comes only as a message
             elif event.kind == "text":
                 await self._text(conv, policy, event.text)
             else:
                 await self._heard(conv, policy, event)
+            await self._cut(conv)
+
+    async def _cut(self, conv: Conversation) -> None:
+        """The switched-on connection cuts (`LiveQuirks`), made between the model's turns."""
+        quirks = self.agents.quirks_for(conv)
+        turns = self.agents.turns[conv.call_sid]
+        if self.conn.closed.is_set() or self._deferred or not self._idle():
+            return  # not while the model still has unread input: the cut would lose it
+        after = quirks.go_away_after_turn
+        if after is not None and turns >= after and self.agents.cut_once(conv, "go_away"):
+            await self.server.go_away_on(self.conn, quirks.go_away_time_left_s)
+            return
+        after = quirks.close_after_turn
+        if after is not None and turns >= after and self.agents.cut_once(conv, "close"):
+            await self.server.fail_on(self.conn, quirks.close_code, quirks.close_reason)
+
+    def _idle(self) -> bool:
+        return self.conn.inbox is None or self.conn.inbox.empty()
 
     async def _on_deadline(self, conv: Conversation, policy: AgentPolicy) -> None:
         if policy.pending is not None:
@@ -284,3 +326,5 @@ class AgentSession:
         result = await self.server.say_on(self.conn, speech.pcm, move.text)
         if result.interrupted:
             line.interrupted = True
+        elif not result.connection_closed:
+            self.agents.turns[conv.call_sid] += 1

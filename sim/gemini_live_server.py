@@ -9,15 +9,18 @@ on the newest live connection, and read back what the client sent through plain 
 
 The simulated world instead passes an `agent`: one task per connection (owned by the
 connection's handler, cancelled when it closes) that reads the connection's `inbox` (user
-turns, tool results) and answers through the per-connection `say_on` / `send_tool_call_on` /
-`send_on`; `audio_tap` lets it look at the caller's audio as it arrives.
+turns, tool results, withdrawn calls) and answers through the per-connection `say_on` /
+`send_tool_call_on` / `send_on`, and cuts it with `go_away_on` / `fail_on`; `audio_tap` lets it
+look at the caller's audio as it arrives.
 
 Behaviour that needs no script: every client frame is parsed strictly against the published
 v1beta schema (`sim.live_schema`; an unknown field closes the socket with 1007 and a reason,
 as Google does), only the v1beta path is served, setup is answered with an empty
 `setupComplete` and resumption handles are issued after setup and after every finished model
 turn (here, with the socket); what the client sends is read, and caller speech detected and
-allowed to barge in, by `sim.live_listener`; model turns are paced out by `sim.live_speaker`.
+allowed to barge in, by `sim.live_listener`; model turns are paced out, billed in
+`usageMetadata` (`sim.live_usage`, one meter per logical session) and, on a barge-in, have
+their pending NON_BLOCKING calls withdrawn by `sim.live_speaker`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import asyncio
 import collections
 import http
 import itertools
+import json
 import re
 import ssl
 from collections.abc import Callable, Coroutine
@@ -41,6 +45,7 @@ from sim import live_schema, live_speaker
 from sim.live_connection import FrameTap, LiveConnection, SayResult, UserTurn, duration_s
 from sim.live_listener import Listener
 from sim.live_speaker import AUDIO_OUT_MIME as AUDIO_OUT_MIME
+from sim.live_usage import UsageMeter
 
 # Only the published schema's version: a client left on the SDK's default path gets 404.
 PATH_RE = re.compile(
@@ -71,6 +76,7 @@ class FakeGeminiLive:
         barge_in: bool = True,
         end_of_turn_silence_ms: int = 500,
         issue_handles: bool = True,
+        cancel_tools_on_barge_in: bool = True,
         port: int = 0,
         cert_chain_file: str | None = None,
         ca_file: str | None = None,
@@ -85,6 +91,9 @@ class FakeGeminiLive:
             end_of_turn_silence_ms=end_of_turn_silence_ms,
         )
         self.issue_handles = issue_handles  # False: never volunteer a resumption handle
+        self.cancel_tools_on_barge_in = cancel_tools_on_barge_in
+        self.meters: dict[str, UsageMeter] = {}  # logical session -> its token meter
+        self.resumptions = 0  # connections that resumed a session with a handle
         self.connections: list[LiveConnection] = []
         self.handles: dict[str, int] = {}  # issued handle -> logical session number
         # Either the files sim/main.py persisted (so another process can trust them) or a
@@ -226,6 +235,8 @@ class FakeGeminiLive:
         """Send a function call without waiting; the answer reaches `conn.inbox`. Returns its id."""
         call_id = f"fc-{next(self._ids)}"
         message = {"toolCall": {"functionCalls": [{"id": call_id, "name": name, "args": args}]}}
+        if not conn.blocks_on(name):
+            conn.turn_calls.append(call_id)  # part of the model's turn until it ends
         await self.send_on(conn, message)
         return call_id
 
@@ -304,6 +315,29 @@ class FakeGeminiLive:
         except TimeoutError:
             assert conn.ws is not None
             await conn.ws.close(1000, "session time limit reached")
+
+    async def go_away_on(self, conn: LiveConnection, time_left_s: float) -> None:
+        """A planned cut of one connection, as Google does it: a fresh handle (the server
+        sends them as it goes), `goAway{timeLeft}`, then a close once the time is up unless
+        the client left first. A closed connection is not an error."""
+        try:
+            if conn.resumption_requested and self.issue_handles:
+                await self._issue_handle(conn)
+            away = {"goAway": {"timeLeft": f"{time_left_s:g}s"}}
+            await conn.send(away, binary=self.binary_frames)
+            async with asyncio.timeout(time_left_s):
+                await conn.closed.wait()
+        except TimeoutError:
+            assert conn.ws is not None
+            await conn.ws.close(1000, "session time limit reached")
+        except ConnectionClosed:
+            pass
+
+    async def fail_on(self, conn: LiveConnection, code: int, reason: str) -> None:
+        """Close one connection with an error code and Google's reason for it."""
+        assert conn.ws is not None
+        await conn.ws.close(code, reason)
+        await conn.closed.wait()
 
     async def drop(self) -> None:
         """Cut the current connection without a close frame (client sees 1006)."""
@@ -392,8 +426,13 @@ class FakeGeminiLive:
                 return
             conn.resume_handle = handle
             conn.session_id = f"sess-{self.handles[handle]}"
+            self.resumptions += 1
         else:
             conn.session_id = f"sess-{next(self._sessions)}"
+            self.meters[conn.session_id] = UsageMeter()
+            self.meters[conn.session_id].heard_text(json.dumps(setup))  # instruction and tools
+        conn.usage = self.meters.setdefault(conn.session_id, UsageMeter())
+        conn.cancel_tools_on_barge_in = self.cancel_tools_on_barge_in
         await conn.send({"setupComplete": {}}, binary=self.binary_frames)
         conn.ready = True
         await self._notify()

@@ -17,6 +17,8 @@ from typing import Any, Literal
 
 from websockets.asyncio.server import ServerConnection
 
+from sim.live_usage import UsageMeter
+
 
 def either_case(obj: Mapping[str, Any], camel: str) -> Any:
     """`obj[camel]`, falling back to its snake_case spelling (the SDK sends both)."""
@@ -63,7 +65,14 @@ class ToolResult:
     scheduling: str = "SCHEDULING_UNSPECIFIED"
 
 
-ClientEvent = UserTurn | ToolResult
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolsCancelled:
+    """The server withdrew these function calls (`toolCallCancellation` after a barge-in)."""
+
+    ids: tuple[str, ...]
+
+
+ClientEvent = UserTurn | ToolResult | ToolsCancelled
 FrameTap = Callable[[Literal["client", "server"], bytes], None]
 
 
@@ -73,7 +82,8 @@ class LiveConnection:
 
     `setup` is the client's setup as the schema reads it (camelCase keys, enum names);
     `session_id` is the stand-in's own bookkeeping for resumption, never sent (the real
-    `setupComplete` is empty); `frame_tap` sees every frame either way, as on the wire.
+    `setupComplete` is empty); `usage` is the logical session's token meter (shared by a
+    resumed connection); `frame_tap` sees every frame either way, as on the wire.
     """
 
     index: int
@@ -99,6 +109,10 @@ class LiveConnection:
     interrupted: bool = dataclasses.field(default=False, repr=False)
     speech_ms: float = dataclasses.field(default=0.0, repr=False)
     silence_ms: float = dataclasses.field(default=0.0, repr=False)
+    # NON_BLOCKING calls of the model's current turn not answered yet: a barge-in cancels them.
+    turn_calls: list[str] = dataclasses.field(default_factory=list, repr=False)
+    cancel_tools_on_barge_in: bool = dataclasses.field(default=True, repr=False)
+    usage: UsageMeter = dataclasses.field(default_factory=UsageMeter, repr=False)
     inbox: asyncio.Queue[ClientEvent] | None = dataclasses.field(default=None, repr=False)
     audio_tap: Callable[[bytes, int], None] | None = dataclasses.field(default=None, repr=False)
     frame_tap: FrameTap | None = dataclasses.field(default=None, repr=False)

@@ -13,6 +13,7 @@ agent (`inbox`) when it has one, otherwise to the scripting API's queue and futu
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from typing import Any
 
@@ -55,6 +56,7 @@ class Listener:
             conn.log.append(("client", "clientContent", _as_dict(content)))
             texts = [part.text for turn in content.turns for part in turn.parts if part.text]
             conn.texts.extend(texts)
+            conn.usage.heard_text(" ".join(texts))
             if content.turn_complete:
                 self._turn_ended(conn, UserTurn(conn.index, "text", text="\n".join(texts)))
         elif kind == "tool_response":
@@ -68,6 +70,9 @@ class Listener:
 
     def _on_tool_response(self, conn: LiveConnection, response: v1beta.FunctionResponse) -> None:
         answer = dict(_as_dict(response).get("response") or {})
+        conn.usage.heard_text(json.dumps(answer))
+        if response.id in conn.turn_calls:
+            conn.turn_calls.remove(response.id)  # answered: nothing left to cancel
         scheduling = response.scheduling.name if response.scheduling else "SCHEDULING_UNSPECIFIED"
         conn.tool_responses.append(
             {"id": response.id, "name": response.name, "response": answer}
@@ -93,6 +98,7 @@ class Listener:
             conn.audio_mime_types.add(mime)
             rate = re.search(r"rate=(\d+)", mime)
             hz = int(rate.group(1)) if rate else 16_000
+            conn.usage.heard_audio(len(pcm) / 2 / hz)
             if conn.audio_tap is not None:
                 conn.audio_tap(pcm, hz)
             await self._vad(conn, pcm, hz)

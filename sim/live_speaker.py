@@ -2,8 +2,9 @@
 
 A real Live session answers with 24 kHz PCM16 in chunks that arrive at about real time, the
 output transcription spread over the same messages, then `generationComplete` and
-`turnComplete` with usage; a barge-in cuts the turn short with `interrupted` and a bare
-`turnComplete` (protocols.md B3, E2.4). The bridge's playout, barge-in and transcript
+`turnComplete` with the turn's `usageMetadata` (`sim.live_usage`); a barge-in cuts the turn
+short with `interrupted`, a `turnComplete` and the withdrawal of the turn's pending function
+calls (protocols.md B3, E2.4). The bridge's playout, barge-in and transcript
 handling are only exercised if the turn really is spread out in time, so the pacing lives
 here, apart from the server's socket handling (`sim.gemini_live_server`) and from what it
 hears (`sim.live_listener`).
@@ -17,10 +18,10 @@ from typing import Any
 
 from websockets.exceptions import ConnectionClosed
 
-from sim.live_connection import LiveConnection, SayResult
+from sim.live_connection import LiveConnection, SayResult, ToolsCancelled
 
 AUDIO_OUT_MIME = "audio/pcm;rate=24000"
-_USAGE = {"promptTokenCount": 10, "responseTokenCount": 5, "totalTokenCount": 15}
+_OUT_BYTES_PER_S = 48_000  # PCM16 mono at 24 kHz
 
 
 async def speak(
@@ -39,7 +40,7 @@ async def speak(
     Each chunk message also carries its share of the output transcription (3.x servers put
     several fields in one `serverContent`); a transcription has only `text`, so what ends
     the line for the client is what ends the turn. Ends with `generationComplete` and
-    `turnComplete` + `usageMetadata`, or just `turnComplete` after an interruption. A
+    `turnComplete` + `usageMetadata`, or no `generationComplete` after an interruption. A
     connection that closes mid-turn ends it early (`connection_closed`), it does not raise.
     """
 
@@ -75,11 +76,14 @@ async def speak(
                 await asyncio.sleep(
                     max(0.0, started + (i + 1) * chunk_ms * pace / 1000 - loop.time())
                 )
+        # What was generated is billed, whether or not the caller let it finish.
+        usage = conn.usage.turn(sent / _OUT_BYTES_PER_S)
         if conn.interrupted:
-            await send({"serverContent": {"turnComplete": True}})
+            await send({"serverContent": {"turnComplete": True}, "usageMetadata": usage})
             return SayResult(sent, True)
         await send({"serverContent": {"generationComplete": True}})
-        await send({"serverContent": {"turnComplete": True}, "usageMetadata": _USAGE})
+        conn.turn_calls.clear()  # the turn is over: its calls can no longer be interrupted
+        await send({"serverContent": {"turnComplete": True}, "usageMetadata": usage})
         return SayResult(sent, False)
     except ConnectionClosed:
         return SayResult(sent, conn.interrupted, connection_closed=True)
@@ -88,9 +92,19 @@ async def speak(
 
 
 async def interrupt(conn: LiveConnection, *, binary: bool) -> None:
-    """Barge-in: stop the turn `speak()` is sending and tell the client it was interrupted."""
+    """Barge-in: stop the turn `speak()` is sending and tell the client it was interrupted.
+
+    The NON_BLOCKING function calls of the interrupted turn that are still unanswered are
+    withdrawn with `toolCallCancellation` (the only case in which the real server sends it);
+    the connection's agent hears of it through its inbox.
+    """
     conn.interrupted = True
     await conn.send({"serverContent": {"interrupted": True}}, binary=binary)
+    if conn.cancel_tools_on_barge_in and conn.turn_calls:
+        ids, conn.turn_calls = list(conn.turn_calls), []
+        await conn.send({"toolCallCancellation": {"ids": ids}}, binary=binary)
+        if conn.inbox is not None:
+            conn.inbox.put_nowait(ToolsCancelled(tuple(ids)))
 
 
 def _spread(words: list[str], slots: int) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any
 import jsonschema
 import jsonschema.exceptions
 
+from sim.live_quirks import LiveQuirks
 from sim.venues import Answering, Booking, Manner, Venue
 
 SHIPPED = importlib.resources.files("sim") / "scenarios"
@@ -185,6 +186,7 @@ def _venue(data: dict[str, Any]) -> Venue:
         "ivr_prompt": data.get("ivr", {}).get("prompt"),
         "voicemail_greeting": data.get("voicemail", {}).get("greeting"),
         "barge_in": data.get("barge_in"),
+        "gemini": LiveQuirks.from_table(data["gemini"]) if "gemini" in data else None,
     }
     fields.update({k: v for k, v in optional.items() if v is not None})
     return Venue(**fields)

@@ -19,6 +19,7 @@ import enum
 
 from sim import dialogue
 from sim.dialogue import Request
+from sim.live_quirks import LiveQuirks
 
 _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -65,6 +66,8 @@ class Venue:
     ivr_prompt: str | None = None  # None: the stock menu naming `ivr_digit`
     voicemail_greeting: str | None = None  # None: the stock "after the tone" greeting
     barge_in: str | None = None  # None: the stock line a talks_over venue starts with
+    # How the Gemini stand-in misbehaves on calls to this venue (goAway, error closes, ...).
+    gemini: LiveQuirks = dataclasses.field(default_factory=LiveQuirks)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

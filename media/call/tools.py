@@ -9,7 +9,8 @@ injected as a turn the model speaks, a context answer as silent guidance (no tur
 model does not respond to it). end_call reports the outcome and hands the hang-up to the bridge,
 which lets the goodbye play first. send_dtmf is allowed only once a phone menu was detected (by
 the supervisor or reported by the model itself), because pressing keys re-opens the media
-stream.
+stream. A call the server withdraws on a barge-in gets no response; a withdrawn ask_user's
+answer, if the customer gives one, still reaches the model as a message.
 """
 
 from __future__ import annotations
@@ -114,7 +115,9 @@ class ToolRelay:
             self._spawn(self._refuse(call, f"unknown tool {call.name}"))
 
     def cancel(self, ids: tuple[str, ...]) -> None:
-        """The model withdrew these calls: their answers are not sent."""
+        """The server withdrew these calls (`toolCallCancellation`, sent when the callee
+        barges in on the turn that made them): no tool response goes to their ids. What a
+        withdrawn call already did stays done (a question stays with the customer)."""
         self._cancelled.update(ids)
 
     def on_answer(self, answer: core_link.Answer) -> None:
@@ -150,7 +153,9 @@ class ToolRelay:
         delivered = await self._respond(
             call, {"result": "answered; the answer follows as a message", "mode": answer.mode}
         )
-        if delivered:
+        # A call the model withdrew (barge-in) gets no response, but the customer did
+        # answer: the answer still reaches the model, as the message it would have followed.
+        if delivered or call.id in self._cancelled:
             text = agent_prompt.customer_answer_text(answer.answer, answer.mode)
             await self._send_text(text, turn_complete=answer.mode == "voice")
 

@@ -794,3 +794,42 @@ async def test_grpc_core_link_refused_attach_is_a_core_link_error(
     with pytest.raises(core_link.CoreLinkError, match="NOT_FOUND"):
         await link.attach("unknown", "CA" + "0" * 32, "MZ" + "0" * 32, "pod-b")
     await link.aclose()
+
+
+@pytest.mark.parametrize("barge_in", [True, False], ids=["withdrawn", "kept"])
+async def test_a_withdrawn_ask_user_gets_no_response_but_its_answer_still_reaches_the_model(
+    world: World, barge_in: bool
+) -> None:
+    """ask_user is NON_BLOCKING: the model asks, then holds the line in the same turn. A
+    barge-in on that turn makes the server withdraw the call (`toolCallCancellation`); the
+    customer was asked all the same, so their answer still reaches the model, as a message,
+    never as a response to the withdrawn id."""
+    async with world.client() as client:
+        link = await started(world)
+        gemini = world.gemini
+        conn = await gemini.current()
+        assert not conn.blocks_on("ask_user") and conn.blocks_on("send_dtmf")  # as declared
+        call_id = await gemini.send_tool_call_on(conn, "ask_user", {"question": "Take 20:30?"})
+        holding = asyncio.create_task(gemini.say(tone_24k(3000, LOUD), "One moment, please."))
+        await world.core.wait_until(lambda: bool(link.ask_requests))
+        await client.wait_until(lambda: len(client.media()) >= 5)
+        if barge_in:
+            await gemini.interrupt()  # the callee talks over the hold line
+        result = await asyncio.wait_for(holding, 10)
+        assert result.interrupted is barge_in
+        # A barrier: once the next turn's audio reaches the caller, the bridge has read
+        # everything the server sent before it (the cancellation included).
+        before = len(client.media())
+        await gemini.say(tone_24k(300, SOFT))
+        await client.wait_until(lambda: len(client.media()) > before)
+
+        link.answer(link.ask_requests[0].request_id, "Yes, 20:30 is fine.", "voice")
+        spoken = f"{ANSWER_PREFIX} Yes, 20:30 is fine."
+        await gemini.wait_until(lambda: spoken in gemini.received_texts)
+        responses = [r for r in gemini.tool_responses if r["id"] == call_id]
+        withdrawn = "toolCallCancellation" in conn.kinds("server")
+    assert withdrawn is barge_in
+    if barge_in:
+        assert responses == []
+    else:
+        assert [r.get("scheduling") for r in responses] == ["SILENT"]  # the message follows

@@ -31,10 +31,13 @@ from media.providers.gemini_live import (
     Resumed,
     SessionLost,
     ToolCall,
+    ToolCallCancelled,
     TurnComplete,
     make_client,
 )
-from tests.fakes.gemini_live import FakeGeminiLive
+from sim import live_schema
+from sim.live_quirks import CLOSE_REASONS
+from tests.fakes.gemini_live import FakeGeminiLive, LiveConnection
 
 KEY = "test-gemini-key-0123456789"
 DISCLOSURE = "Hello, this is an AI assistant calling on behalf of Anna."
@@ -49,8 +52,18 @@ def tone_24k(ms: int) -> bytes:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeGeminiLive]:
+    """The stand-in, with every frame it sends checked against the published v1beta schema."""
+    errors: list[str] = []
+
+    def check(direction: str, raw: bytes) -> None:
+        error = live_schema.server_frame_errors(raw) if direction == "server" else None
+        if error is not None:
+            errors.append(error)
+
     async with FakeGeminiLive(api_key=KEY) as server:
+        server.frame_tap = check
         yield server
+    assert errors == []
 
 
 def session_for(fake: FakeGeminiLive, *, api_key: str = KEY, **kwargs: Any) -> GeminiLiveSession:
@@ -409,3 +422,81 @@ async def test_a_frame_outside_the_schema_is_closed_with_1007_and_a_reason(
     assert 'Unknown name "finished"' in str(closed.value)
     await fake.wait_until(lambda: fake.connections[0].closed.is_set())
     assert fake.connections[0].close_code == 1007
+
+
+def usages(conn: LiveConnection) -> list[dict[str, Any]]:
+    return [m["usageMetadata"] for d, _, m in conn.log if d == "server" and "usageMetadata" in m]
+
+
+async def test_usage_is_counted_per_turn_from_what_was_heard_and_said(
+    fake: FakeGeminiLive, live: GeminiLiveSession
+) -> None:
+    events = live.events()
+    for _ in range(50):  # one second of caller audio: 32 tokens
+        await live.send_audio(SILENCE_20MS)
+    await fake.wait_until(lambda: fake.audio_bytes_received >= 50 * len(SILENCE_20MS))
+    await fake.say(tone_24k(500), "Good evening.", pace=0)
+    await until(events, TurnComplete)
+    await fake.say(tone_24k(1000), "A table for four, please.", pace=0)
+    await until(events, TurnComplete)
+
+    first, second = usages(await fake.current())
+    for usage in (first, second):  # the SDK and the published schema both read it
+        assert live_schema.server_frame_errors(json.dumps({"usageMetadata": usage})) is None
+        parsed = types.UsageMetadata.model_validate(usage)
+        assert parsed.total_token_count == usage["promptTokenCount"] + usage["responseTokenCount"]
+    assert first["responseTokenCount"] == 16 and second["responseTokenCount"] == 32  # 32/s
+    assert first["responseTokensDetails"] == [{"modality": "AUDIO", "tokenCount": 16}]
+    prompt = {d["modality"]: d["tokenCount"] for d in first["promptTokensDetails"]}
+    assert prompt["AUDIO"] == 32  # the caller's second of audio
+    assert prompt["TEXT"] > 100  # the system instruction and the tools, as Google bills them
+    # Per turn, not running totals: the next prompt is the context, the last answer included.
+    assert second["promptTokenCount"] == first["promptTokenCount"] + 16
+
+
+@pytest.mark.parametrize(("code", "retried"), [(1011, True), (1007, False), (1008, False)], ids=str)
+async def test_error_closes_resume_or_end_the_session_as_google_means_them(
+    fake: FakeGeminiLive, live: GeminiLiveSession, code: int, retried: bool
+) -> None:
+    events = live.events()
+    handle = await settle_handle(fake, events)
+    conn = await fake.current()
+    await fake.fail_on(conn, code, CLOSE_REASONS[code])
+    if retried:  # an internal error is transient: resume the same conversation
+        await until(events, Resumed)
+        old, new = fake.ready_connections
+        assert (old.close_code, new.resume_handle) == (code, handle)
+        await fake.say(tone_24k(40), "Sorry, as I was saying.", pace=0)
+        assert any(isinstance(e, AudioOut) for e in await until(events, TurnComplete))
+    else:  # a bad request or a policy refusal would only be refused again
+        lost = (await until(events, SessionLost))[-1]
+        assert isinstance(lost, SessionLost)
+        assert str(code) in lost.reason and CLOSE_REASONS[code] in lost.reason
+        assert len(fake.connections) == 1 and live.reconnects == 0
+
+
+@pytest.mark.parametrize("barge_in", [True, False], ids=["barge-in", "no-barge-in"])
+async def test_a_barge_in_withdraws_the_interrupted_turns_pending_calls(
+    fake: FakeGeminiLive, live: GeminiLiveSession, barge_in: bool
+) -> None:
+    events = live.events()
+    conn = await fake.current()
+    asked = await fake.send_tool_call_on(conn, "ask_user", {"question": "Take 20:30?"})
+    pressed = await fake.send_tool_call_on(conn, "send_dtmf", {"digits": "1"})  # BLOCKING
+    speaking = asyncio.create_task(fake.say(tone_24k(3000), "One moment, please.", chunk_ms=20))
+    await until(events, AudioOut)
+    if barge_in:
+        await live.send_audio(LOUD_20MS)
+    else:
+        await live.send_tool_response(asked, "ask_user", {"result": "asked"})
+    seen = await until(events, TurnComplete)
+    await speaking
+    await fake.say(tone_24k(40), "", pace=0)  # a barrier: everything before it was read
+    seen += await until(events, TurnComplete)
+
+    cancelled = [e for e in seen if isinstance(e, ToolCallCancelled)]
+    # Only the NON_BLOCKING call of the turn the callee cut off is withdrawn; a BLOCKING
+    # call held the model and is not part of it, and an answered call has nothing to cancel.
+    assert cancelled == ([ToolCallCancelled((asked,))] if barge_in else [])
+    assert pressed not in conn.turn_calls
+    assert ("toolCallCancellation" in conn.kinds("server")) is barge_in

@@ -32,6 +32,7 @@ from sim.agent_session import SimAgents
 from sim.carrier import SimCarrier
 from sim.deepgram_server import FakeDeepgram
 from sim.gemini_live_server import FakeGeminiLive
+from sim.live_connection import either_case
 from sim.scenario_files import Scenarios
 from sim.twilio_rest import FakeTwilioRest
 from sim.world import World, WorldTranscripts
@@ -129,6 +130,7 @@ class Wire:
         self.server_frames = 0
         self.errors: list[str] = []
         self.setups: list[dict[str, Any]] = []
+        self.responses: list[tuple[str, str | None]] = []  # (tool, scheduling) media sent
 
     def tap(self, direction: str, raw: bytes) -> None:
         if direction == "server":
@@ -138,6 +140,13 @@ class Wire:
                 self.errors.append(error)
         elif raw.lstrip().startswith(b'{"setup"'):
             self.setups.append(json.loads(raw)["setup"])
+        elif b"ool_response" in raw or b"oolResponse" in raw:
+            reply = either_case(json.loads(raw), "toolResponse")
+            for response in either_case(reply, "functionResponses") or []:
+                self.responses.append((response["name"], response.get("scheduling")))
+
+    def scheduling(self, tool: str) -> set[str | None]:
+        return {scheduling for name, scheduling in self.responses if name == tool}
 
 
 @dataclasses.dataclass
@@ -363,6 +372,10 @@ async def test_negotiating_venues_at_once(stack: Stack) -> None:
     (leg,) = [leg for leg in stack.carrier.legs if leg.call_sid == sid]
     assert leg.clears >= 1
     assert talked_over.outcome is not None and talked_over.outcome.outcome == "booked"
+    # NON_BLOCKING tools, as declared: the model went on talking, and each answer told it how
+    # to take it (SILENT: the customer's answer follows as its own message).
+    assert stack.wire.scheduling("ask_user") == {"SILENT"}
+    assert stack.wire.scheduling("end_call") == {"SILENT"}
     await assert_clean_gemini_wire(stack)
 
 
@@ -380,6 +393,10 @@ async def test_menus_machines_and_hang_ups_at_once(stack: Stack) -> None:
     assert len(ivr_legs) == 2  # the DTMF update replaced the stream
     assert len(ivr.link.attaches) == 1  # ... and the bridge carried on with the same call
     assert ivr.outcome is not None and ivr.outcome.outcome == "booked", stack.dump(ivr.sid)
+    # send_dtmf is BLOCKING (the sim's model held still until the keys were pressed), so its
+    # response takes no scheduling; report_signal is NON_BLOCKING and answered SILENT.
+    assert stack.wire.scheduling("send_dtmf") == {None}
+    assert stack.wire.scheduling("report_signal") == {"SILENT"}
     assert [e.answered_by for e in stack.sink.of(ivr.sid, "amd")] == ["unknown"]
 
     assert [e.answered_by for e in stack.sink.of(voicemail.sid, "amd")] == ["machine_end_beep"]
@@ -419,3 +436,73 @@ async def test_a_venue_from_a_users_scenario_file_answers_as_written(stack: Stac
     assert call.outcome.venue_name == "Closed Day Bistro"
     assert (call.outcome.refusal_reason or "").startswith("we are closed on ")
     assert "Closed Day Bistro" in call.heard and "Hugo" in call.heard  # its greeting, as written
+
+
+def flaky_model_line() -> str:
+    """A user's venue whose model connection is cut twice: a planned goAway after the agent's
+    first turn, then an internal error (1011) after its second."""
+    return """\
+number = "+15550191"
+name = "Flaky Line Bistro"
+story = "books as asked while the model's connection is cut twice"
+language = "en"
+host = "Ines"
+answering = "human"
+manner = "polite"
+
+[hours]
+opens = "12:00"
+closes = "23:00"
+
+[booking]
+behaviour = "offers_other_time"
+
+[gemini]
+go_away_after_turn = 1
+go_away_time_left_s = 2
+close_after_turn = 2
+close_code = 1011
+"""
+
+
+@pytest.mark.parametrize("scenarios", [flaky_model_line], indirect=True, ids=["flaky-line"])
+async def test_a_call_survives_a_go_away_and_an_internal_error_with_the_same_conversation(
+    stack: Stack,
+) -> None:
+    call = await stack.call("+15550191", "Table for 2 tomorrow at 19:00 under Anna")
+    sid = call.sid
+    assert call.outcome is not None and call.outcome.outcome == "booked", stack.dump(sid)
+    gemini = stack.gemini
+    async with asyncio.timeout(30):
+        await gemini.wait_until(lambda: not gemini.connections)
+    # Both cuts were resumed with a handle: the same session went on, not a new one.
+    assert gemini.resumptions == 2, stack.dump(sid)
+    assert dict(gemini.close_codes) == {1000: 2, 1011: 1}  # the goAway leave is clean
+    assert stack.wire.errors == []
+    # No turn lost or said twice: what core got is what the agent truly said, in order.
+    conv = stack.world.get(sid)
+    assert conv is not None
+    true_agent = [t.text for t in truth.true_turns(conv) if t.speaker == "agent"]
+    assert true_agent == call.said, stack.dump(sid)
+    assert len(call.questions) == 1  # the question survived the cuts, asked once
+
+
+def refused_model_line() -> str:
+    """A user's venue whose model connection is closed for policy (1008) after one turn."""
+    return (
+        flaky_model_line()
+        .replace("+15550191", "+15550192")
+        .replace("go_away_after_turn = 1\ngo_away_time_left_s = 2\n", "")
+        .replace("close_after_turn = 2", "close_after_turn = 1")
+        .replace("close_code = 1011", "close_code = 1008")
+    )
+
+
+@pytest.mark.parametrize("scenarios", [refused_model_line], indirect=True, ids=["refused-line"])
+async def test_a_policy_close_is_not_retried_and_fails_the_call(stack: Stack) -> None:
+    call = await stack.call("+15550192", "Table for 2 tomorrow at 19:00 under Anna")
+    assert call.outcome is not None and call.outcome.outcome == "failed", stack.dump(call.sid)
+    assert "voice model" in call.outcome.summary
+    assert stack.gemini.resumptions == 0  # a 1008 would only be refused again
+    assert stack.gemini.close_codes[1008] == 1
+    assert statuses(stack, call.sid)[-1] == "completed"  # hung up, not left open

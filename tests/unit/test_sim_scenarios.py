@@ -15,6 +15,7 @@ import pytest
 from sim import main as sim_main
 from sim import scenario_files
 from sim.dialogue import Request
+from sim.live_quirks import LiveQuirks
 from sim.settings import SimSettings
 from sim.venues import Answering, Booking, Manner, Say, VenueMind
 
@@ -37,6 +38,7 @@ BASE: dict[str, Any] = {
     "ivr_prompt": None,
     "voicemail_greeting": None,
     "barge_in": None,
+    "gemini": dataclasses.asdict(LiveQuirks()),  # the shipped venues keep Gemini's defaults
 }
 
 
@@ -338,3 +340,41 @@ def test_a_file_that_is_not_utf8_is_refused(tmp_path: pathlib.Path) -> None:
     bad.write_bytes(CLOSED_ON_FRIDAYS.replace("Hugo", "Hélène").encode("latin-1"))
     error = refused(tmp_path)
     assert error.file == str(bad) and error.reason.startswith("cannot be read: ")
+
+
+GEMINI_VENUE = """\
+number = "+15550190"
+name = "Flaky Line Bistro"
+story = "the model's connection is cut twice: goAway, then an internal error"
+language = "en"
+host = "Ines"
+answering = "human"
+manner = "polite"
+
+[hours]
+opens = "12:00"
+closes = "23:00"
+
+[booking]
+behaviour = "as_asked"
+
+[gemini]
+go_away_after_turn = 1
+go_away_time_left_s = 1.5
+close_after_turn = 2
+close_code = {code}
+"""
+
+
+def test_a_gemini_table_switches_the_model_connection_cuts_on() -> None:
+    venue, _ = scenario_files.parse("flaky.toml", GEMINI_VENUE.format(code=1011))
+    assert venue.gemini == LiveQuirks(
+        go_away_after_turn=1, go_away_time_left_s=1.5, close_after_turn=2, close_code=1011
+    )
+    assert venue.gemini.close_reason == "Internal error encountered."
+
+
+def test_a_close_code_google_does_not_use_is_refused_with_its_line() -> None:
+    with pytest.raises(scenario_files.ScenarioError) as refused:
+        scenario_files.parse("flaky.toml", GEMINI_VENUE.format(code=4000))
+    assert refused.value.path == "gemini.close_code" and refused.value.line == 20
