@@ -374,6 +374,8 @@ class CallBridge:
             if not self._playout.drained:
                 self._last_voice = now
             self._report(self._lines.tick(now))
+            if (totals := self._usage.due(now)) is not None and self._link is not None:
+                self._link.send_usage(totals)
             self._apply(self._supervisor.on_silence(now - self._last_words, now - self._t0))
             if self._ending.started:
                 continue

@@ -21,11 +21,19 @@ MULAW_BYTES_PER_MS = 8  # 8 kHz μ-law, one byte a sample
 
 
 class CallUsage:
-    """The running totals of one call; `totals()` is what core is sent."""
+    """The running totals of one call; `totals()` is what core is sent.
 
-    def __init__(self) -> None:
+    Besides a report after each model turn and one at the end, `due()` offers the totals
+    every `report_every_s` while they change (hold music, a long IVR: the ear's seconds grow
+    with no turn), so a media process that dies mid-call has reported most of its usage.
+    """
+
+    def __init__(self, report_every_s: float = 30.0) -> None:
         self._tokens = TokensUsed(0, 0)
         self._ear_bytes = 0
+        self._every_s = report_every_s
+        self._reported: core_link.Usage | None = None
+        self._reported_at = 0.0
 
     def add_tokens(self, turn: TokensUsed) -> None:
         t = self._tokens
@@ -52,3 +60,14 @@ class CallUsage:
             gemini_output_text_tokens=t.output_text,
             deepgram_live_ms=self._ear_bytes // MULAW_BYTES_PER_MS,
         )
+
+    def due(self, now: float) -> core_link.Usage | None:
+        """The totals, if `report_every_s` passed since the last `due()` report and they
+        changed since; else None. `now` is any monotonic clock."""
+        if now - self._reported_at < self._every_s:
+            return None
+        totals = self.totals()
+        if totals == self._reported:
+            return None
+        self._reported, self._reported_at = totals, now
+        return totals

@@ -124,3 +124,15 @@ def test_without_an_ear_nothing_is_counted() -> None:
     feed.start(None)
     feed.push(b"\xff" * 160)
     assert usage.totals().deepgram_live_ms == 0
+
+
+def test_totals_fall_due_every_interval_while_they_change() -> None:
+    usage = CallUsage(report_every_s=30)
+    usage.add_ear_audio(b"\xff" * 800)
+    first = usage.due(1000.0)
+    assert first is not None and first.deepgram_live_ms == 100
+    usage.add_ear_audio(b"\xff" * 800)
+    assert usage.due(1029.0) is None  # too soon
+    later = usage.due(1030.0)
+    assert later is not None and later.deepgram_live_ms == 200
+    assert usage.due(2000.0) is None  # nothing new to say

@@ -285,8 +285,8 @@ Global___SessionHeartbeat: _TypeAlias = SessionHeartbeat  # noqa: Y015
 class ProviderUsage(_message.Message):
     """ProviderUsage is what the call has used of the live providers so far: running totals for
     the whole call, never increments, so core keeps the largest value of each field and a
-    repeated or replayed report counts once. Media sends one after each model turn and one
-    when the call ends.
+    repeated or replayed report counts once. Media sends one after each model turn, every 30 s
+    while they change, and one when the call ends.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
