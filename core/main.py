@@ -258,6 +258,7 @@ async def start(
             close_after_outcome_sec=settings.events_close_after_outcome_sec,
             max_stream_sec=settings.events_max_stream_sec,
             transcript_wait_sec=settings.events_transcript_wait_sec,
+            prices=settings.prices,
         ),
         server,
     )

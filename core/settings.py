@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from core.domain import provider_costs
 from telephony.settings import TwilioSettings
 
 
@@ -132,6 +133,16 @@ class Settings(TwilioSettings):
         default=0.7, ge=0, le=1, description="Model confidence that overrules a booked claim."
     )
 
+    # List prices (USD) of the call's cost breakdown in GET /calls/{id}: estimates, not
+    # invoices; docs/calls.md gives the source and date of each default.
+    price_gemini_input_audio_per_mtok: float = Field(default=3.00, ge=0)
+    price_gemini_input_text_per_mtok: float = Field(default=0.50, ge=0)
+    price_gemini_output_audio_per_mtok: float = Field(default=12.00, ge=0)
+    price_gemini_output_text_per_mtok: float = Field(default=2.00, ge=0)
+    price_deepgram_live_per_min: float = Field(default=0.0077, ge=0)
+    price_deepgram_batch_per_min: float = Field(default=0.0043, ge=0)
+    price_twilio_per_min: float = Field(default=0.014, ge=0)
+
     webhook_allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated hosts or CIDRs exempt from the private-address refusal.",
@@ -148,6 +159,19 @@ class Settings(TwilioSettings):
     def analysis_configured(self) -> bool:
         """The model checks outcomes only when enabled and given a key."""
         return self.analysis_enabled and self.gemini_api_key is not None
+
+    @property
+    def prices(self) -> provider_costs.Prices:
+        """The prices of the cost breakdown."""
+        return provider_costs.Prices(
+            gemini_input_audio_per_mtok=self.price_gemini_input_audio_per_mtok,
+            gemini_input_text_per_mtok=self.price_gemini_input_text_per_mtok,
+            gemini_output_audio_per_mtok=self.price_gemini_output_audio_per_mtok,
+            gemini_output_text_per_mtok=self.price_gemini_output_text_per_mtok,
+            deepgram_live_per_min=self.price_deepgram_live_per_min,
+            deepgram_batch_per_min=self.price_deepgram_batch_per_min,
+            twilio_per_min=self.price_twilio_per_min,
+        )
 
     @property
     def fictional_numbers_allowed(self) -> bool:

@@ -90,6 +90,28 @@ class StartCallBody(RequestBody):
         return value
 
 
+class CostLine(BaseModel):
+    """One measured quantity of one provider, priced at the configured list price."""
+
+    provider: str = Field(description="gemini, deepgram or twilio.")
+    item: str = Field(
+        description="input_audio_tokens, input_text_tokens, output_audio_tokens, "
+        "output_text_tokens, live_audio, batch_audio or call_minutes."
+    )
+    quantity: float
+    unit: str = Field(description="token, second or minute.")
+    unit_price_usd: float
+    cost_usd: float
+
+
+class CostBreakdown(BaseModel):
+    """A call's provider cost, estimated from measured usage (not an invoice)."""
+
+    lines: list[CostLine]
+    total_usd: float
+    currency: str = "USD"
+
+
 class CallDTO(BaseModel):
     call_id: str
     customer_id: str
@@ -110,6 +132,10 @@ class CallDTO(BaseModel):
     reservation_signals: list[str] | None = None
     transcript_full: list[dict[str, Any]] | None = None
     supervisor_decisions: list[dict[str, Any]] | None = None
+    cost_breakdown: CostBreakdown | None = Field(
+        default=None,
+        description="Only in GET /calls/{id}: provider usage and its estimated cost.",
+    )
 
 
 class StartCallResponse(BaseModel):

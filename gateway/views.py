@@ -93,7 +93,24 @@ def call(c: calls_pb2.Call) -> dict[str, Any]:
     if c.details_included:
         body["transcript_full"] = orjson.loads(c.transcript_full_json or b"[]")
         body["supervisor_decisions"] = orjson.loads(c.supervisor_decisions_json or b"[]")
+        if c.HasField("cost_breakdown"):
+            body["cost_breakdown"] = cost_breakdown(c.cost_breakdown)
     return body
+
+
+def cost_breakdown(b: calls_pb2.CostBreakdown) -> dict[str, Any]:
+    lines = [
+        {
+            "provider": line.provider,
+            "item": line.item,
+            "quantity": line.quantity,
+            "unit": line.unit,
+            "unit_price_usd": line.unit_price_usd,
+            "cost_usd": line.cost_usd,
+        }
+        for line in b.lines
+    ]
+    return {"lines": lines, "total_usd": b.total_usd, "currency": b.currency}
 
 
 def skill_run(r: skills_pb2.RunSkillResponse) -> dict[str, Any]:

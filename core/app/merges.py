@@ -22,7 +22,7 @@ from typing import Any
 import asyncpg
 
 from core.adapters.deepgram_batch import DeepgramBatch, TranscriptionError
-from core.app import events
+from core.app import events, usage
 from core.app.calls import CallService
 from core.domain import transcript_merge, transcripts
 from core.domain.errors import CallagentError
@@ -153,6 +153,10 @@ class MergeWorker:
         except TranscriptionError as err:
             raise _Retry(err.message, final=not err.retryable) from None
         duration = row["recording_duration"]
+        # Deepgram bills the audio it transcribed, whether or not the words align.
+        billed = duration if duration is not None else row["duration_sec"]
+        if billed:
+            await usage.record_batch(self._pool, row["call_id"], billed)
         merged = transcript_merge.merge_recording(words, row["transcript_full"], duration)
         if merged is None:
             raise _Retry("the recording could not be aligned with the live lines", final=True)

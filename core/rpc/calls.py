@@ -16,7 +16,7 @@ from google.protobuf import json_format
 from core.app import calls, events, merge_jobs, provider_events, recordings, transcripts
 from core.app.ask_user import AskUser
 from core.domain import idempotency as idempotency_rules
-from core.domain import tasks
+from core.domain import provider_costs, tasks
 from core.domain.errors import not_found
 from core.rpc.convert import from_ts, struct, ts
 from core.rpc.interceptor import current_principal
@@ -24,7 +24,9 @@ from core.rpc.interceptor import current_principal
 Ctx: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
-def call_message(row: asyncpg.Record, *, details: bool = False) -> calls_pb2.Call:
+def call_message(
+    row: asyncpg.Record, *, details: bool = False, prices: provider_costs.Prices | None = None
+) -> calls_pb2.Call:
     message = calls_pb2.Call(
         call_id=row["call_id"],
         customer_id=row["customer_id"],
@@ -49,7 +51,18 @@ def call_message(row: asyncpg.Record, *, details: bool = False) -> calls_pb2.Cal
         message.details_included = True
         message.transcript_full_json = orjson.dumps(row["transcript_full"])
         message.supervisor_decisions_json = orjson.dumps(row["supervisor_decisions"])
+        if prices is not None:
+            cost = provider_costs.breakdown(row["usage"], row["duration_sec"], prices)
+            message.cost_breakdown.CopyFrom(cost_message(cost))
     return message
+
+
+def cost_message(cost: provider_costs.CostBreakdown) -> calls_pb2.CostBreakdown:
+    return calls_pb2.CostBreakdown(
+        lines=[calls_pb2.CostLine(**dataclasses.asdict(line)) for line in cost.lines],
+        total_usd=cost.total_usd,
+        currency=cost.currency,
+    )
 
 
 def event_message(event: events.Event) -> calls_pb2.CallEvent:
@@ -84,8 +97,10 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
         close_after_outcome_sec: float,
         max_stream_sec: float,
         transcript_wait_sec: float = 0.0,
+        prices: provider_costs.Prices | None = None,
     ) -> None:
         self._calls = service
+        self._prices = prices or provider_costs.Prices()
         self._broker = broker
         self._ask = ask_user
         self._linger = close_after_outcome_sec
@@ -130,7 +145,7 @@ class CallServicer(calls_pb2_grpc.CallServiceServicer):
 
     async def GetCall(self, request: calls_pb2.GetCallRequest, context: Ctx) -> Any:
         row = await self._calls.get_for(current_principal().customer_id, request.call_id)
-        return calls_pb2.GetCallResponse(call=call_message(row, details=True))
+        return calls_pb2.GetCallResponse(call=call_message(row, details=True, prices=self._prices))
 
     async def CancelCall(self, request: calls_pb2.CancelCallRequest, context: Ctx) -> Any:
         cancelled = await self._calls.cancel(current_principal().customer_id, request.call_id)

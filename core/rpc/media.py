@@ -2,8 +2,8 @@
 
 Media opens one Session per call and sends `attach` first; core answers with the task
 (brief, language, slots, ask_user mode), records the call's owner pod, and from then on
-writes what media reports (transcript, decisions, signals, outcome) and pushes what the
-customer decides (answers, timeouts, hang-ups) back down the same stream.
+writes what media reports (transcript, decisions, signals, outcome, provider usage) and
+pushes what the customer decides (answers, timeouts, hang-ups) back down the same stream.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc
 
 from common.aio import cancel_and_wait, finish_even_if_cancelled
-from core.app import call_record, sessions
+from core.app import call_record, sessions, usage
 from core.app.ask_user import AskUser
 from core.app.calls import CallService
 from core.app.outcome_verification import Analyst
@@ -152,6 +152,10 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                     )
                 elif kind == "signal":
                     await call_record.add_signal(pool, call_id, request.signal.name)
+                elif kind == "usage":
+                    u = request.usage
+                    totals = {f: getattr(u, f) for f in usage.LIVE_FIELDS}
+                    await usage.record_live(pool, call_id, totals)
                 elif kind == "outcome":
                     o = request.outcome
                     outcome = {

@@ -4,7 +4,7 @@ A `CallBridge` lives from a call's first media stream to its end, across stream 
 (DTMF re-opens the stream). Its stages share one `asyncio.TaskGroup`: one failing ends them all:
 
     Twilio media ─► InboundAudio (8k -> 16k, bounded) ─► GeminiLiveSession.send_audio
-                └─► EarBacklog ─► DeepgramEar.push (μ-law as is) ─► transcripts, Supervisor
+                └─► EarFeed ─► DeepgramEar.push (μ-law as is) ─► transcripts, Supervisor
     GeminiLiveSession.events() ─► Playout (24k -> 8k μ-law, paced, marks, clear) ─► Twilio
                                └─► ToolRelay (ask_user, end_call, send_dtmf, report_signal)
     CoreLink.commands() ─► answers to ask_user, hang-up
@@ -12,8 +12,7 @@ A `CallBridge` lives from a call's first media stream to its end, across stream 
 Ending is one path whatever the cause (`media.call.ending`): outcome to core first, then the
 goodbye heard (bounded), then the hang-up. A DTMF press replaces the stream: the registry hands
 the new stream of the same call id to `attach_stream()`, and the conversation, the core session
-and the queued audio carry on; if no stream returns within `reattach_timeout_sec`, the call
-fails.
+and the queued audio carry on, or the call fails after `reattach_timeout_sec` without one.
 
 Each utterance is reported to core once (finals only): the agent's from Gemini's output
 transcription, the callee's from the ear (`supervisor_stt`, flushed at the end), or from
@@ -33,10 +32,10 @@ from typing import Any
 
 from google import genai
 
-from media.call import core_link, ending
+from media.call import core_link, ending, usage
 from media.call.agent_times import AgentTimes
 from media.call.ending import CallEnding
-from media.call.inbound import EarBacklog, InboundAudio
+from media.call.inbound import EarFeed, InboundAudio
 from media.call.lines import GeminiLines, Line
 from media.call.playout import Playout, StreamLeg
 from media.call.sessions import CallSettings, live_session, supervisor_ear
@@ -55,6 +54,7 @@ from media.providers.gemini_live import (
     OutputTranscript,
     Resumed,
     SessionLost,
+    TokensUsed,
     ToolCall,
     ToolCallCancelled,
     TurnComplete,
@@ -103,8 +103,8 @@ class CallBridge:
         self._inbound = inbound = InboundAudio()
         self._playout = Playout(self._s.outbound_lead_ms, stream_ms=lambda: inbound.received_ms)
         self._playout.attach(leg)
-        self._ear_backlog: EarBacklog | None = EarBacklog()  # until the ear is built
-        self._ear_shift_ms = 0  # the start of the call the backlog had to drop
+        self._usage = usage.CallUsage()
+        self._ear_feed = EarFeed(self._usage.add_ear_audio)  # a backlog until the ear is built
         self._supervisor = Supervisor(
             SupervisorSettings(
                 voicemail_action=Action(self._s.voicemail_action),
@@ -160,10 +160,7 @@ class CallBridge:
         self._playout.attach(leg)
 
     async def on_media(self, mulaw: bytes) -> None:
-        if self._ear is not None:
-            self._ear.push(mulaw)
-        elif self._ear_backlog is not None:
-            self._ear_backlog.push(mulaw)
+        self._ear_feed.push(mulaw)
         pcm8k = audio.ulaw_to_pcm16(mulaw)
         if audioop.rms(pcm8k, 2) >= self.VOICE_RMS:
             self._last_voice = time.monotonic()
@@ -207,6 +204,7 @@ class CallBridge:
             if leg is not None:
                 await leg.close()
             if self._link is not None:
+                self._link.send_usage(self._usage.totals())  # the ear is closed: final totals
                 await self._link.aclose()
 
     async def _run(self) -> None:
@@ -237,11 +235,7 @@ class CallBridge:
             await self._ending.hang_up()
             return
         self._ear = ear = supervisor_ear(self._s, task, self.call_id)
-        backlog, self._ear_backlog = self._ear_backlog, None
-        if ear is not None and backlog is not None:
-            self._ear_shift_ms = backlog.dropped_ms
-            for chunk in backlog.drain():  # what the callee said while the model connected
-                ear.push(chunk)
+        self._ear_feed.start(ear)
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
@@ -339,6 +333,10 @@ class CallBridge:
             elif isinstance(event, ToolCallCancelled):
                 assert self._tools is not None
                 self._tools.cancel(event.ids)
+            elif isinstance(event, TokensUsed):
+                self._usage.add_tokens(event)
+                if self._link is not None:
+                    self._link.send_usage(self._usage.totals())
             elif isinstance(event, Resumed):
                 self.resumes += 1
                 self._report(self._lines.close())  # the old connection's turn is over
@@ -353,7 +351,7 @@ class CallBridge:
         assert self._link is not None
         async for event in ear.events():
             if isinstance(event, CalleeTranscript) and event.is_final and event.text:
-                offset = round(event.start_s * 1000) + self._ear_shift_ms
+                offset = round(event.start_s * 1000) + self._ear_feed.shift_ms
                 line = core_link.Transcript("callee", event.text, True, offset, "supervisor_stt")
                 self._link.send_transcript(line)
                 self._last_words = time.monotonic()
@@ -379,6 +377,8 @@ class CallBridge:
                 self._last_voice = now
             self._report(self._lines.tick(now))
             self._send_agent(self._agent_times.ready(now))
+            if (totals := self._usage.due(now)) is not None and self._link is not None:
+                self._link.send_usage(totals)
             self._apply(self._supervisor.on_silence(now - self._last_words, now - self._t0))
             if self._ending.started:
                 continue

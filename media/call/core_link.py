@@ -4,7 +4,8 @@ Core owns every rule and all state; media only reports what happens on the call 
 out what core decides. The bridge talks to core through the `CoreLink` port: `attach()` once
 when the first media stream of a call starts (core answers with the call's task), then
 fire-and-forget reports (transcript lines, ask_user requests, supervisor decisions, reservation
-signals, the outcome) and one stream of commands back (answers to ask_user, hang-up).
+signals, the outcome, provider usage) and one stream of commands back (answers to ask_user,
+hang-up).
 
 Reports never block the audio path: they are queued and written in order by the link's own
 task, and `aclose()` flushes what is queued (bounded) before half-closing, so an outcome sent
@@ -99,6 +100,19 @@ class Outcome:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Usage:
+    """The call's provider usage so far: running totals, so core counts a repeat once."""
+
+    gemini_input_tokens: int = 0
+    gemini_output_tokens: int = 0
+    gemini_input_audio_tokens: int = 0
+    gemini_input_text_tokens: int = 0
+    gemini_output_audio_tokens: int = 0
+    gemini_output_text_tokens: int = 0
+    deepgram_live_ms: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Answer:
     """The customer's answer to `request_id`; `mode` is voice (say it) or context (guidance)."""
 
@@ -138,6 +152,8 @@ class CoreLink(Protocol):
     def send_signal(self, name: str) -> None: ...
 
     def send_outcome(self, outcome: Outcome) -> None: ...
+
+    def send_usage(self, usage: Usage) -> None: ...
 
     def commands(self) -> AsyncIterator[CoreCommand]:
         """Core's commands in order; ends when the session ends."""
@@ -267,6 +283,10 @@ class GrpcCoreLink:
         if outcome.guests is not None:
             pb.guests = outcome.guests
         self._enqueue(media_pb2.SessionRequest(outcome=pb))
+
+    def send_usage(self, usage: Usage) -> None:
+        pb = media_pb2.ProviderUsage(**dataclasses.asdict(usage))
+        self._enqueue(media_pb2.SessionRequest(usage=pb))
 
     async def commands(self) -> AsyncIterator[CoreCommand]:
         while (command := await self._commands.get()) is not None:

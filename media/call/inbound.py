@@ -3,12 +3,15 @@ is up.
 
 Twilio delivers 8 kHz μ-law every 20 ms from the moment the stream starts, while the Gemini
 Live session may still be connecting; the model wants 16 kHz PCM and the newest audio rather
-than a growing backlog. The ear (`EarBacklog`) wants every word from the first frame on.
+than a growing backlog. The ear (`EarFeed`, `EarBacklog`) wants every word from the first
+frame on.
 """
 
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
+from typing import Protocol
 
 from media.codec import audio
 from media.providers.gemini_live import GeminiLiveSession
@@ -95,3 +98,36 @@ class EarBacklog:
         self._frames.clear()
         self._bytes = 0
         return chunks
+
+
+class _Ear(Protocol):
+    def push(self, mulaw: bytes) -> None: ...
+
+
+class EarFeed:
+    """The callee's μ-law on its way to the ear: kept in an `EarBacklog` until `start(ear)`,
+    then pushed as it comes. `on_sent` sees every byte the ear is handed (Deepgram bills the
+    audio streamed to it); `shift_ms` is the start of the call the backlog had to drop.
+    """
+
+    def __init__(self, on_sent: Callable[[bytes], None], backlog: EarBacklog | None = None) -> None:
+        self._backlog: EarBacklog | None = backlog or EarBacklog()
+        self._ear: _Ear | None = None
+        self._on_sent = on_sent
+        self.shift_ms = 0
+
+    def push(self, mulaw: bytes) -> None:
+        if self._ear is not None:
+            self._ear.push(mulaw)
+            self._on_sent(mulaw)
+        elif self._backlog is not None:
+            self._backlog.push(mulaw)
+
+    def start(self, ear: _Ear | None) -> None:
+        """Hand the backlog to `ear` and feed it from now on; None: there is no ear."""
+        backlog, self._backlog = self._backlog, None
+        if ear is None or backlog is None:
+            return
+        self._ear, self.shift_ms = ear, backlog.dropped_ms
+        for chunk in backlog.drain():  # what the callee said while the model connected
+            self.push(chunk)

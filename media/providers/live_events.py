@@ -72,6 +72,23 @@ class Resumed:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class TokensUsed:
+    """One `usageMetadata`: the tokens of one model turn (per turn, not a running total;
+    a later turn's prompt counts the conversation again, and is billed again).
+
+    `input`/`output` are the totals (prompt + tool-use prompt, response + thoughts); the
+    `*_audio`/`*_text` counts are the modality breakdown, where the API gave one.
+    """
+
+    input: int
+    output: int
+    input_audio: int = 0
+    input_text: int = 0
+    output_audio: int = 0
+    output_text: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class SessionLost:
     """The conversation is gone for good; `reason` is safe to log."""
 
@@ -88,5 +105,6 @@ LiveEvent = (
     | ToolCall
     | ToolCallCancelled
     | Resumed
+    | TokensUsed
     | SessionLost
 )

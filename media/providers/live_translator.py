@@ -8,6 +8,8 @@ the newest resumable handle, and whether that handle was issued after the model'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from google.genai import types
 
 from media.providers import live_wire
@@ -18,6 +20,7 @@ from media.providers.live_events import (
     Interrupted,
     LiveEvent,
     OutputTranscript,
+    TokensUsed,
     ToolCall,
     ToolCallCancelled,
     TurnComplete,
@@ -90,11 +93,31 @@ class LiveTranslator:
                 self.handle_current = False
         if message.tool_call_cancellation is not None:
             events.append(ToolCallCancelled(tuple(message.tool_call_cancellation.ids or ())))
+        if message.usage_metadata is not None:
+            events.append(tokens_used(message.usage_metadata))
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle:
             self.handle = update.new_handle
             self.handle_current = True
         return events
+
+
+def tokens_used(usage: types.UsageMetadata) -> TokensUsed:
+    """One turn's `usageMetadata` as counts; absent fields count zero."""
+    prompt = [*(usage.prompt_tokens_details or ()), *(usage.tool_use_prompt_tokens_details or ())]
+    response = usage.response_tokens_details or ()
+    return TokensUsed(
+        input=(usage.prompt_token_count or 0) + (usage.tool_use_prompt_token_count or 0),
+        output=(usage.response_token_count or 0) + (usage.thoughts_token_count or 0),
+        input_audio=_tokens_of(prompt, types.MediaModality.AUDIO),
+        input_text=_tokens_of(prompt, types.MediaModality.TEXT),
+        output_audio=_tokens_of(response, types.MediaModality.AUDIO),
+        output_text=_tokens_of(response, types.MediaModality.TEXT),
+    )
+
+
+def _tokens_of(details: Sequence[types.ModalityTokenCount], modality: types.MediaModality) -> int:
+    return sum(d.token_count or 0 for d in details if d.modality == modality)
 
 
 def _is_audio(mime_type: str | None) -> bool:

@@ -21,6 +21,7 @@ from media.call.core_link import (
     HangUp,
     Outcome,
     Transcript,
+    Usage,
 )
 
 
@@ -36,6 +37,7 @@ class InMemoryCoreLink:
         self.decisions: list[DecisionReport] = []
         self.signals: list[str] = []
         self.outcomes: list[Outcome] = []
+        self.usage: list[Usage] = []
         self.closed = False
 
     @property
@@ -65,6 +67,9 @@ class InMemoryCoreLink:
 
     def send_outcome(self, outcome: Outcome) -> None:
         self._record(self.outcomes, outcome)
+
+    def send_usage(self, usage: Usage) -> None:
+        self._record(self.usage, usage)
 
     async def commands(self) -> AsyncIterator[CoreCommand]:
         while (command := await self._commands.get()) is not None:

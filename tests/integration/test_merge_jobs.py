@@ -197,6 +197,8 @@ async def test_the_recording_callback_starts_the_merge(
     # deepgram-sdk sent what Deepgram's pre-recorded API takes: the bytes, word timings on
     (request,) = deepgram.batch_requests
     assert request.body == MP3 and request.query["utterances"] == ["true"]
+    # The recording's seconds sent to Deepgram's batch API are part of the call's cost.
+    assert await batch_seconds(http, call_id, customer) == 9
     types = await event_types(core, call_id)
     assert types.count("transcript_ready") == 1
     assert types.index("outcome") < types.index("recording_ready") < types.index("transcript_ready")
@@ -263,6 +265,16 @@ async def test_deepgram_overload_is_retried(
         "SELECT attempts FROM transcript_merges WHERE call_id = $1", call_id
     )
     assert attempts == 3
+    assert await batch_seconds(http, call_id, customer) == 9  # refused tries are not billed
+
+
+async def batch_seconds(
+    http: httpx.AsyncClient, call_id: str, customer: api_keys.CreatedKey
+) -> float | None:
+    """The batch_audio seconds of the call's cost breakdown (None: no such line)."""
+    got = await http.get(f"/calls/{call_id}", headers=key(customer))
+    lines = got.json()["cost_breakdown"]["lines"]
+    return next((x["quantity"] for x in lines if x["item"] == "batch_audio"), None)
 
 
 async def test_deepgram_failing_for_good_falls_back_to_the_live_lines(

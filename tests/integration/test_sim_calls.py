@@ -321,6 +321,21 @@ async def test_books_as_asked_with_recording_and_transcripts(stack: Stack) -> No
     hang_ups = [u for u in stack.rest.updates if u.form.get("Status") == "completed"]
     assert [u.call_sid for u in hang_ups] == [sid]  # the bridge hung up through the REST API
     assert leg.marks_echoed  # the bridge marked its utterances; the carrier echoed them
+    # Provider usage: Gemini's per-turn usageMetadata summed, the ear's audio counted, sent as
+    # running totals (each report at least the one before) with the last after the ear closed.
+    assert call.link.usage, stack.dump(sid)
+    usage = call.link.usage[-1]
+    assert usage.gemini_input_tokens > 0 and usage.gemini_output_tokens > 0
+    assert [u.gemini_input_tokens for u in call.link.usage] == sorted(
+        u.gemini_input_tokens for u in call.link.usage
+    )
+    (final,) = [e for e in stack.sink.of(sid, "status") if e.status == "completed"]
+    assert final.duration_sec is not None
+    # The ear hears the whole stream, which is the answered call. Audio runs in real time
+    # while the sim's CallDuration counts its compressed world clock (elapsed x speed).
+    speed = stack.world.speed
+    streamed_s = usage.deepgram_live_ms / 1000
+    assert abs(streamed_s * speed - final.duration_sec) <= 3 * speed, (streamed_s, speed)
 
     await stack.sink.wait(lambda: bool(stack.sink.of(sid, "recording")))
     recording = stack.sink.of(sid, "recording")[0]

@@ -5,14 +5,16 @@ CALL_COLUMNS = """c.call_id, c.customer_id, c.task_id, c.target_phone, c.languag
     c.call_sid, c.owner_pod, c.credits_reserved, c.started_at, c.ended_at, c.duration_sec,
     c.outcome_type, c.outcome_summary, c.outcome_charge_cents, c.created_at,
     c.recording_sid IS NOT NULL AS has_recording, c.reservation_signals"""
-DETAIL_COLUMNS = CALL_COLUMNS + ", c.transcript_full, c.supervisor_decisions"
+# `usage` is the call's call_usage row as jsonb (NULL before media reported any).
+DETAIL_COLUMNS = CALL_COLUMNS + ", c.transcript_full, c.supervisor_decisions, to_jsonb(u) AS usage"
+DETAIL_FROM = " FROM calls c LEFT JOIN call_usage u USING (call_id)"
 
 GET = "SELECT " + CALL_COLUMNS + " FROM calls c WHERE c.call_id = $1"
 
-GET_DETAILED = "SELECT " + DETAIL_COLUMNS + " FROM calls c WHERE c.call_id = $1"
+GET_DETAILED = "SELECT " + DETAIL_COLUMNS + DETAIL_FROM + " WHERE c.call_id = $1"
 
 GET_DETAILED_FOR_CUSTOMER = (
-    "SELECT " + DETAIL_COLUMNS + " FROM calls c WHERE c.call_id = $1 AND c.customer_id = $2"
+    "SELECT " + DETAIL_COLUMNS + DETAIL_FROM + " WHERE c.call_id = $1 AND c.customer_id = $2"
 )
 
 # What the merged transcript is built from; another customer's call reads as missing.

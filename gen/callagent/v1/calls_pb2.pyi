@@ -47,6 +47,7 @@ class Call(_message.Message):
     SUPERVISOR_DECISIONS_JSON_FIELD_NUMBER: _builtins.int
     DETAILS_INCLUDED_FIELD_NUMBER: _builtins.int
     OWNER_POD_FIELD_NUMBER: _builtins.int
+    COST_BREAKDOWN_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     customer_id: _builtins.str
     task_id: _builtins.str
@@ -78,6 +79,12 @@ class Call(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def reservation_signals(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cost_breakdown(self) -> Global___CostBreakdown:
+        """What the call used of each provider and what that is estimated to cost at list prices.
+        Filled only by GetCall (details).
+        """
+
     def __init__(
         self,
         *,
@@ -102,10 +109,11 @@ class Call(_message.Message):
         supervisor_decisions_json: _builtins.bytes = ...,
         details_included: _builtins.bool = ...,
         owner_pod: _builtins.str | None = ...,
+        cost_breakdown: Global___CostBreakdown | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_call_sid", b"_call_sid", "_duration_sec", b"_duration_sec", "_outcome_summary", b"_outcome_summary", "_outcome_type", b"_outcome_type", "_owner_pod", b"_owner_pod", "_recording_url", b"_recording_url", "call_sid", b"call_sid", "created_at", b"created_at", "duration_sec", b"duration_sec", "ended_at", b"ended_at", "outcome_summary", b"outcome_summary", "outcome_type", b"outcome_type", "owner_pod", b"owner_pod", "recording_url", b"recording_url", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_call_sid", b"_call_sid", "_duration_sec", b"_duration_sec", "_outcome_summary", b"_outcome_summary", "_outcome_type", b"_outcome_type", "_owner_pod", b"_owner_pod", "_recording_url", b"_recording_url", "call_sid", b"call_sid", "cost_breakdown", b"cost_breakdown", "created_at", b"created_at", "duration_sec", b"duration_sec", "ended_at", b"ended_at", "outcome_summary", b"outcome_summary", "outcome_type", b"outcome_type", "owner_pod", b"owner_pod", "recording_url", b"recording_url", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_call_sid", b"_call_sid", "_duration_sec", b"_duration_sec", "_outcome_summary", b"_outcome_summary", "_outcome_type", b"_outcome_type", "_owner_pod", b"_owner_pod", "_recording_url", b"_recording_url", "call_id", b"call_id", "call_sid", b"call_sid", "created_at", b"created_at", "customer_id", b"customer_id", "details_included", b"details_included", "duration_sec", b"duration_sec", "ended_at", b"ended_at", "has_recording", b"has_recording", "language", b"language", "outcome_charge_cents", b"outcome_charge_cents", "outcome_summary", b"outcome_summary", "outcome_type", b"outcome_type", "owner_pod", b"owner_pod", "recording_url", b"recording_url", "reservation_signals", b"reservation_signals", "started_at", b"started_at", "status", b"status", "supervisor_decisions_json", b"supervisor_decisions_json", "target_phone", b"target_phone", "task_id", b"task_id", "transcript_full_json", b"transcript_full_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_call_sid", b"_call_sid", "_duration_sec", b"_duration_sec", "_outcome_summary", b"_outcome_summary", "_outcome_type", b"_outcome_type", "_owner_pod", b"_owner_pod", "_recording_url", b"_recording_url", "call_id", b"call_id", "call_sid", b"call_sid", "cost_breakdown", b"cost_breakdown", "created_at", b"created_at", "customer_id", b"customer_id", "details_included", b"details_included", "duration_sec", b"duration_sec", "ended_at", b"ended_at", "has_recording", b"has_recording", "language", b"language", "outcome_charge_cents", b"outcome_charge_cents", "outcome_summary", b"outcome_summary", "outcome_type", b"outcome_type", "owner_pod", b"owner_pod", "recording_url", b"recording_url", "reservation_signals", b"reservation_signals", "started_at", b"started_at", "status", b"status", "supervisor_decisions_json", b"supervisor_decisions_json", "target_phone", b"target_phone", "task_id", b"task_id", "transcript_full_json", b"transcript_full_json"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__call_sid: _TypeAlias = _typing.Literal["call_sid"]  # noqa: Y015
     _WhichOneofArgType__call_sid: _TypeAlias = _typing.Literal["_call_sid", b"_call_sid"]  # noqa: Y015
@@ -133,6 +141,80 @@ class Call(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__recording_url) -> _WhichOneofReturnType__recording_url | None: ...
 
 Global___Call: _TypeAlias = Call  # noqa: Y015
+
+@_typing.final
+class CostBreakdown(_message.Message):
+    """CostBreakdown estimates a call's provider cost from measured usage and configured prices
+    (an estimate, not an invoice).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LINES_FIELD_NUMBER: _builtins.int
+    TOTAL_USD_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    total_usd: _builtins.float
+    """The sum of the lines' cost_usd."""
+    currency: _builtins.str
+    """ISO 4217 currency of every amount (USD)."""
+    @_builtins.property
+    def lines(self) -> _containers.RepeatedCompositeFieldContainer[Global___CostLine]: ...
+    def __init__(
+        self,
+        *,
+        lines: _abc.Iterable[Global___CostLine] | None = ...,
+        total_usd: _builtins.float = ...,
+        currency: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "lines", b"lines", "total_usd", b"total_usd"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CostBreakdown: _TypeAlias = CostBreakdown  # noqa: Y015
+
+@_typing.final
+class CostLine(_message.Message):
+    """CostLine is one measured quantity of one provider and its estimated cost."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    ITEM_FIELD_NUMBER: _builtins.int
+    QUANTITY_FIELD_NUMBER: _builtins.int
+    UNIT_FIELD_NUMBER: _builtins.int
+    UNIT_PRICE_USD_FIELD_NUMBER: _builtins.int
+    COST_USD_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    """gemini, deepgram or twilio."""
+    item: _builtins.str
+    """What was measured: input_audio_tokens, input_text_tokens, output_audio_tokens,
+    output_text_tokens, live_audio, batch_audio, call_minutes.
+    """
+    quantity: _builtins.float
+    unit: _builtins.str
+    """The unit of quantity: token, second or minute."""
+    unit_price_usd: _builtins.float
+    """Price of one unit, from settings."""
+    cost_usd: _builtins.float
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        item: _builtins.str = ...,
+        quantity: _builtins.float = ...,
+        unit: _builtins.str = ...,
+        unit_price_usd: _builtins.float = ...,
+        cost_usd: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cost_usd", b"cost_usd", "item", b"item", "provider", b"provider", "quantity", b"quantity", "unit", b"unit", "unit_price_usd", b"unit_price_usd"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CostLine: _TypeAlias = CostLine  # noqa: Y015
 
 @_typing.final
 class StartCallRequest(_message.Message):

@@ -30,6 +30,7 @@ class SessionRequest(_message.Message):
     SIGNAL_FIELD_NUMBER: _builtins.int
     OUTCOME_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
+    USAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def attach(self) -> Global___SessionAttach: ...
     @_builtins.property
@@ -44,6 +45,8 @@ class SessionRequest(_message.Message):
     def outcome(self) -> Global___CallOutcome: ...
     @_builtins.property
     def heartbeat(self) -> Global___SessionHeartbeat: ...
+    @_builtins.property
+    def usage(self) -> Global___ProviderUsage: ...
     def __init__(
         self,
         *,
@@ -54,12 +57,13 @@ class SessionRequest(_message.Message):
         signal: Global___ReservationSignal | None = ...,
         outcome: Global___CallOutcome | None = ...,
         heartbeat: Global___SessionHeartbeat | None = ...,
+        usage: Global___ProviderUsage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ask_user", b"ask_user", "attach", b"attach", "decision", b"decision", "heartbeat", b"heartbeat", "kind", b"kind", "outcome", b"outcome", "signal", b"signal", "transcript", b"transcript"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ask_user", b"ask_user", "attach", b"attach", "decision", b"decision", "heartbeat", b"heartbeat", "kind", b"kind", "outcome", b"outcome", "signal", b"signal", "transcript", b"transcript", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_user", b"ask_user", "attach", b"attach", "decision", b"decision", "heartbeat", b"heartbeat", "kind", b"kind", "outcome", b"outcome", "signal", b"signal", "transcript", b"transcript"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_user", b"ask_user", "attach", b"attach", "decision", b"decision", "heartbeat", b"heartbeat", "kind", b"kind", "outcome", b"outcome", "signal", b"signal", "transcript", b"transcript", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attach", "transcript", "ask_user", "decision", "signal", "outcome", "heartbeat"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attach", "transcript", "ask_user", "decision", "signal", "outcome", "heartbeat", "usage"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -276,6 +280,57 @@ class SessionHeartbeat(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SessionHeartbeat: _TypeAlias = SessionHeartbeat  # noqa: Y015
+
+@_typing.final
+class ProviderUsage(_message.Message):
+    """ProviderUsage is what the call has used of the live providers so far: running totals for
+    the whole call, never increments, so core keeps the largest value of each field and a
+    repeated or replayed report counts once. Media sends one after each model turn, every 30 s
+    while they change, and one when the call ends.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GEMINI_INPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    GEMINI_OUTPUT_TOKENS_FIELD_NUMBER: _builtins.int
+    GEMINI_INPUT_AUDIO_TOKENS_FIELD_NUMBER: _builtins.int
+    GEMINI_INPUT_TEXT_TOKENS_FIELD_NUMBER: _builtins.int
+    GEMINI_OUTPUT_AUDIO_TOKENS_FIELD_NUMBER: _builtins.int
+    GEMINI_OUTPUT_TEXT_TOKENS_FIELD_NUMBER: _builtins.int
+    DEEPGRAM_LIVE_MS_FIELD_NUMBER: _builtins.int
+    gemini_input_tokens: _builtins.int
+    """Gemini Live tokens, summed over the session's turns (usageMetadata is per turn):
+    promptTokenCount (+ toolUsePromptTokenCount) and responseTokenCount
+    (+ thoughtsTokenCount).
+    """
+    gemini_output_tokens: _builtins.int
+    gemini_input_audio_tokens: _builtins.int
+    """The same tokens by modality, where the API gave a breakdown (promptTokensDetails,
+    responseTokensDetails); the rest of the totals came without one.
+    """
+    gemini_input_text_tokens: _builtins.int
+    gemini_output_audio_tokens: _builtins.int
+    gemini_output_text_tokens: _builtins.int
+    deepgram_live_ms: _builtins.int
+    """Milliseconds of caller audio handed to the Deepgram ear (live streaming)."""
+    def __init__(
+        self,
+        *,
+        gemini_input_tokens: _builtins.int = ...,
+        gemini_output_tokens: _builtins.int = ...,
+        gemini_input_audio_tokens: _builtins.int = ...,
+        gemini_input_text_tokens: _builtins.int = ...,
+        gemini_output_audio_tokens: _builtins.int = ...,
+        gemini_output_text_tokens: _builtins.int = ...,
+        deepgram_live_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deepgram_live_ms", b"deepgram_live_ms", "gemini_input_audio_tokens", b"gemini_input_audio_tokens", "gemini_input_text_tokens", b"gemini_input_text_tokens", "gemini_input_tokens", b"gemini_input_tokens", "gemini_output_audio_tokens", b"gemini_output_audio_tokens", "gemini_output_text_tokens", b"gemini_output_text_tokens", "gemini_output_tokens", b"gemini_output_tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderUsage: _TypeAlias = ProviderUsage  # noqa: Y015
 
 @_typing.final
 class SessionResponse(_message.Message):
