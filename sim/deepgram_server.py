@@ -11,8 +11,9 @@ Live timeline for `script_utterance(text, at_audio_s)` with n words of `word_s` 
   audio >= start + ceil(n/2) * word_s   → interim Results, first half words   (if interim_results)
   audio >= end + endpointing            → final Results, is_final + speech_final
   audio >= end + utterance_end_ms       → UtteranceEnd(last_word_end=end)     (if both params)
-By default finals are cut as the real service cuts them (`sim.deepgram_windows`) instead;
-`windows=None` keeps the tidy timeline above (one final per utterance, `start` at its first word).
+By default results come as the real service sends them (`sim.deepgram_windows`) instead: an
+interim each time a word has been heard, finals cut into windows; `windows=None` keeps the tidy
+timeline above (one interim and one final per utterance, `start` at its first word).
 `Finalize` flushes a started utterance as a final with `from_finalize: true`; `CloseStream`
 flushes, sends `Metadata` and closes 1000; `drop()` aborts the TCP connection (no close frame);
 `stalled = True` keeps reading but never answers (results, Finalize, CloseStream) again.
@@ -338,15 +339,17 @@ class FakeDeepgram:
                         {"type": "SpeechStarted", "channel": [0], "timestamp": u.at_audio_s},
                     )
             half = math.ceil(len(u.tokens) / 2)
-            if interim and "interim" not in done and now >= u.word_end_s(half):
+            partial: dict[str, Any] | None = None
+            if not interim or "final" in done:
+                pass
+            elif self.windows is not None:
+                heard = [w for w in u.word_dicts() if w["end"] <= now]
+                partial = deepgram_windows.interim(session.windows, key, heard)
+            elif "interim" not in done and now >= u.word_end_s(half):
                 done.add("interim")
-                partial: dict[str, Any] | None = None
-                if self.windows is None:
-                    partial = self._results(u, half, final=False)
-                else:
-                    partial = deepgram_windows.interim(session.windows, key, u.word_dicts(half))
-                if partial is not None:
-                    await self._send(connection, session, partial)
+                partial = self._results(u, half, final=False)
+            if partial is not None:
+                await self._send(connection, session, partial)
             if "final" not in done:
                 for message in self._final_messages(session, key, u, now, endpoint_s):
                     await self._send(connection, session, message)

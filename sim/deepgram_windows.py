@@ -31,6 +31,7 @@ class WindowState:
 
     cursor_s: float = 0.0
     final_words: dict[object, int] = dataclasses.field(default_factory=dict)
+    interim_words: dict[object, int] = dataclasses.field(default_factory=dict)
 
 
 def results(
@@ -79,10 +80,14 @@ def silence(windows: Windows, state: WindowState, until_s: float) -> list[dict[s
 
 
 def interim(state: WindowState, key: object, words: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """An interim for the heard words not yet in a final, in the open window."""
-    words = words[state.final_words.get(key, 0) :]
-    if not words:
+    """An interim for the heard words (`words`: all heard so far) not yet in a final, in the
+    open window; None unless a word was heard since the last one (interims grow word by word,
+    as the real service's do)."""
+    sent = state.final_words.get(key, 0)
+    if len(words) <= max(sent, state.interim_words.get(key, 0)):
         return None
+    state.interim_words[key] = len(words)
+    words = words[sent:]
     start = min(state.cursor_s, words[0]["start"])
     return results(words, start, words[-1]["end"], final=False, speech_final=False)
 
