@@ -38,7 +38,7 @@ BASE: dict[str, Any] = {
     "ivr_prompt": None,
     "voicemail_greeting": None,
     "barge_in": None,
-    "gemini": dataclasses.asdict(LiveQuirks()),  # the shipped venues keep Gemini's defaults
+    "gemini": dataclasses.asdict(LiveQuirks()),  # Gemini's defaults, unless a venue cuts
 }
 
 
@@ -49,7 +49,12 @@ def pinned(number: str, name: str, story: str, **changes: Any) -> dict[str, Any]
 SHIPPED = {
     v["number"]: v
     for v in (
-        pinned("+15550100", "Trattoria Roma", "books as asked"),
+        pinned(
+            "+15550100",
+            "Trattoria Roma",
+            "books as asked",
+            gemini=dataclasses.asdict(LiveQuirks(go_away_after_turn=1)),
+        ),
         pinned(
             "+15550101",
             "Le Petit Bistro",
@@ -92,6 +97,7 @@ SHIPPED = {
             "speaks Russian only; books as asked",
             language="ru",
             host="Ольга",
+            gemini=dataclasses.asdict(LiveQuirks(close_after_turn=1, close_code=1011)),
         ),
         pinned(
             "+15550109",
