@@ -59,7 +59,13 @@ async def test_queued_start_is_202_and_drained(
     assert body["status"] == "queued" and body["queue_id"] and body["position"] == 0
     await eventually(lambda: _dialed(telephony, 1))
     assert telephony.dials[0].call_id == body["call_id"]
-    got = (await qhttp.get(f"/calls/{body['call_id']}", headers=key(c))).json()
+    got: dict[str, Any] = {}
+
+    async def recorded() -> bool:  # the carrier took the dial; core writes it just after
+        got.update((await qhttp.get(f"/calls/{body['call_id']}", headers=key(c))).json())
+        return bool(got["status"] != "scheduled")
+
+    await eventually(recorded)
     assert got["status"] == "dialing" and got["call_sid"] == telephony.dials[0].call_sid
 
 

@@ -188,12 +188,9 @@ async def test_the_recording_callback_starts_the_merge(
         ("callee", pytest.approx(3050 + DELTA_MS, abs=50), "Yes, what time?"),
         ("agent", 6200, "At seven, under Anna."),
     ]
-    assert body["turns"][0]["words"][0] == {
-        "word": "Hello,",
-        "start_ms": 1700,
-        "end_ms": 1950,
-        "confidence": pytest.approx(body["turns"][0]["words"][0]["confidence"]),
-    }
+    first = body["turns"][0]["words"][0]
+    assert (first["word"], first["start_ms"], first["end_ms"]) == ("Hello,", 1700, 1950)
+    assert 0 < first["confidence"] <= 1  # Deepgram's own, carried through
     # deepgram-sdk sent what Deepgram's pre-recorded API takes: the bytes, word timings on
     (request,) = deepgram.batch_requests
     assert request.body == MP3 and request.query["utterances"] == ["true"]
