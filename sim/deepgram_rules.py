@@ -159,22 +159,22 @@ def sent_problem(message: dict[str, Any]) -> str | None:
     if model is None:
         return f"sent an unknown message type {message.get('type')!r}"
     try:
-        extras = _extras(model.model_validate(message))
+        extras = model_extras(model.model_validate(message))
     except pydantic.ValidationError as exc:
         return f"sent a malformed {message['type']}: {exc.errors()[0]['msg']}"
     return f"sent {message['type']} with fields Deepgram lacks: {extras}" if extras else None
 
 
-def _extras(value: object, path: str = "") -> list[str]:
+def model_extras(value: object, path: str = "") -> list[str]:
     """Every field a typed model (or any model inside it) kept as an unknown extra."""
     found: list[str] = []
     if isinstance(value, pydantic.BaseModel):
         found += [f"{path}.{name}" for name in value.model_extra or {}]
         for name in type(value).model_fields:
-            found += _extras(getattr(value, name), f"{path}.{name}")
+            found += model_extras(getattr(value, name), f"{path}.{name}")
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
-            found += _extras(item, f"{path}[{i}]")
+            found += model_extras(item, f"{path}[{i}]")
     return found
 
 

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from media.call.supervisor import Action, Kind, Supervisor
 from media.providers.deepgram_ear import CalleeTranscript, DeepgramConfig, DeepgramEar, EarEvent
+from sim.deepgram_rules import model_extras
 from sim.deepgram_server import FakeDeepgram
 from sim.deepgram_windows import Windows
 
@@ -73,19 +74,6 @@ async def _run(fake: FakeDeepgram, seconds: float) -> list[EarEvent]:
     return events
 
 
-def _extras(value: Any, path: str = "") -> list[str]:
-    """Every field a typed model (or any model inside it) kept as an unknown extra."""
-    found: list[str] = []
-    if isinstance(value, pydantic.BaseModel):
-        found += [f"{path}.{name}" for name in value.model_extra or {}]
-        for name in type(value).model_fields:
-            found += _extras(getattr(value, name), f"{path}.{name}")
-    elif isinstance(value, list | tuple):
-        for i, item in enumerate(value):
-            found += _extras(item, f"{path}[{i}]")
-    return found
-
-
 def _finals(fake: FakeDeepgram) -> list[dict[str, Any]]:
     return [m for m in fake.sessions[0].sent_of("Results") if m["is_final"]]
 
@@ -101,7 +89,7 @@ async def test_every_live_message_is_a_typed_sdk_model_with_no_extra_fields(
     assert {m["type"] for m in sent} == set(LIVE_TYPES)
     for message in sent:
         parsed = LIVE_TYPES[message["type"]].model_validate(message)
-        assert _extras(parsed) == [], message
+        assert model_extras(parsed) == [], message
 
 
 async def test_finals_tile_the_audio_with_empty_ones_in_silence(fake: FakeDeepgram) -> None:
