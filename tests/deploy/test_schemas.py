@@ -1,8 +1,9 @@
 """Every overlay renders with `kubectl kustomize`, and every object it renders is valid
 against the Kubernetes API schemas (`kubernetes-validate`, offline, strict: an unknown or
 misplaced field fails) of the oldest and the newest release we target. KEDA's ScaledObject
-is a CRD those schemas do not know, so it is checked field by field against KEDA's
-documented spec."""
+is a CRD those schemas do not know, so it is checked field by field against the fields of
+KEDA's v1alpha1 CRD (kedacore/keda config/crd/bases/keda.sh_scaledobjects.yaml) and the
+Prometheus scaler's documented metadata."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def _check_scaled_object(objs: tuple[Obj, ...], scaled: Obj) -> None:
     }  # fmt: skip
     assert set(spec) <= known, set(spec) - known
     target = spec["scaleTargetRef"]
-    assert set(target) <= {"apiVersion", "kind", "name"}
+    assert set(target) <= {"apiVersion", "kind", "name", "envSourceContainerName"}
     assert target.get("kind", "Deployment") == "Deployment"
     media = named(objs, "Deployment", target["name"])
     assert media["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "media.server"
@@ -75,6 +76,15 @@ def _check_scaled_object(objs: tuple[Obj, ...], scaled: Obj) -> None:
     behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
     assert set(behavior) <= {"scaleUp", "scaleDown"}
     (trigger,) = spec["triggers"]
+    known_trigger = {
+        "type",
+        "metadata",
+        "metricType",
+        "name",
+        "authenticationRef",
+        "useCachedMetrics",
+    }
+    assert set(trigger) <= known_trigger, set(trigger) - known_trigger
     assert trigger["type"] == "prometheus"
     assert trigger["metricType"] == "AverageValue"  # per pod: threshold = live calls per pod
     meta = trigger["metadata"]
