@@ -4,6 +4,7 @@ listens on under a container's settings."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic import SecretStr
@@ -34,16 +35,17 @@ def serves(process: str, path: str, method: str = "GET") -> bool:
     return any(route.matches(scope)[0] == Match.FULL for route in routes)
 
 
-def _app_routes(process: str) -> list[BaseRoute]:
+@functools.cache
+def _app_routes(process: str) -> tuple[BaseRoute, ...]:
     if process == "gateway.main":
-        return list(create_gateway(GatewaySettings()).router.routes)
+        return tuple(create_gateway(GatewaySettings()).router.routes)
     if process == "media.server":
         app = create_media(
             MediaSettings(internal_token=SecretStr("t")),
             TwilioSettings(twilio_account_sid="AC" + "0" * 32, twilio_auth_token=SecretStr("t")),
         )
-        return list(app.web.router.routes)
-    return []
+        return tuple(app.web.router.routes)
+    return ()
 
 
 def configured(process: str, given: dict[str, tuple[str, Any]], field_name: str) -> int:
