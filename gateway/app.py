@@ -5,7 +5,7 @@ No business rule lives here. Each route (one module per resource under
 and the reply (or the ErrorInfo of a failure) into the contract's JSON. This module
 only assembles the app: one gRPC channel to core shared by all requests, the error
 handlers (every failure in the contract's error shape), the body cap and method guard
-(`gateway.guards`), the SSE stream cap and the routers.
+(`gateway.guards`), the SSE stream cap and the routers (the contract's, and the probes').
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException
 from gateway import errors
 from gateway.guards import BodyCap, MethodGuard
 from gateway.inputs import Rejected
-from gateway.routes import bookings, call_streams, calls, skills, users
+from gateway.routes import bookings, call_streams, calls, probes, skills, users
 from gateway.settings import GatewaySettings, get_settings
 from gateway.stubs import CHANNEL_OPTIONS, Stubs
 
@@ -64,13 +64,9 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         return errors.unexpected(request, exc)
 
-    modules = (users, bookings, calls, call_streams, skills)
+    modules = (users, bookings, calls, call_streams, skills, probes)
     for module in modules:
         app.include_router(module.router)
-
-    @app.get("/healthz", tags=["ops"], summary="Gateway liveness (not part of the contract)")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     # The last added runs first: the body cap, before the method guard, routing or parsing.
     route_lists = [app.router.routes, *(module.router.routes for module in modules)]

@@ -16,6 +16,7 @@ from callagent.v1 import (
     skills_pb2_grpc,
 )
 from fastapi import Depends, Request
+from grpc_health.v1 import health_pb2_grpc
 
 CHANNEL_OPTIONS = (
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -33,6 +34,7 @@ class Stubs:
         self.bookings = bookings_pb2_grpc.BookingServiceStub(channel)
         self.calls = calls_pb2_grpc.CallServiceStub(channel)
         self.skills = skills_pb2_grpc.SkillServiceStub(channel)
+        self.health = health_pb2_grpc.HealthStub(channel)
 
 
 def stubs(request: Request) -> Stubs:

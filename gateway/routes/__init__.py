@@ -1,1 +1,2 @@
-"""The contract's routes, one module per resource; each exports an APIRouter."""
+"""The contract's routes, one module per resource, and the orchestrator's probes (`probes`);
+each exports an APIRouter."""
