@@ -10,10 +10,12 @@ what the idle stack does in as long (reconciler, drainer, merge worker polls):
 - rows inserted/updated/deleted per table (`pg_stat_user_tables`), commits
   (`pg_stat_database`), WAL bytes (`pg_current_wal_lsn`) and WAL records (`pg_stat_wal`).
 
-The sim's venues talk briskly (`SIM_SPEED=10`), so a call here is shorter than a real one;
-per-second figures (media) scale with talk time, per-line ones (transcript, events) with the
-conversation. `BENCH_WRITES_STATEMENTS=1` also logs every statement in the server's log and
-keeps the data dir. docs/scaling.md reads these figures.
+A call here is a brisk booking (about 20 s of talk and five transcript lines; `SIM_SPEED=10`
+shortens the venues' pauses, `SIM_SPEED=1` hardly lengthens it), shorter than a real one:
+per-second figures (media) scale with talk time and include each call's set-up,
+per-line ones (transcript, events) with the conversation. `BENCH_CALL_COST_STATEMENTS=1`
+also logs every statement in the server's log and keeps the data dir. docs/scaling.md
+reads these figures.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import psutil
 from core.store import database
 
 CALLS = int(os.environ.get("BENCH_CALL_COST_CALLS", "5"))
-STATEMENTS = os.environ.get("BENCH_WRITES_STATEMENTS") == "1"
+STATEMENTS = os.environ.get("BENCH_CALL_COST_STATEMENTS") == "1"
 NUMBER = "+15550100"  # the shipped trattoria: books a table it has room for
 BRIEF = "Table for 2 tomorrow at 19:00 under Anna"
 TERMINAL = {"completed", "busy", "no_answer", "failed", "cancelled"}
