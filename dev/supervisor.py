@@ -7,14 +7,16 @@ ready is a configuration error (a refused scenario file, a port in use): restart
 fail the same way, so the whole stack stops with its exit status, as before supervision.
 Every exit and restart is printed with the exit code or the signal.
 
-Children run in their own process group so that the terminal's Ctrl-C reaches only this
-supervisor, which then stops them in order; otherwise their own exits on SIGINT would race
-with the stop and look like crashes.
+Children stay in the supervisor's process group, so whatever the terminal sends the group
+(Ctrl-C, a hang-up) or a `kill` of the group reaches them too. A Ctrl-C therefore arrives
+at a child and at this supervisor at once: an exit is judged `EXIT_GRACE_SEC` later, so a
+stop that came with it wins and the exit is not taken for a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import signal
 import time
@@ -23,6 +25,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 Probe = Callable[[], Awaitable[bool]]
 Say = Callable[[str], None]
 PROBE_EVERY_SEC = 0.2
+EXIT_GRACE_SEC = 0.2
 STOP_GRACE_SEC = 10.0
 
 
@@ -86,6 +89,7 @@ class Supervisor:
         self._env = dict(env)
         self._policy = policy or Policy()
         self._say = say
+        # Set once the stack is stopping (the caller's stop, then `_stop_all`).
         self._stopping = asyncio.Event()
         self._failed = asyncio.Event()
 
@@ -101,13 +105,15 @@ class Supervisor:
         """Start every child, call `on_ready` once all of them serve, and keep them running
         until `stop` is set (0) or a child fails before it ever served (1). Every child has
         ended when this returns."""
+        stopped = asyncio.create_task(stop.wait())
+        stopped.add_done_callback(lambda _: self._stopping.set())  # watchers see it at once
+        ending = [stopped, asyncio.create_task(self._failed.wait())]
+        all_served = asyncio.create_task(self._all_served())
         watchers = [
             asyncio.create_task(self._watch(child), name=f"supervise-{child.service.name}")
             for child in self._children
         ]
         try:
-            all_served = asyncio.create_task(self._all_served())
-            ending = [asyncio.create_task(stop.wait()), asyncio.create_task(self._failed.wait())]
             done, _ = await asyncio.wait({all_served, *ending}, return_when=asyncio.FIRST_COMPLETED)
             if all_served in done and not self._failed.is_set() and not stop.is_set():
                 on_ready()
@@ -127,9 +133,7 @@ class Supervisor:
         name = child.service.name
         failures = 0
         while not self._stopping.is_set():
-            proc = await asyncio.create_subprocess_exec(
-                *child.service.argv, env=self._env, process_group=0
-            )
+            proc = await asyncio.create_subprocess_exec(*child.service.argv, env=self._env)
             child.proc = proc
             if self._stopping.is_set():  # stopped while it was being spawned
                 proc.terminate()
@@ -139,6 +143,8 @@ class Supervisor:
             probing = asyncio.create_task(self._await_ready(child, proc))
             code = await proc.wait()
             probing.cancel()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=EXIT_GRACE_SEC)
             if self._stopping.is_set():
                 return
             if not child.served.is_set():

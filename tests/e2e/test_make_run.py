@@ -5,8 +5,9 @@ dir (embedded PostgreSQL, migrations, the demo key printed once), core, gateway,
 simulated world, every port chosen here, no provider credentials, `SIM_SCENARIOS_DIR` naming
 a folder with one file. The call goes through the public REST API only. A malformed file must
 stop the whole stack with the file, line and reason. A core killed with SIGKILL comes back
-on its own while the others keep running. Either way the stack is stopped with the signal
-Ctrl-C sends, and nothing it started may outlive it (the embedded server included).
+on its own while the others keep running, and a Ctrl-C that reaches the whole process group
+restarts nothing. Either way the stack is stopped with the signal Ctrl-C sends, and nothing
+it started may outlive it (the embedded server included).
 """
 
 from __future__ import annotations
@@ -394,5 +395,14 @@ def test_make_run_restarts_a_killed_core_and_the_rest_keep_running(tmp_path: pat
         assert {n: p for n, p in after.items() if n != "core"} == {
             n: p for n, p in before.items() if n != "core"
         }, stack.output()
+        # Ctrl-C in a terminal signals the whole process group: the children's own exits
+        # must not be taken for crashes (no restart), and everything stops.
+        said = len(stack.output().splitlines())
+        os.killpg(stack.proc.pid, signal.SIGINT)
+        stack.proc.wait(timeout=60)
+        stack.wait_for(r"^embedded PostgreSQL stopped$", timeout=10)
+        assert not [line for line in stack.output().splitlines()[said:] if "exited with" in line], (
+            stack.output()
+        )
     assert stack.proc.returncode == 0, stack.output()
     assert stack.output().splitlines()[-1] == "embedded PostgreSQL stopped"

@@ -1,7 +1,8 @@
 """`make run`'s supervisor with real child processes (tiny Python programs, no database):
 a dead child comes back and the others keep their pids, a crash-looping one is given up on
-while the rest keep running, one that fails before it ever served stops everything, and
-nothing outlives `run()`. The whole stack under it: tests/e2e/test_make_run.py."""
+while the rest keep running, one that fails before it ever served stops everything, a child
+that ends with the stop (Ctrl-C reaches the whole process group) is not taken for a crash,
+and nothing outlives `run()`. The whole stack under it: tests/e2e/test_make_run.py."""
 
 from __future__ import annotations
 
@@ -157,3 +158,25 @@ async def test_a_child_that_fails_before_it_ever_served_stops_everything() -> No
 
 async def _never() -> bool:
     return False
+
+
+async def test_a_child_that_ends_with_the_stop_is_not_taken_for_a_crash() -> None:
+    lines = Lines()
+    ready = asyncio.Event()
+    stop = asyncio.Event()
+    sup = supervisor.Supervisor(
+        [server("core", free_port()), server("gateway", free_port())],
+        os.environ,
+        policy=FAST,
+        say=lines.say,
+    )
+    running = asyncio.create_task(sup.run(stop, ready.set))
+    await asyncio.wait_for(ready.wait(), timeout=20)
+    pids = sup.pids()
+    # Ctrl-C reaches the child and the supervisor at once; the child may be seen to exit
+    # first. The stop comes 50 ms after the exit here, well inside EXIT_GRACE_SEC.
+    os.kill(pids["core"], signal.SIGINT)
+    asyncio.get_running_loop().call_later(0.05, stop.set)
+    assert await running == 0
+    assert lines.lines == []
+    assert not alive(set(pids.values()))
