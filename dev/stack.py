@@ -1,10 +1,12 @@
 """`make run`: embedded PostgreSQL (unless DATABASE_URL is set), core, gateway, media,
 and the simulated world when no Twilio credentials are set.
 
-The supervisor prepares the database once (migrations, demo customer), then runs
-each service as a child process with DATABASE_URL pointing at the same server.
-Ctrl-C (or SIGTERM) stops the children, then the embedded server it started. It is the
-one place that knows every process, so it reads each one's settings (ports) to print them.
+It prepares the database once (migrations, demo customer), then runs each service as a
+child process with DATABASE_URL pointing at the same server, under `dev.supervisor`: a child
+that dies is restarted, one that fails before it ever served stops the stack. The addresses
+and the demo key are printed once every child serves. Ctrl-C (or SIGTERM) stops the
+children, then the embedded server it started. It is the one place that knows every
+process, so it reads each one's settings (ports) to probe and print them.
 """
 
 from __future__ import annotations
@@ -14,18 +16,17 @@ import os
 import secrets
 import signal
 import sys
-from typing import Any
 
 from core import main as server
 from core.app import accounts, api_keys
 from core.settings import Settings, get_settings
 from core.store import database
+from dev import probes, supervisor
 from gateway.settings import GatewaySettings
 from media.settings import MediaSettings
 from sim import settings as sim_settings
 
 DEMO_CUSTOMER = "demo"
-SERVICES = {"core": "core.main", "gateway": "gateway.main", "media": "media.server"}
 
 
 def _provider_env(settings: Settings) -> tuple[dict[str, str], list[str]]:
@@ -71,15 +72,46 @@ async def _demo_key(dsn: str, settings: Settings) -> str | None:
         await conn.close()
 
 
-async def _supervise(settings: Settings) -> int:
-    dsn = await server.prepare_database(settings)
-    demo_key = await _demo_key(dsn, settings)
-    provider_env, simulated = _provider_env(settings)
-    env = {**os.environ, **provider_env, "DATABASE_URL": dsn}
-    children: dict[str, asyncio.subprocess.Process] = {}
-    services = {**SERVICES, **({"sim": "sim.main"} if simulated else {})}
-    for name, module in services.items():
-        children[name] = await asyncio.create_subprocess_exec(sys.executable, "-m", module, env=env)
+def _services(settings: Settings, simulated: bool) -> list[supervisor.Service]:
+    """Every child with its readiness probe, read from each process's own settings."""
+    core_target = (
+        f"{probes.local_host(settings.callagent_bind_host)}:{settings.callagent_grpc_port}"
+    )
+    gateway = GatewaySettings()
+    gateway_url = (
+        f"http://{probes.local_host(gateway.callagent_bind_host)}:{gateway.callagent_http_port}"
+    )
+    media = MediaSettings()
+    media_url = (
+        f"http://{probes.local_host(media.callagent_bind_host)}:{media.callagent_media_port}"
+    )
+    services = [
+        supervisor.Service("core", _command("core.main"), lambda: probes.grpc_serving(core_target)),
+        supervisor.Service(
+            "gateway", _command("gateway.main"), lambda: probes.http_ok(f"{gateway_url}/healthz")
+        ),
+        supervisor.Service(
+            "media", _command("media.server"), lambda: probes.http_ok(f"{media_url}/healthz")
+        ),
+    ]
+    if simulated:
+        sim = sim_settings.SimSettings()
+        # Its plain-HTTP servers, the last of which opens after the Gemini Live (TLS) one.
+        ports = (sim.sim_twilio_port, sim.sim_gemini_rest_port, sim.sim_deepgram_http_port)
+        services.append(
+            supervisor.Service(
+                "sim", _command("sim.main"), lambda: probes.tcp_open("127.0.0.1", ports)
+            )
+        )
+    return services
+
+
+def _command(module: str) -> list[str]:
+    return [sys.executable, "-m", module]
+
+
+def _announce(settings: Settings, simulated: list[str], demo_key: str | None) -> None:
+    """What an operator needs, printed once every child serves."""
     media_port = MediaSettings().callagent_media_port
     print(f"gateway: http://127.0.0.1:{GatewaySettings().callagent_http_port}", flush=True)
     print(f"core gRPC: {settings.callagent_bind_host}:{settings.callagent_grpc_port}", flush=True)
@@ -92,32 +124,18 @@ async def _supervise(settings: Settings) -> int:
         print("demo customer exists; new key: callagent keys create --customer demo", flush=True)
     print("Ctrl-C stops everything.", flush=True)
 
+
+async def _supervise(settings: Settings) -> int:
+    dsn = await server.prepare_database(settings)
+    demo_key = await _demo_key(dsn, settings)
+    provider_env, simulated = _provider_env(settings)
+    env = {**os.environ, **provider_env, "DATABASE_URL": dsn}
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    waits: dict[asyncio.Task[Any], str] = {
-        asyncio.create_task(proc.wait()): name for name, proc in children.items()
-    }
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({stopper, *waits}, return_when=asyncio.FIRST_COMPLETED)
-    exit_code = 0
-    for task in done:
-        if task in waits:
-            print(f"{waits[task]} exited with {task.result()}; stopping the rest", flush=True)
-            exit_code = 1
-    stopper.cancel()
-    for proc in children.values():
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-    for name, proc in children.items():
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        except TimeoutError:
-            print(f"{name} did not stop in 10 s; killing it", flush=True)
-            proc.kill()
-            await proc.wait()
-    return exit_code
+    children = supervisor.Supervisor(_services(settings, bool(simulated)), env)
+    return await children.run(stop, lambda: _announce(settings, simulated, demo_key))
 
 
 def main() -> None:

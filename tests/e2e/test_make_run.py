@@ -4,8 +4,10 @@ The real `python -m dev.stack` as a child process, as an operator starts it: a f
 dir (embedded PostgreSQL, migrations, the demo key printed once), core, gateway, media and the
 simulated world, every port chosen here, no provider credentials, `SIM_SCENARIOS_DIR` naming
 a folder with one file. The call goes through the public REST API only. A malformed file must
-stop the whole stack with the file, line and reason. Either way the stack is stopped with the
-signal Ctrl-C sends, and nothing it started may outlive it (the embedded server included).
+stop the whole stack with the file, line and reason. A core killed with SIGKILL comes back
+on its own while the others keep running, and a Ctrl-C that reaches the whole process group
+restarts nothing. Either way the stack is stopped with the signal Ctrl-C sends, and nothing
+it started may outlive it (the embedded server included).
 """
 
 from __future__ import annotations
@@ -91,6 +93,14 @@ closes = "23:00"
 [booking]
 behaviour = "as_asked"
 """
+
+# The module each child runs, as `dev/stack.py` starts it (`python -m MODULE`).
+CHILDREN = {
+    "core.main": "core",
+    "gateway.main": "gateway",
+    "media.server": "media",
+    "sim.main": "sim",
+}
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -343,4 +353,56 @@ def test_a_malformed_scenario_file_stops_make_run_with_file_line_and_reason(
         stack.wait_for(r"^sim exited with 1; stopping the rest$", timeout=30)
         stack.proc.wait(timeout=60)
     assert stack.proc.returncode == 1, stack.output()
+    assert stack.output().splitlines()[-1] == "embedded PostgreSQL stopped"
+
+
+def children(stack: Stack) -> dict[str, int]:
+    """The stack's live children by service name (the embedded server is not one of them)."""
+    found = {}
+    for kid in psutil.Process(stack.proc.pid).children():
+        with contextlib.suppress(psutil.Error):
+            cmdline = kid.cmdline()
+            if kid.status() != psutil.STATUS_ZOMBIE and "-m" in cmdline:
+                module = cmdline[cmdline.index("-m") + 1]
+                if module in CHILDREN:
+                    found[CHILDREN[module]] = kid.pid
+    return found
+
+
+def test_make_run_restarts_a_killed_core_and_the_rest_keep_running(tmp_path: pathlib.Path) -> None:
+    scenarios = tmp_path / "my-venues"
+    scenarios.mkdir()
+    (scenarios / "sunrise-pancake-house.toml").write_text(BREAKFAST_ONLY, encoding="utf-8")
+    with make_run(scenarios) as stack:
+        gateway, key = ready(stack)
+        before = children(stack)
+        assert set(before) == {"core", "gateway", "media", "sim"}, before
+        os.kill(before["core"], signal.SIGKILL)
+        stack.wait_for(r"^core exited with -9 \(SIGKILL\); restarting in 0\.5 s$", timeout=30)
+        stack.wait_for(r"^core restarted \(pid \d+, restart 1\)$", timeout=30)
+        back = int(stack.wait_for(r"^core is serving again \(pid (\d+)\)$", timeout=90)[1])
+
+        def me() -> bool:
+            with contextlib.suppress(httpx.TransportError):
+                got = httpx.get(f"{gateway}/users/me", headers={"X-API-Key": key}, timeout=5)
+                return got.status_code == 200
+            return False
+
+        poll(me, timeout=30)
+        stack.remember_children()
+        after = children(stack)
+        assert after["core"] == back != before["core"], stack.output()
+        assert {n: p for n, p in after.items() if n != "core"} == {
+            n: p for n, p in before.items() if n != "core"
+        }, stack.output()
+        # Ctrl-C in a terminal signals the whole process group: the children's own exits
+        # must not be taken for crashes (no restart), and everything stops.
+        said = len(stack.output().splitlines())
+        os.killpg(stack.proc.pid, signal.SIGINT)
+        stack.proc.wait(timeout=60)
+        stack.wait_for(r"^embedded PostgreSQL stopped$", timeout=10)
+        assert not [line for line in stack.output().splitlines()[said:] if "exited with" in line], (
+            stack.output()
+        )
+    assert stack.proc.returncode == 0, stack.output()
     assert stack.output().splitlines()[-1] == "embedded PostgreSQL stopped"
