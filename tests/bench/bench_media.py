@@ -49,6 +49,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from media.codec import twilio_codec
+from telephony import stream_tokens
+from tests.fakes.twilio_stream import mint_token
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -228,9 +230,10 @@ async def _phone(
         url, additional_headers={"X-Twilio-Signature": signature}, compression=None
     ) as ws:
         await ws.send(twilio_codec.connected())
-        await ws.send(
-            twilio_codec.start(sid, "CA" + sid[2:], "AC" + "0" * 32, {"call_id": call_id})
-        )
+        call_sid = "CA" + sid[2:]
+        # The custom parameters core puts in the TwiML: media refuses a stream without its token.
+        params = {"call_id": call_id, stream_tokens.PARAMETER: mint_token(TOKEN, call_id)}
+        await ws.send(twilio_codec.start(sid, call_sid, "AC" + "0" * 32, params))
         phone = Phone(ws, sid, side)
         phones.add(phone)
         reader = asyncio.create_task(_phone_reader(ws, sid, side, call_id.endswith("i")))
