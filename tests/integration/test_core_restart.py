@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc, telephony_pb2, telephony_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from core import main as server
 from core.app import api_keys
@@ -20,8 +24,9 @@ from core.app.provider_events import ProviderEvent, apply_provider_event
 from core.domain.tasks import StartRequest
 from media.call import core_link
 from media.server import CHANNEL_OPTIONS
-from tests.conftest import INTERNAL_TOKEN, eventually, make_settings, new_customer
+from tests.conftest import INTERNAL_TOKEN, eventually, free_port, make_settings, new_customer
 from tests.fakes.telephony import FakeTelephony
+from tests.integration.test_cli import tree_env
 
 STREAM_SID = "MZ" + "0" * 32
 
@@ -268,3 +273,69 @@ async def test_an_outcome_sent_while_core_is_down_is_stored_when_media_hangs_up(
     finally:
         if second is not None:
             await second.stop(grace=0)
+
+
+@contextlib.asynccontextmanager
+async def core_process(db_dsn: str, port: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m core.main` on `port`, serving (gRPC health) when yielded; killed after."""
+    env = tree_env(
+        {
+            **os.environ,
+            "DATABASE_URL": db_dsn,
+            "CALLAGENT_GRPC_PORT": str(port),
+            "INTERNAL_TOKEN": INTERNAL_TOKEN,
+            "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+            "TWILIO_AUTH_TOKEN": "unused",
+            "TWILIO_API_BASE_URL": "http://127.0.0.1:9",  # nothing is dialled from here
+            "RECONCILE_INTERVAL_SEC": "3600",
+        }
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "core.main",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            await health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=30
+            )
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def test_a_call_survives_kill_9_of_its_core(
+    core: server.Core, customer: api_keys.CreatedKey, pool: asyncpg.Pool[Any], db_dsn: str
+) -> None:
+    """The real thing: the core process holding the session is SIGKILLed (no goodbye on the
+    stream, no cleanup), another core process starts on the same address."""
+    call_id, sid = await live_call(core, customer)
+    port = free_port()
+    async with media_link(port) as link:
+        async with core_process(db_dsn, port) as doomed:
+            await link.attach(call_id, sid, STREAM_SID, "media-a")
+            commands = aiter(link.commands())
+            link.send_transcript(line("Hello?", 100))
+            link.ask_user(core_link.AskUser("k" * 32, "Is 21:00 fine?", 60))
+            await eventually(lambda: _status_is(pool, "k" * 32, "pending"))
+            os.kill(doomed.pid, signal.SIGKILL)
+            await doomed.wait()
+        link.send_transcript(line("Yes, 21:00 works.", 3_000))
+        asker = AskUser(pool, Channels())
+        assert await asker.submit(None, call_id, "yes", None, "voice")
+        async with core_process(db_dsn, port):
+            assert await next_command(commands) == core_link.Answer("k" * 32, "yes", "voice")
+            link.send_outcome(core_link.Outcome("refused", "Not tonight after all."))
+            await link.aclose()
+    assert await transcript(pool, call_id) == ["Hello?", "Yes, 21:00 works."]
+    assert len(await events(pool, call_id, "transcript")) == 2
+    assert await pool.fetchval("SELECT outcome_type FROM calls WHERE call_id = $1", call_id) == (
+        "refused"
+    )
+    assert link.reattached == 1
