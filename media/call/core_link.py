@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, Protocol
 
@@ -354,12 +355,16 @@ class GrpcCoreLink:
     async def _run(self) -> None:
         """Serve the session; re-open it whenever it breaks, until it ends cleanly."""
         base, cap = self._retry
-        while not await self._serve(self._call):
-            delay = base
+        delay = base
+        while True:
+            served_at = time.monotonic()
+            if await self._serve(self._call):
+                return
+            if time.monotonic() - served_at >= _STEADY_S:
+                delay = base  # a session that held a while: a fresh break, retry at once
             while True:
-                await asyncio.sleep(
-                    delay * random.uniform(0.5, 1.0)
-                )  # jitter: replicas do not retry in step
+                # Jittered, so the calls of a restarted replica do not all retry in step.
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, cap)
                 try:
                     await self._open()
@@ -460,6 +465,10 @@ class GrpcCoreLink:
         logger.warning("core link refused: %s", _why(exc), extra=self._log_extra)
         self._commands.put_nowait(None)
 
+
+# A session that breaks sooner than this after attaching (a core that accepts and then fails
+# every write) keeps backing off instead of retrying at full speed.
+_STEADY_S = 5.0
 
 # Re-attach answers that will not change by retrying: the call is gone or we may not attach.
 _REFUSALS = frozenset(
