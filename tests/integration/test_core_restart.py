@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import grpc
+import httpx
 from callagent.v1 import media_pb2, media_pb2_grpc, telephony_pb2, telephony_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -22,9 +23,18 @@ from core.app import api_keys
 from core.app.ask_user import AskUser, Channels
 from core.app.provider_events import ProviderEvent, apply_provider_event
 from core.domain.tasks import StartRequest
+from gateway.app import create_app
 from media.call import core_link
 from media.server import CHANNEL_OPTIONS
-from tests.conftest import INTERNAL_TOKEN, eventually, free_port, make_settings, new_customer
+from tests.conftest import (
+    INTERNAL_TOKEN,
+    eventually,
+    free_port,
+    make_gateway_settings,
+    make_settings,
+    new_customer,
+    serve_asgi,
+)
 from tests.fakes.telephony import FakeTelephony
 from tests.integration.test_cli import tree_env
 
@@ -85,8 +95,14 @@ async def test_a_call_survives_a_core_restart(db_dsn: str, pool: asyncpg.Pool[An
     customer = await new_customer(first.pool)
     call_id, sid = await live_call(first, customer)
     second: server.Core | None = None
+    seen: list[int] = []  # event ids an SSE client got through the gateway, across the restart
     try:
-        async with media_link(port) as link:
+        async with (
+            serve_asgi(create_app(make_gateway_settings(port, sse_heartbeat_sec=0.2))) as url,
+            httpx.AsyncClient(base_url=url) as http,
+            media_link(port) as link,
+        ):
+            follower = asyncio.create_task(follow_events(http, call_id, customer.api_key, seen))
             await link.attach(call_id, sid, STREAM_SID, "media-a")
             commands = aiter(link.commands())
             link.send_transcript(line("Hello, Luigi's.", 100))
@@ -94,6 +110,8 @@ async def test_a_call_survives_a_core_restart(db_dsn: str, pool: asyncpg.Pool[An
             link.ask_user(core_link.AskUser("t" * 32, "Window seat?", 5))
             await eventually(lambda: _status_is(pool, "t" * 32, "pending"))
 
+            before = [e["event_id"] for e in await all_events(pool, call_id)]
+            await eventually(lambda: _caught_up(seen, before))  # the client is following
             await first.stop(grace=0)  # core goes away mid-call
             # What media says while core is down is kept, not lost.
             link.send_transcript(line("We have a table at 20:30.", 2_000))
@@ -113,6 +131,12 @@ async def test_a_call_survives_a_core_restart(db_dsn: str, pool: asyncpg.Pool[An
 
             link.send_transcript(line("Great, book it.", 5_000))
             link.send_outcome(core_link.Outcome("refused", "Fully booked tonight."))
+            await link.aclose()
+            # The SSE client reconnected with Last-Event-ID: every event once, in order.
+            stored_ids = [e["event_id"] for e in await all_events(pool, call_id)]
+            await eventually(lambda: _caught_up(seen, stored_ids))
+            follower.cancel()
+            assert seen == stored_ids
         # Closed: every line stored exactly once, in order, with one event each.
         texts = ["Hello, Luigi's.", "We have a table at 20:30.", "Great, book it."]
         assert await transcript(pool, call_id) == texts
@@ -132,6 +156,34 @@ async def test_a_call_survives_a_core_restart(db_dsn: str, pool: asyncpg.Pool[An
     finally:
         if second is not None:
             await second.stop(grace=0)
+
+
+async def follow_events(
+    http: httpx.AsyncClient, call_id: str, api_key: str, seen: list[int]
+) -> None:
+    """An SSE client as a browser's EventSource runs it: on a broken or refused stream it
+    waits its retry delay and reconnects with Last-Event-ID."""
+    while True:
+        headers = {"X-API-Key": api_key}
+        if seen:
+            headers["Last-Event-ID"] = str(seen[-1])
+        with contextlib.suppress(httpx.HTTPError):
+            async with http.stream("GET", f"/calls/{call_id}/events", headers=headers) as r:
+                if r.status_code == 200:
+                    async for text in r.aiter_lines():
+                        if text.startswith("id: "):
+                            seen.append(int(text.removeprefix("id: ")))
+        await asyncio.sleep(0.2)  # EventSource's retry delay, not a synchronisation
+
+
+async def all_events(pool: asyncpg.Pool[Any], call_id: str) -> list[asyncpg.Record]:
+    return await pool.fetch(
+        "SELECT event_id FROM call_events WHERE call_id = $1 ORDER BY event_id", call_id
+    )
+
+
+async def _caught_up(seen: list[int], stored: list[int]) -> bool:
+    return len(seen) >= len(stored)
 
 
 async def _status_is(pool: asyncpg.Pool[Any], request_id: str, status: str) -> bool:
