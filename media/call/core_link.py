@@ -235,8 +235,6 @@ class GrpcCoreLink:
             first = await self._open()
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             raise CoreLinkError(f"core did not accept the session ({_why(exc)})") from None
-        except CoreLinkError:
-            raise
         self._runner = asyncio.create_task(self._run(), name="core-link")
         task = first.task
         return CallTask(
