@@ -57,11 +57,9 @@ async def publish(conn: Conn | asyncpg.Pool[Any], command: Command) -> int:
     return command_id
 
 
-async def open_commands(
-    pool: asyncpg.Pool[Any], call_id: str, after: int
-) -> list[tuple[int, Command]]:
-    """The call's commands media has not acknowledged, after id `after`, oldest first."""
-    rows = await pool.fetch(sql.OPEN_COMMANDS, call_id, after)
+async def open_commands(pool: asyncpg.Pool[Any], call_id: str) -> list[tuple[int, Command]]:
+    """The call's commands media has not acknowledged, oldest first."""
+    rows = await pool.fetch(sql.OPEN_COMMANDS, call_id)
     return [
         (
             r["command_id"],

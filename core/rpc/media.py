@@ -133,14 +133,18 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
         wake: asyncio.Event,
         out: asyncio.Queue[tuple[media_pb2.SessionResponse, int]],
     ) -> None:
-        """Every command media has not acknowledged, once per wake-up, in order."""
+        """Every command media has not acknowledged, once per session, in id order. Not
+        "ids above the last sent": ids are drawn before commit, so a smaller one can commit
+        later."""
         pool = self._calls.pool
-        last = 0
+        sent: set[int] = set()
         while True:
             await wake.wait()
             wake.clear()
-            for command_id, command in await sessions.open_commands(pool, call_id, last):
-                last = command_id
+            for command_id, command in await sessions.open_commands(pool, call_id):
+                if command_id in sent:
+                    continue
+                sent.add(command_id)
                 response = await self._command(command)
                 if response is None:  # nothing to say (the question is gone): done with it
                     await sessions.acknowledge(pool, call_id, command_id)

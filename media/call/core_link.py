@@ -212,7 +212,9 @@ class GrpcCoreLink:
         self._heartbeat_s = heartbeat_s
         self._close_timeout_s = close_timeout_s
         self._retry = (retry_base_s, retry_max_s)
-        self._log = replay_log.ReplayLog(max_queued)
+        # Seqs start at the clock (µs): a later link for the same call (a new bridge) never
+        # reuses one an earlier link had stored, which core would take for a replay.
+        self._log = replay_log.ReplayLog(max_queued, first_seq=time.time_ns() // 1000)
         self._acks: list[int] = []  # command ids taken, still to acknowledge
         self._seen: set[int] = set()
         self._wake = asyncio.Event()  # something new for the writer

@@ -1,6 +1,6 @@
 """The reports a call's media sent core and core has not yet acknowledged, by seq.
 
-Every report gets the next per-call sequence number when it is queued; core acknowledges
+Every report gets the next sequence number when it is queued; core acknowledges
 up to a seq once it has applied (or refused) everything before it. When the session breaks
 (a core restart), whatever is still here is sent again on the re-attached session, and core
 applies each (call_id, seq) at most once, so nothing is lost and nothing is doubled.
@@ -16,10 +16,10 @@ from callagent.v1 import media_pb2
 class ReplayLog:
     """Unacknowledged reports in seq order, bounded (a full log refuses new reports)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, first_seq: int = 1) -> None:
         self._limit = limit
         self._items: collections.deque[media_pb2.SessionRequest] = collections.deque()
-        self._next = 1
+        self._next = first_seq
 
     def add(self, request: media_pb2.SessionRequest) -> bool:
         """Number the report and keep it until acknowledged; False when the log is full."""

@@ -40,3 +40,10 @@ def test_a_full_log_refuses_new_reports_without_numbering_them() -> None:
     log.ack(1)
     assert log.add(signal("d"))
     assert [r.seq for r in log.after(0)] == [2, 3]
+
+
+def test_numbering_can_start_anywhere_so_a_new_link_never_reuses_a_seq() -> None:
+    log = ReplayLog(10, first_seq=1_733_000_000_000_000)
+    log.add(signal("a"))
+    log.add(signal("b"))
+    assert [r.seq for r in log.after(0)] == [1_733_000_000_000_000, 1_733_000_000_000_001]

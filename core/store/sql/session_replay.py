@@ -13,10 +13,10 @@ INSERT INTO session_commands (call_id, kind, request_id, reason, answered_by)
 VALUES ($1, $2, $3, $4, $5) RETURNING command_id
 """
 
-# What the session still owes media after `$2` (the last id it sent on this stream).
+# What the session still owes media: every command it has not acknowledged.
 OPEN_COMMANDS = """
 SELECT command_id, kind, request_id, reason, answered_by FROM session_commands
-WHERE call_id = $1 AND state <> 'acknowledged' AND command_id > $2
+WHERE call_id = $1 AND state <> 'acknowledged'
 ORDER BY command_id
 """
 

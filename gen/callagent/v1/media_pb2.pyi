@@ -34,9 +34,10 @@ class SessionRequest(_message.Message):
     COMMAND_ACK_FIELD_NUMBER: _builtins.int
     SEQ_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
-    """The report's per-call sequence number (1, 2, …; media's own, kept across re-attaches);
-    core stores each (call_id, seq) once, so a replayed report is not applied twice.
-    0 for attach, heartbeat and command_ack, which are not reports.
+    """The report's sequence number: increasing by one per report of the call's link, kept
+    across re-attaches, starting from a clock value so a later link for the same call never
+    reuses one. Core stores each (call_id, seq) once, so a replayed report is not applied
+    twice. 0 for attach, heartbeat and command_ack, which are not reports.
     """
     @_builtins.property
     def attach(self) -> Global___SessionAttach: ...
