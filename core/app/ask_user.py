@@ -13,10 +13,11 @@ slots), since a backend answering it has nothing else to go on.
 
 Answers from any channel go through `submit()`: one compare-and-set from `pending`,
 so the first answer wins, a late or repeated one is `delivered=false`, and the winner
-is pushed to the media session through `sessions.publish`. A question is `pending`
-only while the media session that asked it is attached: when the session ends,
-`cancel_pending()` closes its questions, so `delivered=true` always means a live
-session took the answer.
+is queued for the media session through `sessions.publish` (a durable command, sent
+again whenever the session re-attaches, until media acknowledges it). A question stays
+`pending` while its call's session is attached or re-attaching after a core restart:
+when media ends the session itself, `cancel_pending()` closes its questions, so
+`delivered=true` means the answer is queued for a session that is still there.
 """
 
 from __future__ import annotations
@@ -96,9 +97,10 @@ class AskUser:
         question: str,
         options: list[str],
         timeout_sec: int,
-    ) -> Callable[[], Awaitable[None]]:
+        seq: int = 0,
+    ) -> Callable[[], Awaitable[None]] | None:
         """Store and announce the question (in the order questions come); return the
-        delivery to outside channels still to run."""
+        delivery to outside channels still to run (None for a replay: already done)."""
         question = question.strip()
         if not question or not request_id:
             raise CallagentError("INVALID_ARGUMENT_FIELD", "ask_user needs a question and an id")
@@ -107,6 +109,8 @@ class AskUser:
             row = await conn.fetchrow(sql.LOCK_CALL_AND_ROUTING, call_id)
             if row is None:
                 raise not_found("call")
+            if not await sessions.claim_report(conn, call_id, seq):
+                return None
             expires_at = await conn.fetchval(
                 sql.INSERT,
                 request_id,
@@ -253,6 +257,11 @@ class AskUser:
                 {"request_id": request_id, "delivered": False, "timed_out": True},
             )
         return True
+
+    async def pending_of(self, call_id: str) -> list[tuple[str, float]]:
+        """The call's open questions and the seconds each has left, oldest first."""
+        rows = await self._pool.fetch(sql.PENDING_OF_CALL, call_id)
+        return [(r["request_id"], r["left_sec"]) for r in rows]
 
     async def answer_of(self, request_id: str) -> asyncpg.Record | None:
         row: asyncpg.Record | None = await self._pool.fetchrow(sql.ANSWER_OF, request_id)

@@ -1,9 +1,12 @@
 """What media reports during a call, written onto the call: transcript lines, supervisor
 decisions, reservation signals and the agent's outcome (which also makes or cancels a booking).
 
-Each write appends the matching event in the same transaction. Which outcome makes which
-booking, which booking a cancellation cancels, and when the booking is, are the domain's rules
-(`core.domain.bookings`, `core.domain.booking_time`).
+Each write appends the matching event in the same transaction. A report carries media's
+per-call `seq` (0: none): it is claimed in that transaction too, so a report media replays
+after re-attaching to a restarted core is applied once (`sessions.claim_report`).
+
+Which outcome makes which booking, which booking a cancellation cancels, and when the booking
+is, are the domain's rules (`core.domain.bookings`, `core.domain.booking_time`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 
 import asyncpg
 
-from core.app import bookings, events, outcome_verification
+from core.app import bookings, events, outcome_verification, sessions
 from core.domain import booking_time
 from core.domain import bookings as rules
 from core.domain.errors import not_found
@@ -20,27 +23,37 @@ from core.store.database import Conn
 from core.store.sql import calls as sql
 
 
-async def add_transcript(pool: asyncpg.Pool[Any], call_id: str, line: dict[str, Any]) -> None:
+async def add_transcript(
+    pool: asyncpg.Pool[Any], call_id: str, line: dict[str, Any], seq: int = 0
+) -> None:
     """A final line joins transcript_full and becomes a `transcript` event. Interim lines
     (media sends none) are dropped: the durable log keeps each utterance once, as said."""
     if not line.get("final"):
         return
     async with pool.acquire() as conn, conn.transaction():
+        if not await sessions.claim_report(conn, call_id, seq):
+            return
         await conn.execute(sql.APPEND_TRANSCRIPT, call_id, line)
         await events.append(conn, call_id, "transcript", line)
 
 
-async def add_decision(pool: asyncpg.Pool[Any], call_id: str, decision: dict[str, Any]) -> None:
+async def add_decision(
+    pool: asyncpg.Pool[Any], call_id: str, decision: dict[str, Any], seq: int = 0
+) -> None:
     async with pool.acquire() as conn, conn.transaction():
+        if not await sessions.claim_report(conn, call_id, seq):
+            return
         await conn.execute(sql.APPEND_DECISION, call_id, decision)
         await events.append(conn, call_id, "supervisor_decision", decision)
 
 
-async def add_signal(pool: asyncpg.Pool[Any], call_id: str, name: str) -> None:
+async def add_signal(pool: asyncpg.Pool[Any], call_id: str, name: str, seq: int = 0) -> None:
     name = name.strip()[:64]
     if not name:
         return
     async with pool.acquire() as conn, conn.transaction():
+        if not await sessions.claim_report(conn, call_id, seq):
+            return
         await conn.execute(sql.ADD_SIGNAL, call_id, name)
         await events.append(conn, call_id, "signal", {"name": name})
 
@@ -50,8 +63,10 @@ async def record_outcome(
     call_id: str,
     outcome: dict[str, Any],
     analyst: outcome_verification.Analyst | None = None,
+    seq: int = 0,
 ) -> str | None:
-    """Store the agent's end_call outcome; return the booking id it created, if any.
+    """Store the agent's end_call outcome; return the booking id it created, if any
+    (None too for a replayed outcome, already stored).
 
     A successful cancellation marks the matching booking `cancelled` instead (its id is kept
     on the outcome as `cancelled_booking_id`) and creates none.
@@ -62,6 +77,8 @@ async def record_outcome(
     `needs_follow_up` (the claim kept as `agent_claimed`), makes the booking that outcome
     makes, and is logged as a supervisor decision naming the classifier, with its event.
     """
+    if await sessions.report_applied(pool, call_id, seq):
+        return None
     kind = rules.outcome_kind(outcome.get("outcome", ""))
     answer = None
     if analyst is not None and kind == "booked":
@@ -80,6 +97,8 @@ async def record_outcome(
         row = await conn.fetchrow(sql.LOCK_FOR_OUTCOME, call_id)
         if row is None:
             raise not_found("call")
+        if not await sessions.claim_report(conn, call_id, seq):
+            return None
         verdict, verification = outcome_verification.verdict(
             kind, row["transcript_full"] or (), answer, analyst
         )

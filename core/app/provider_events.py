@@ -2,7 +2,8 @@
 
 Providers repeat and reorder callbacks, so a stale status (one the state machine no
 longer allows) is logged and ignored rather than failing the callback; everything else
-goes through the same status change as any other (`CallService.transition`).
+goes through the same status change as any other (`CallService.transition`). An AMD
+result also becomes a command to the call's media session, wherever the callback landed.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from core.app import recordings
+from core.app import recordings, sessions
 from core.app.call_status import Change
 from core.app.calls import CallService
 from core.domain import call_states as st
@@ -63,7 +64,13 @@ async def apply_provider_event(service: CallService, event: ProviderEvent) -> bo
             log.info("stale carrier status ignored", extra={"call_id": call_id, "to": event.status})
             return False
     if event.kind == "amd":
-        await pool.execute(sql.SET_ANSWERED_BY, call_id, event.answered_by)
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute(sql.SET_ANSWERED_BY, call_id, event.answered_by)
+            if event.answered_by:
+                # The callback may have reached a media pod that does not own the call:
+                # the owner's session gets it as a command (a repeat on the owner is harmless).
+                command = sessions.Command(call_id, "answered_by", answered_by=event.answered_by)
+                await sessions.publish(conn, command)
         return True
     if event.kind == "recording":
         if event.recording_status not in (None, "completed") or not event.recording_sid:

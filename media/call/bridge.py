@@ -362,10 +362,11 @@ class CallBridge:
 
     async def _core_commands(self, link: core_link.CoreLink) -> None:
         async for command in link.commands():
-            if isinstance(command, core_link.Answer):
-                assert self._tools is not None
+            if isinstance(command, core_link.Answer) and self._tools is not None:
                 self._tools.on_answer(command)
-            else:
+            elif isinstance(command, core_link.AnsweredBy):
+                self.on_amd(command.answered_by)  # the AMD callback landed on another pod
+            elif isinstance(command, core_link.HangUp):
                 self._ending.end(None, goodbye=False, reason=f"core: {command.reason}")
 
     async def _tick(self) -> None:
@@ -460,8 +461,6 @@ class CallBridge:
         await asyncio.sleep(self._s.reattach_timeout_sec)
         if self._leg is None:
             self._ending.end(ending.STREAM_NOT_RESUMED, goodbye=False, reason="stream not resumed")
-
-    # ---- helpers ---------------------------------------------------------------------------
 
     async def _barge_in(self) -> None:
         await self._playout.barge_in()

@@ -5,11 +5,12 @@ out what core decides. The bridge talks to core through the `CoreLink` port: `at
 when the first media stream of a call starts (core answers with the call's task), then
 fire-and-forget reports (transcript lines, ask_user requests, supervisor decisions, reservation
 signals, the outcome, provider usage) and one stream of commands back (answers to ask_user,
-hang-up).
+hang-up, the carrier's AMD result).
 
 Reports never block the audio path: they are queued and written in order by the link's own
 task, and `aclose()` flushes what is queued (bounded) before half-closing, so an outcome sent
-just before hanging up still reaches core. `GrpcCoreLink` runs over
+just before hanging up still reaches core. A core restart does not lose the call: the link
+re-attaches to any replica and replays what core has not acknowledged. `GrpcCoreLink` runs over
 `MediaSessionService.Session` (metadata `x-internal-token`); tests and benchmarks use the
 in-memory `tests.fakes.core_link.InMemoryCore` instead.
 """
@@ -17,9 +18,10 @@ in-memory `tests.fakes.core_link.InMemoryCore` instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
+import random
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, Protocol
 
@@ -28,6 +30,7 @@ from callagent.v1 import media_pb2, media_pb2_grpc
 from google.protobuf import json_format
 
 from common.aio import cancel_and_wait
+from media.call import replay_log
 
 logger = logging.getLogger(__name__)
 
@@ -129,7 +132,14 @@ class HangUp:
     reason: str
 
 
-CoreCommand = Answer | HangUp
+@dataclasses.dataclass(frozen=True, slots=True)
+class AnsweredBy:
+    """The carrier's answering-machine detection result, wherever its callback landed."""
+
+    answered_by: str
+
+
+CoreCommand = Answer | HangUp | AnsweredBy
 
 
 class CoreLink(Protocol):
@@ -174,10 +184,14 @@ def _answer_mode(mode: str) -> Literal["voice", "context"]:
 class GrpcCoreLink:
     """`CoreLink` over `MediaSessionService.Session` on a shared `grpc.aio` channel.
 
-    One writer task owns `call.write` (gRPC allows one pending write) and sends a heartbeat
-    when idle; one reader task turns responses into commands. If the stream fails, reports
-    are dropped (logged once) and `commands()` ends: the call goes on, and core's reconciler
-    settles whatever media could not report.
+    One runner task owns the session: a writer (gRPC allows one pending write; it sends a
+    heartbeat when idle) and a reader that turns responses into commands and acks. When the
+    stream breaks (core restarted or was killed), the runner re-opens it against any replica
+    with the same attach (exponential backoff with jitter, `wait_for_ready`), then replays
+    every report core has not acknowledged (`ReplayLog`; core applies each seq once) and
+    carries on. Commands are acknowledged by id and a repeat is ignored, so one core re-sends
+    after a re-attach is taken once. Only a refusal (unknown call, bad token) ends the
+    session for good: reports are then dropped and `commands()` ends.
     """
 
     def __init__(
@@ -187,42 +201,43 @@ class GrpcCoreLink:
         *,
         attach_timeout_s: float = 5.0,
         heartbeat_s: float = 15.0,
-        close_timeout_s: float = 5.0,
+        close_timeout_s: float = 10.0,
         max_queued: int = 4096,
+        retry_base_s: float = 0.1,
+        retry_max_s: float = 1.0,
     ) -> None:
         self._stub = media_pb2_grpc.MediaSessionServiceStub(channel)
         self._metadata = ((INTERNAL_TOKEN_HEADER, internal_token),)
         self._attach_timeout_s = attach_timeout_s
         self._heartbeat_s = heartbeat_s
         self._close_timeout_s = close_timeout_s
-        self._outbox: asyncio.Queue[media_pb2.SessionRequest | None] = asyncio.Queue(max_queued)
+        self._retry = (retry_base_s, retry_max_s)
+        # Seqs start at the clock (µs): a later link for the same call (a new bridge) never
+        # reuses one an earlier link had stored, which core would take for a replay.
+        self._log = replay_log.ReplayLog(max_queued, first_seq=time.time_ns() // 1000)
+        self._acks: list[int] = []  # command ids taken, still to acknowledge
+        self._seen: set[int] = set()
+        self._wake = asyncio.Event()  # something new for the writer
         self._commands: asyncio.Queue[CoreCommand | None] = asyncio.Queue()
+        self._attach: media_pb2.SessionAttach | None = None
         self._call: Any = None
-        self._writer: asyncio.Task[None] | None = None
-        self._reader: asyncio.Task[None] | None = None
+        self._replay = False  # core acknowledges reports (SessionTask.replay)
+        self._runner: asyncio.Task[None] | None = None
         self._log_extra: dict[str, str] = {}
         self._broken = False
         self._closing = False
+        self.reattached = 0  # sessions re-opened after a break (for logs and tests)
 
     async def attach(self, call_id: str, call_sid: str, stream_sid: str, pod: str) -> CallTask:
         self._log_extra = {"call_id": call_id}
-        call = self._stub.Session(metadata=self._metadata)
-        self._call = call
-        attach = media_pb2.SessionAttach(
+        self._attach = media_pb2.SessionAttach(
             call_id=call_id, call_sid=call_sid, stream_sid=stream_sid, pod=pod
         )
         try:
-            async with asyncio.timeout(self._attach_timeout_s):
-                await call.write(media_pb2.SessionRequest(attach=attach))
-                first = await call.read()
+            first = await self._open()
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-            call.cancel()
             raise CoreLinkError(f"core did not accept the session ({_why(exc)})") from None
-        if not isinstance(first, media_pb2.SessionResponse) or not first.HasField("task"):
-            call.cancel()
-            raise CoreLinkError("core ended the session without a task")
-        self._writer = asyncio.create_task(self._write_loop(), name="core-link-writer")
-        self._reader = asyncio.create_task(self._read_loop(), name="core-link-reader")
+        self._runner = asyncio.create_task(self._run(), name="core-link")
         task = first.task
         return CallTask(
             call_id=task.call_id or call_id,
@@ -294,71 +309,177 @@ class GrpcCoreLink:
         self._commands.put_nowait(None)  # the end stays visible to a later iteration
 
     async def aclose(self) -> None:
+        """Send what is queued, replaying it on a re-attached session if core restarts
+        meanwhile (within `close_timeout_s`), then half-close and wait for core's end."""
         if self._closing:
             return
         self._closing = True
-        writer, reader = self._writer, self._reader
+        self._wake.set()
+        runner = self._runner
         try:
-            if writer is not None and not writer.done():
-                with contextlib.suppress(asyncio.QueueFull):
-                    self._outbox.put_nowait(None)
-                await asyncio.wait({writer}, timeout=self._close_timeout_s)
-            if reader is not None and not reader.done():
-                await asyncio.wait({reader}, timeout=self._close_timeout_s)
+            if runner is not None and not runner.done():
+                await asyncio.wait({runner}, timeout=self._close_timeout_s)
+            if len(self._log) and not self._broken:
+                logger.warning("core link closed with reports unsent", extra=self._log_extra)
         finally:
-            await cancel_and_wait(writer, reader)
+            await cancel_and_wait(runner)
             if self._call is not None:
                 self._call.cancel()
             self._commands.put_nowait(None)
 
     def _enqueue(self, request: media_pb2.SessionRequest) -> None:
-        if self._broken or self._closing or self._writer is None:
+        if self._broken or self._closing or self._runner is None:
             return
-        try:
-            self._outbox.put_nowait(request)
-        except asyncio.QueueFull:
+        if not self._log.add(request):
             logger.warning("core link backlog full; report dropped", extra=self._log_extra)
-
-    async def _write_loop(self) -> None:
-        heartbeat = media_pb2.SessionRequest(heartbeat=media_pb2.SessionHeartbeat())
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(self._heartbeat_s):
-                        request = await self._outbox.get()
-                except TimeoutError:
-                    request = heartbeat
-                if request is None:
-                    await self._call.done_writing()
-                    return
-                await self._call.write(request)
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-            self._lose(exc)
-
-    async def _read_loop(self) -> None:
-        try:
-            while (response := await self._call.read()) is not grpc.aio.EOF:
-                kind = response.WhichOneof("kind")
-                if kind == "answer":
-                    a = response.answer
-                    self._commands.put_nowait(
-                        Answer(a.request_id, a.answer, _answer_mode(a.mode), a.timed_out)
-                    )
-                elif kind == "hang_up":
-                    self._commands.put_nowait(HangUp(response.hang_up.reason or "core"))
-            if not self._closing:
-                self._lose(None)
-        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-            self._lose(exc)
-        finally:
-            self._commands.put_nowait(None)
-
-    def _lose(self, exc: BaseException | None) -> None:
-        if self._broken or self._closing:
             return
-        self._broken = True
+        self._wake.set()
+
+    async def _open(self) -> media_pb2.SessionResponse:
+        """Open a session and attach; the first response (the task) is returned."""
+        call = self._stub.Session(metadata=self._metadata, wait_for_ready=True)
+        self._call = call
+        try:
+            async with asyncio.timeout(self._attach_timeout_s):
+                await call.write(media_pb2.SessionRequest(attach=self._attach))
+                first = await call.read()
+        except BaseException:
+            call.cancel()
+            raise
+        if not isinstance(first, media_pb2.SessionResponse) or not first.HasField("task"):
+            call.cancel()
+            raise CoreLinkError("core ended the session without a task")
+        self._replay = first.task.replay
+        return first
+
+    async def _run(self) -> None:
+        """Serve the session; re-open it whenever it breaks, until it ends cleanly."""
+        base, cap = self._retry
+        delay = base
+        while True:
+            served_at = time.monotonic()
+            if await self._serve(self._call):
+                return
+            if time.monotonic() - served_at >= _STEADY_S:
+                delay = base  # a session that held a while: a fresh break, retry at once
+            while True:
+                # Jittered, so the calls of a restarted replica do not all retry in step.
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, cap)
+                try:
+                    await self._open()
+                    break
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() in _REFUSALS:
+                        self._give_up(exc)
+                        return
+                    logger.info("core link re-attach failed: %s", _why(exc), extra=self._log_extra)
+                except (TimeoutError, CoreLinkError, asyncio.InvalidStateError) as exc:
+                    logger.info("core link re-attach failed: %s", _why(exc), extra=self._log_extra)
+            self.reattached += 1
+            logger.info("core link re-attached", extra=self._log_extra)
+
+    async def _serve(self, call: Any) -> bool:
+        """One stream until it ends: True when it ended cleanly (we half-closed and core
+        acknowledged everything), False when it broke."""
+        writer = asyncio.create_task(self._write(call), name="core-link-writer")
+        reader = asyncio.create_task(self._read(call), name="core-link-reader")
+        try:
+            done, _ = await asyncio.wait({writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if writer in done and writer.exception() is None:
+                await asyncio.wait({reader})  # half-closed: core finishes and ends the stream
+            if reader.done():
+                exc = reader.exception()
+                clean = exc is None and reader.result()
+            else:
+                exc, clean = writer.exception(), False
+        finally:
+            await cancel_and_wait(writer, reader)
+        if not clean:
+            self._lost(exc)
+            call.cancel()
+        return clean
+
+    async def _write(self, call: Any) -> None:
+        heartbeat = media_pb2.SessionRequest(heartbeat=media_pb2.SessionHeartbeat())
+        sent = 0  # a new stream replays everything core has not acknowledged
+        while True:
+            self._wake.clear()
+            acks, self._acks = self._acks, []
+            for command_id in acks:
+                ack = media_pb2.CommandAck(command_id=command_id)
+                await call.write(media_pb2.SessionRequest(command_ack=ack))
+            for request in self._log.after(sent):
+                await call.write(request)
+                sent = request.seq
+                if not self._replay:  # a core that acknowledges nothing gets it once
+                    self._log.ack(sent)
+            if self._closing and not self._acks and not self._log.after(sent):
+                await call.done_writing()
+                return
+            try:
+                async with asyncio.timeout(self._heartbeat_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                await call.write(heartbeat)
+
+    async def _read(self, call: Any) -> bool:
+        while (response := await call.read()) is not grpc.aio.EOF:
+            kind = response.WhichOneof("kind")
+            if kind == "ack":
+                self._log.ack(response.ack.seq)
+                continue
+            if kind == "answer":
+                a = response.answer
+                command: CoreCommand = Answer(
+                    a.request_id, a.answer, _answer_mode(a.mode), a.timed_out
+                )
+            elif kind == "hang_up":
+                command = HangUp(response.hang_up.reason or "core")
+            elif kind == "answered_by":
+                command = AnsweredBy(response.answered_by.answered_by)
+            else:
+                continue
+            if self._take(response.command_id):
+                self._commands.put_nowait(command)
+        # Core ends the stream after media half-closed; any other end is a break.
+        return self._closing and not len(self._log)
+
+    def _take(self, command_id: int) -> bool:
+        """Acknowledge a durable command; False for one already taken (a re-send)."""
+        if command_id == 0:
+            return True
+        self._acks.append(command_id)
+        self._wake.set()
+        if command_id in self._seen:
+            return False
+        self._seen.add(command_id)
+        return True
+
+    def _lost(self, exc: BaseException | None) -> None:
         reason = _why(exc) if exc is not None else "core ended the session"
-        logger.warning("core link lost: %s", reason, extra=self._log_extra)
+        logger.warning("core link lost, re-attaching: %s", reason, extra=self._log_extra)
+
+    def _give_up(self, exc: BaseException) -> None:
+        self._broken = True
+        logger.warning("core link refused: %s", _why(exc), extra=self._log_extra)
+        self._commands.put_nowait(None)
+
+
+# A session that breaks sooner than this after attaching (a core that accepts and then fails
+# every write) keeps backing off instead of retrying at full speed.
+_STEADY_S = 5.0
+
+# Re-attach answers that will not change by retrying: the call is gone or we may not attach.
+_REFUSALS = frozenset(
+    {
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+    }
+)
 
 
 def _why(exc: BaseException) -> str:

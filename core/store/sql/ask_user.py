@@ -61,3 +61,9 @@ SELECT request_id, call_id, options FROM ask_user_requests
 WHERE telegram_chat_id = $1
   AND (request_id = $2 OR ($2::text IS NULL AND telegram_message_id = $3))
 """
+
+# Questions still open when a session (re-)attaches: their timeouts are timed again.
+PENDING_OF_CALL = """
+SELECT request_id, greatest(extract(epoch FROM expires_at - now()), 0)::float8 AS left_sec
+FROM ask_user_requests WHERE call_id = $1 AND status = 'pending' ORDER BY created_at
+"""

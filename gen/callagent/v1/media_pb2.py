@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x61llagent/v1/media.proto\x12\x0c\x63\x61llagent.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xa7\x03\n\x0eSessionRequest\x12-\n\x06\x61ttach\x18\x01 \x01(\x0b\x32\x1b.callagent.v1.SessionAttachH\x00\x12\x32\n\ntranscript\x18\x02 \x01(\x0b\x32\x1c.callagent.v1.TranscriptLineH\x00\x12\x30\n\x08\x61sk_user\x18\x03 \x01(\x0b\x32\x1c.callagent.v1.AskUserRequestH\x00\x12\x34\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32 .callagent.v1.SupervisorDecisionH\x00\x12\x31\n\x06signal\x18\x05 \x01(\x0b\x32\x1f.callagent.v1.ReservationSignalH\x00\x12,\n\x07outcome\x18\x06 \x01(\x0b\x32\x19.callagent.v1.CallOutcomeH\x00\x12\x33\n\theartbeat\x18\x07 \x01(\x0b\x32\x1e.callagent.v1.SessionHeartbeatH\x00\x12,\n\x05usage\x18\x08 \x01(\x0b\x32\x1b.callagent.v1.ProviderUsageH\x00\x42\x06\n\x04kind\"S\n\rSessionAttach\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61ll_sid\x18\x02 \x01(\t\x12\x12\n\nstream_sid\x18\x03 \x01(\t\x12\x0b\n\x03pod\x18\x04 \x01(\t\"a\n\x0eTranscriptLine\x12\x0f\n\x07speaker\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12\x11\n\toffset_ms\x18\x04 \x01(\x03\x12\x0e\n\x06source\x18\x05 \x01(\t\"\\\n\x0e\x41skUserRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\x0f\n\x07options\x18\x03 \x03(\t\x12\x13\n\x0btimeout_sec\x18\x04 \x01(\x05\"B\n\x12SupervisorDecision\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"!\n\x11ReservationSignal\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xdc\x01\n\x0b\x43\x61llOutcome\x12\x0f\n\x07outcome\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x11\n\tdate_time\x18\x03 \x01(\t\x12\x13\n\x06guests\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0bholder_name\x18\x05 \x01(\t\x12\x16\n\x0erefusal_reason\x18\x06 \x01(\t\x12\x12\n\nvenue_name\x18\x07 \x01(\t\x12\x0e\n\x06\x65nding\x18\x08 \x01(\t\x12\x10\n\x08language\x18\t \x01(\t\x12\x15\n\rcontact_phone\x18\n \x01(\tB\t\n\x07_guests\"\x12\n\x10SessionHeartbeat\"\xf0\x01\n\rProviderUsage\x12\x1b\n\x13gemini_input_tokens\x18\x01 \x01(\x03\x12\x1c\n\x14gemini_output_tokens\x18\x02 \x01(\x03\x12!\n\x19gemini_input_audio_tokens\x18\x03 \x01(\x03\x12 \n\x18gemini_input_text_tokens\x18\x04 \x01(\x03\x12\"\n\x1agemini_output_audio_tokens\x18\x05 \x01(\x03\x12!\n\x19gemini_output_text_tokens\x18\x06 \x01(\x03\x12\x18\n\x10\x64\x65\x65pgram_live_ms\x18\x07 \x01(\x03\"\xa3\x01\n\x0fSessionResponse\x12)\n\x04task\x18\x01 \x01(\x0b\x32\x19.callagent.v1.SessionTaskH\x00\x12-\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x1b.callagent.v1.AskUserAnswerH\x00\x12.\n\x07hang_up\x18\x03 \x01(\x0b\x32\x1b.callagent.v1.HangUpCommandH\x00\x42\x06\n\x04kind\"\xa5\x01\n\x0bSessionTask\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\r\n\x05\x62rief\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12-\n\x0cparsed_slots\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rask_user_mode\x18\x06 \x01(\t\x12\x10\n\x08\x63\x61ll_sid\x18\x07 \x01(\t\"T\n\rAskUserAnswer\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12\x11\n\ttimed_out\x18\x04 \x01(\x08\"\x1f\n\rHangUpCommand\x12\x0e\n\x06reason\x18\x01 \x01(\t2a\n\x13MediaSessionService\x12J\n\x07Session\x12\x1c.callagent.v1.SessionRequest\x1a\x1d.callagent.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x61llagent/v1/media.proto\x12\x0c\x63\x61llagent.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xe5\x03\n\x0eSessionRequest\x12-\n\x06\x61ttach\x18\x01 \x01(\x0b\x32\x1b.callagent.v1.SessionAttachH\x00\x12\x32\n\ntranscript\x18\x02 \x01(\x0b\x32\x1c.callagent.v1.TranscriptLineH\x00\x12\x30\n\x08\x61sk_user\x18\x03 \x01(\x0b\x32\x1c.callagent.v1.AskUserRequestH\x00\x12\x34\n\x08\x64\x65\x63ision\x18\x04 \x01(\x0b\x32 .callagent.v1.SupervisorDecisionH\x00\x12\x31\n\x06signal\x18\x05 \x01(\x0b\x32\x1f.callagent.v1.ReservationSignalH\x00\x12,\n\x07outcome\x18\x06 \x01(\x0b\x32\x19.callagent.v1.CallOutcomeH\x00\x12\x33\n\theartbeat\x18\x07 \x01(\x0b\x32\x1e.callagent.v1.SessionHeartbeatH\x00\x12,\n\x05usage\x18\x08 \x01(\x0b\x32\x1b.callagent.v1.ProviderUsageH\x00\x12/\n\x0b\x63ommand_ack\x18\t \x01(\x0b\x32\x18.callagent.v1.CommandAckH\x00\x12\x0b\n\x03seq\x18\x0f \x01(\x03\x42\x06\n\x04kind\"S\n\rSessionAttach\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\x10\n\x08\x63\x61ll_sid\x18\x02 \x01(\t\x12\x12\n\nstream_sid\x18\x03 \x01(\t\x12\x0b\n\x03pod\x18\x04 \x01(\t\"a\n\x0eTranscriptLine\x12\x0f\n\x07speaker\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05\x66inal\x18\x03 \x01(\x08\x12\x11\n\toffset_ms\x18\x04 \x01(\x03\x12\x0e\n\x06source\x18\x05 \x01(\t\"\\\n\x0e\x41skUserRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x10\n\x08question\x18\x02 \x01(\t\x12\x0f\n\x07options\x18\x03 \x03(\t\x12\x13\n\x0btimeout_sec\x18\x04 \x01(\x05\"B\n\x12SupervisorDecision\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\"!\n\x11ReservationSignal\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xdc\x01\n\x0b\x43\x61llOutcome\x12\x0f\n\x07outcome\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x11\n\tdate_time\x18\x03 \x01(\t\x12\x13\n\x06guests\x18\x04 \x01(\x05H\x00\x88\x01\x01\x12\x13\n\x0bholder_name\x18\x05 \x01(\t\x12\x16\n\x0erefusal_reason\x18\x06 \x01(\t\x12\x12\n\nvenue_name\x18\x07 \x01(\t\x12\x0e\n\x06\x65nding\x18\x08 \x01(\t\x12\x10\n\x08language\x18\t \x01(\t\x12\x15\n\rcontact_phone\x18\n \x01(\tB\t\n\x07_guests\"\x12\n\x10SessionHeartbeat\" \n\nCommandAck\x12\x12\n\ncommand_id\x18\x01 \x01(\x03\"\xf0\x01\n\rProviderUsage\x12\x1b\n\x13gemini_input_tokens\x18\x01 \x01(\x03\x12\x1c\n\x14gemini_output_tokens\x18\x02 \x01(\x03\x12!\n\x19gemini_input_audio_tokens\x18\x03 \x01(\x03\x12 \n\x18gemini_input_text_tokens\x18\x04 \x01(\x03\x12\"\n\x1agemini_output_audio_tokens\x18\x05 \x01(\x03\x12!\n\x19gemini_output_text_tokens\x18\x06 \x01(\x03\x12\x18\n\x10\x64\x65\x65pgram_live_ms\x18\x07 \x01(\x03\"\x97\x02\n\x0fSessionResponse\x12)\n\x04task\x18\x01 \x01(\x0b\x32\x19.callagent.v1.SessionTaskH\x00\x12-\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x1b.callagent.v1.AskUserAnswerH\x00\x12.\n\x07hang_up\x18\x03 \x01(\x0b\x32\x1b.callagent.v1.HangUpCommandH\x00\x12&\n\x03\x61\x63k\x18\x04 \x01(\x0b\x32\x17.callagent.v1.ReportAckH\x00\x12\x36\n\x0b\x61nswered_by\x18\x05 \x01(\x0b\x32\x1f.callagent.v1.AnsweredByCommandH\x00\x12\x12\n\ncommand_id\x18\x0f \x01(\x03\x42\x06\n\x04kind\"\x18\n\tReportAck\x12\x0b\n\x03seq\x18\x01 \x01(\x03\"(\n\x11\x41nsweredByCommand\x12\x13\n\x0b\x61nswered_by\x18\x01 \x01(\t\"\xb5\x01\n\x0bSessionTask\x12\x0f\n\x07\x63\x61ll_id\x18\x01 \x01(\t\x12\r\n\x05\x62rief\x18\x02 \x01(\t\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12-\n\x0cparsed_slots\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x15\n\rask_user_mode\x18\x06 \x01(\t\x12\x10\n\x08\x63\x61ll_sid\x18\x07 \x01(\t\x12\x0e\n\x06replay\x18\x08 \x01(\x08\"T\n\rAskUserAnswer\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61nswer\x18\x02 \x01(\t\x12\x0c\n\x04mode\x18\x03 \x01(\t\x12\x11\n\ttimed_out\x18\x04 \x01(\x08\"\x1f\n\rHangUpCommand\x12\x0e\n\x06reason\x18\x01 \x01(\t2a\n\x13MediaSessionService\x12J\n\x07Session\x12\x1c.callagent.v1.SessionRequest\x1a\x1d.callagent.v1.SessionResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,31 +33,37 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'callagent.v1.media_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SESSIONREQUEST']._serialized_start=73
-  _globals['_SESSIONREQUEST']._serialized_end=496
-  _globals['_SESSIONATTACH']._serialized_start=498
-  _globals['_SESSIONATTACH']._serialized_end=581
-  _globals['_TRANSCRIPTLINE']._serialized_start=583
-  _globals['_TRANSCRIPTLINE']._serialized_end=680
-  _globals['_ASKUSERREQUEST']._serialized_start=682
-  _globals['_ASKUSERREQUEST']._serialized_end=774
-  _globals['_SUPERVISORDECISION']._serialized_start=776
-  _globals['_SUPERVISORDECISION']._serialized_end=842
-  _globals['_RESERVATIONSIGNAL']._serialized_start=844
-  _globals['_RESERVATIONSIGNAL']._serialized_end=877
-  _globals['_CALLOUTCOME']._serialized_start=880
-  _globals['_CALLOUTCOME']._serialized_end=1100
-  _globals['_SESSIONHEARTBEAT']._serialized_start=1102
-  _globals['_SESSIONHEARTBEAT']._serialized_end=1120
-  _globals['_PROVIDERUSAGE']._serialized_start=1123
-  _globals['_PROVIDERUSAGE']._serialized_end=1363
-  _globals['_SESSIONRESPONSE']._serialized_start=1366
-  _globals['_SESSIONRESPONSE']._serialized_end=1529
-  _globals['_SESSIONTASK']._serialized_start=1532
-  _globals['_SESSIONTASK']._serialized_end=1697
-  _globals['_ASKUSERANSWER']._serialized_start=1699
-  _globals['_ASKUSERANSWER']._serialized_end=1783
-  _globals['_HANGUPCOMMAND']._serialized_start=1785
-  _globals['_HANGUPCOMMAND']._serialized_end=1816
-  _globals['_MEDIASESSIONSERVICE']._serialized_start=1818
-  _globals['_MEDIASESSIONSERVICE']._serialized_end=1915
+  _globals['_SESSIONREQUEST']._serialized_end=558
+  _globals['_SESSIONATTACH']._serialized_start=560
+  _globals['_SESSIONATTACH']._serialized_end=643
+  _globals['_TRANSCRIPTLINE']._serialized_start=645
+  _globals['_TRANSCRIPTLINE']._serialized_end=742
+  _globals['_ASKUSERREQUEST']._serialized_start=744
+  _globals['_ASKUSERREQUEST']._serialized_end=836
+  _globals['_SUPERVISORDECISION']._serialized_start=838
+  _globals['_SUPERVISORDECISION']._serialized_end=904
+  _globals['_RESERVATIONSIGNAL']._serialized_start=906
+  _globals['_RESERVATIONSIGNAL']._serialized_end=939
+  _globals['_CALLOUTCOME']._serialized_start=942
+  _globals['_CALLOUTCOME']._serialized_end=1162
+  _globals['_SESSIONHEARTBEAT']._serialized_start=1164
+  _globals['_SESSIONHEARTBEAT']._serialized_end=1182
+  _globals['_COMMANDACK']._serialized_start=1184
+  _globals['_COMMANDACK']._serialized_end=1216
+  _globals['_PROVIDERUSAGE']._serialized_start=1219
+  _globals['_PROVIDERUSAGE']._serialized_end=1459
+  _globals['_SESSIONRESPONSE']._serialized_start=1462
+  _globals['_SESSIONRESPONSE']._serialized_end=1741
+  _globals['_REPORTACK']._serialized_start=1743
+  _globals['_REPORTACK']._serialized_end=1767
+  _globals['_ANSWEREDBYCOMMAND']._serialized_start=1769
+  _globals['_ANSWEREDBYCOMMAND']._serialized_end=1809
+  _globals['_SESSIONTASK']._serialized_start=1812
+  _globals['_SESSIONTASK']._serialized_end=1993
+  _globals['_ASKUSERANSWER']._serialized_start=1995
+  _globals['_ASKUSERANSWER']._serialized_end=2079
+  _globals['_HANGUPCOMMAND']._serialized_start=2081
+  _globals['_HANGUPCOMMAND']._serialized_end=2112
+  _globals['_MEDIASESSIONSERVICE']._serialized_start=2114
+  _globals['_MEDIASESSIONSERVICE']._serialized_end=2211
 # @@protoc_insertion_point(module_scope)

@@ -31,6 +31,14 @@ class SessionRequest(_message.Message):
     OUTCOME_FIELD_NUMBER: _builtins.int
     HEARTBEAT_FIELD_NUMBER: _builtins.int
     USAGE_FIELD_NUMBER: _builtins.int
+    COMMAND_ACK_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    """The report's sequence number: increasing by one per report of the call's link, kept
+    across re-attaches, starting from a clock value so a later link for the same call never
+    reuses one. Core stores each (call_id, seq) once, so a replayed report is not applied
+    twice. 0 for attach, heartbeat and command_ack, which are not reports.
+    """
     @_builtins.property
     def attach(self) -> Global___SessionAttach: ...
     @_builtins.property
@@ -47,6 +55,8 @@ class SessionRequest(_message.Message):
     def heartbeat(self) -> Global___SessionHeartbeat: ...
     @_builtins.property
     def usage(self) -> Global___ProviderUsage: ...
+    @_builtins.property
+    def command_ack(self) -> Global___CommandAck: ...
     def __init__(
         self,
         *,
@@ -58,12 +68,14 @@ class SessionRequest(_message.Message):
         outcome: Global___CallOutcome | None = ...,
         heartbeat: Global___SessionHeartbeat | None = ...,
         usage: Global___ProviderUsage | None = ...,
+        command_ack: Global___CommandAck | None = ...,
+        seq: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ask_user", b"ask_user", "attach", b"attach", "decision", b"decision", "heartbeat", b"heartbeat", "kind", b"kind", "outcome", b"outcome", "signal", b"signal", "transcript", b"transcript", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ask_user", b"ask_user", "attach", b"attach", "command_ack", b"command_ack", "decision", b"decision", "heartbeat", b"heartbeat", "kind", b"kind", "outcome", b"outcome", "signal", b"signal", "transcript", b"transcript", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_user", b"ask_user", "attach", b"attach", "decision", b"decision", "heartbeat", b"heartbeat", "kind", b"kind", "outcome", b"outcome", "signal", b"signal", "transcript", b"transcript", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_user", b"ask_user", "attach", b"attach", "command_ack", b"command_ack", "decision", b"decision", "heartbeat", b"heartbeat", "kind", b"kind", "outcome", b"outcome", "seq", b"seq", "signal", b"signal", "transcript", b"transcript", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attach", "transcript", "ask_user", "decision", "signal", "outcome", "heartbeat", "usage"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["attach", "transcript", "ask_user", "decision", "signal", "outcome", "heartbeat", "usage", "command_ack"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -282,6 +294,27 @@ class SessionHeartbeat(_message.Message):
 Global___SessionHeartbeat: _TypeAlias = SessionHeartbeat  # noqa: Y015
 
 @_typing.final
+class CommandAck(_message.Message):
+    """CommandAck tells core media has taken a command: core stops re-sending it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.int
+    def __init__(
+        self,
+        *,
+        command_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command_id", b"command_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CommandAck: _TypeAlias = CommandAck  # noqa: Y015
+
+@_typing.final
 class ProviderUsage(_message.Message):
     """ProviderUsage is what the call has used of the live providers so far: running totals for
     the whole call, never increments, so core keeps the largest value of each field and a
@@ -339,28 +372,89 @@ class SessionResponse(_message.Message):
     TASK_FIELD_NUMBER: _builtins.int
     ANSWER_FIELD_NUMBER: _builtins.int
     HANG_UP_FIELD_NUMBER: _builtins.int
+    ACK_FIELD_NUMBER: _builtins.int
+    ANSWERED_BY_FIELD_NUMBER: _builtins.int
+    COMMAND_ID_FIELD_NUMBER: _builtins.int
+    command_id: _builtins.int
+    """The durable command's id (answer, hang_up, answered_by); media acknowledges it with a
+    CommandAck and ignores a repeat. 0 for task and ack.
+    """
     @_builtins.property
     def task(self) -> Global___SessionTask: ...
     @_builtins.property
     def answer(self) -> Global___AskUserAnswer: ...
     @_builtins.property
     def hang_up(self) -> Global___HangUpCommand: ...
+    @_builtins.property
+    def ack(self) -> Global___ReportAck: ...
+    @_builtins.property
+    def answered_by(self) -> Global___AnsweredByCommand: ...
     def __init__(
         self,
         *,
         task: Global___SessionTask | None = ...,
         answer: Global___AskUserAnswer | None = ...,
         hang_up: Global___HangUpCommand | None = ...,
+        ack: Global___ReportAck | None = ...,
+        answered_by: Global___AnsweredByCommand | None = ...,
+        command_id: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "hang_up", b"hang_up", "kind", b"kind", "task", b"task"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "answer", b"answer", "answered_by", b"answered_by", "hang_up", b"hang_up", "kind", b"kind", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer", b"answer", "hang_up", b"hang_up", "kind", b"kind", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "answer", b"answer", "answered_by", b"answered_by", "command_id", b"command_id", "hang_up", b"hang_up", "kind", b"kind", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["task", "answer", "hang_up"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["task", "answer", "hang_up", "ack", "answered_by"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___SessionResponse: _TypeAlias = SessionResponse  # noqa: Y015
+
+@_typing.final
+class ReportAck(_message.Message):
+    """ReportAck: core has applied (or refused) every report of this session up to seq; media
+    may forget them. Reports after it are replayed if the session breaks.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReportAck: _TypeAlias = ReportAck  # noqa: Y015
+
+@_typing.final
+class AnsweredByCommand(_message.Message):
+    """AnsweredByCommand carries the carrier's answering-machine detection result to the media
+    pod that owns the call, wherever the carrier's callback arrived.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ANSWERED_BY_FIELD_NUMBER: _builtins.int
+    answered_by: _builtins.str
+    """human, machine_start, machine_end_beep, fax, unknown, ..."""
+    def __init__(
+        self,
+        *,
+        answered_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answered_by", b"answered_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AnsweredByCommand: _TypeAlias = AnsweredByCommand  # noqa: Y015
 
 @_typing.final
 class SessionTask(_message.Message):
@@ -375,6 +469,7 @@ class SessionTask(_message.Message):
     PARSED_SLOTS_FIELD_NUMBER: _builtins.int
     ASK_USER_MODE_FIELD_NUMBER: _builtins.int
     CALL_SID_FIELD_NUMBER: _builtins.int
+    REPLAY_FIELD_NUMBER: _builtins.int
     call_id: _builtins.str
     brief: _builtins.str
     language: _builtins.str
@@ -385,6 +480,11 @@ class SessionTask(_message.Message):
     call_sid: _builtins.str
     """The call's carrier SID as core knows it (empty before the dial answered). Media refuses a
     stream whose start.callSid differs: the socket does not belong to this call.
+    """
+    replay: _builtins.bool
+    """True when this core acknowledges reports (ReportAck) and applies each seq once: media
+    keeps unacknowledged reports and replays them on a re-attached session. A core without
+    it (an older version during a rolling deploy) gets each report once, as before.
     """
     @_builtins.property
     def parsed_slots(self) -> _struct_pb2.Struct: ...
@@ -398,10 +498,11 @@ class SessionTask(_message.Message):
         parsed_slots: _struct_pb2.Struct | None = ...,
         ask_user_mode: _builtins.str = ...,
         call_sid: _builtins.str = ...,
+        replay: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["parsed_slots", b"parsed_slots"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_user_mode", b"ask_user_mode", "brief", b"brief", "call_id", b"call_id", "call_sid", b"call_sid", "kind", b"kind", "language", b"language", "parsed_slots", b"parsed_slots"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ask_user_mode", b"ask_user_mode", "brief", b"brief", "call_id", b"call_id", "call_sid", b"call_sid", "kind", b"kind", "language", b"language", "parsed_slots", b"parsed_slots", "replay", b"replay"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -50,7 +50,10 @@ class MediaSessionServiceServicer:
 
     def Session(self, request_iterator, context):
         """Session: media sends attach first, then what happens on the call; core answers with
-        the task, then pushes answers to ask_user and hang-up commands.
+        the task, then pushes answers to ask_user, hang-up and carrier commands. A broken
+        session is re-opened by media (against any replica) with the same attach: reports
+        carry a per-call seq that core applies at most once and acknowledges, and commands
+        are durable rows that core re-sends until media acknowledges their command_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -37,7 +37,10 @@ class MediaSessionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> MediaSessionServiceAsyncStub: ...
     Session: _grpc.StreamStreamMultiCallable[_media_pb2.SessionRequest, _media_pb2.SessionResponse]
     """Session: media sends attach first, then what happens on the call; core answers with
-    the task, then pushes answers to ask_user and hang-up commands.
+    the task, then pushes answers to ask_user, hang-up and carrier commands. A broken
+    session is re-opened by media (against any replica) with the same attach: reports
+    carry a per-call seq that core applies at most once and acknowledges, and commands
+    are durable rows that core re-sends until media acknowledges their command_id.
     """
 
 @_typing.type_check_only
@@ -49,7 +52,10 @@ class MediaSessionServiceAsyncStub(MediaSessionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Session: _aio.StreamStreamMultiCallable[_media_pb2.SessionRequest, _media_pb2.SessionResponse]  # type: ignore[assignment]
     """Session: media sends attach first, then what happens on the call; core answers with
-    the task, then pushes answers to ask_user and hang-up commands.
+    the task, then pushes answers to ask_user, hang-up and carrier commands. A broken
+    session is re-opened by media (against any replica) with the same attach: reports
+    carry a per-call seq that core applies at most once and acknowledges, and commands
+    are durable rows that core re-sends until media acknowledges their command_id.
     """
 
 class MediaSessionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -64,7 +70,10 @@ class MediaSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_media_pb2.SessionResponse], _abc.AsyncIterator[_media_pb2.SessionResponse]]:
         """Session: media sends attach first, then what happens on the call; core answers with
-        the task, then pushes answers to ask_user and hang-up commands.
+        the task, then pushes answers to ask_user, hang-up and carrier commands. A broken
+        session is re-opened by media (against any replica) with the same attach: reports
+        carry a per-call seq that core applies at most once and acknowledges, and commands
+        are durable rows that core re-sends until media acknowledges their command_id.
         """
 
 def add_MediaSessionServiceServicer_to_server(servicer: MediaSessionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
