@@ -406,3 +406,58 @@ def test_make_run_restarts_a_killed_core_and_the_rest_keep_running(tmp_path: pat
         )
     assert stack.proc.returncode == 0, stack.output()
     assert stack.output().splitlines()[-1] == "embedded PostgreSQL stopped"
+
+
+def test_a_core_killed_during_15_live_calls_on_make_run_loses_none(tmp_path: pathlib.Path) -> None:
+    """kill -9 of core while 15 calls talk: make run restarts it, media re-attaches every
+    call's session to the new core, and every call ends booked as if nothing happened."""
+    scenarios = tmp_path / "my-venues"
+    scenarios.mkdir()
+    (scenarios / "sunrise-pancake-house.toml").write_text(BREAKFAST_ONLY, encoding="utf-8")
+    numbers = [f"+155501{60 + n}" for n in range(15)]  # the default venue: books as asked
+    with make_run(scenarios) as stack:
+        gateway, key = ready(stack)
+        with httpx.Client(base_url=gateway, headers={"X-API-Key": key}, timeout=10) as api:
+            limits = api.put("/users/me/limits", json={"max_concurrent_calls": len(numbers)})
+            assert limits.status_code == 200, limits.text
+            ids = []
+            for number in numbers:
+                body = {
+                    "target_phone": number,
+                    "brief": "Table for 2 tomorrow at 19:00 under Anna",
+                    "language": "en",
+                    "kind": "restaurant_booking",
+                    "ask_user_mode": "stream",
+                }
+                started = api.post("/calls", json=body)
+                assert started.status_code == 201, started.text
+                ids.append(started.json()["call"]["call_id"])
+
+            def statuses() -> list[str]:
+                return [api.get(f"/calls/{i}").json()["status"] for i in ids]
+
+            def all_talking() -> bool:
+                return all(s == "in_progress" for s in statuses())
+
+            poll(all_talking, timeout=120)
+            os.kill(children(stack)["core"], signal.SIGKILL)
+            stack.wait_for(r"^core is serving again \(pid \d+\)$", timeout=90)
+
+            def all_ended() -> list[dict[str, Any]] | None:
+                with contextlib.suppress(httpx.TransportError):
+                    calls = [api.get(f"/calls/{i}").json() for i in ids]
+                    if all(c.get("status") in TERMINAL and c.get("outcome_type") for c in calls):
+                        return calls
+                return None
+
+            calls: list[dict[str, Any]] = poll(all_ended, timeout=240)
+            booked = {
+                b["call_id"] for b in api.get("/v1/booking/bookings", params={"limit": 100}).json()
+            }
+        lost = [
+            (c["call_id"], c["status"], c["outcome_type"])
+            for c in calls
+            if c["outcome_type"] != "booked"
+        ]
+        assert not lost, f"{lost}\n{stack.output()}"
+        assert set(ids) <= booked, stack.output()
