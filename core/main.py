@@ -44,6 +44,7 @@ from core.adapters.webhook_delivery import WebhookDelivery
 from core.app import api_keys, ask_user, calls, events, merges, reconciler, sessions
 from core.app.auth import Authenticator
 from core.app.drainer import Drainer
+from core.app.lost_sessions import LostSessions
 from core.app.outcome_verification import Analyst
 from core.app.telegram_answers import TelegramAnswerPoller
 from core.domain import skill_catalog, skills
@@ -106,11 +107,14 @@ class Core:
     hub: sessions.SessionHub
     channels: ask_user.Channels
     outcome_model: OutcomeModel | None = None
+    lost_sessions: LostSessions | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await cancel_all_and_wait(self.background)
+        if self.lost_sessions is not None:
+            await self.lost_sessions.aclose()
         await self.broker.aclose()
         await self.hub.aclose()
         if self.channels.webhook is not None:
@@ -246,8 +250,11 @@ async def start(
     analyst = (
         Analyst(outcome_model, threshold=settings.analysis_threshold) if outcome_model else None
     )
+    lost = LostSessions(call_service, settings.media_session_grace_sec)
     media_pb2_grpc.add_MediaSessionServiceServicer_to_server(
-        MediaSessionServicer(call_service, asker, hub, settings.ask_user_timeout_sec, analyst),
+        MediaSessionServicer(
+            call_service, asker, hub, settings.ask_user_timeout_sec, analyst, lost
+        ),
         server,
     )
     calls_pb2_grpc.add_CallServiceServicer_to_server(
@@ -284,6 +291,7 @@ async def start(
         call_service,
         stuck_dial_sec=settings.stuck_dial_timeout_sec,
         stuck_call_sec=settings.stuck_call_timeout_sec,
+        lost=lost,
     )
     background = [
         asyncio.create_task(
@@ -292,6 +300,7 @@ async def start(
                 interval=settings.reconcile_interval_sec,
                 stuck_dial_sec=settings.stuck_dial_timeout_sec,
                 stuck_call_sec=settings.stuck_call_timeout_sec,
+                lost=lost,
             ),
             name="reconciler",
         ),
@@ -333,6 +342,7 @@ async def start(
         hub=hub,
         channels=channels,
         outcome_model=outcome_model,
+        lost_sessions=lost,
     )
 
 

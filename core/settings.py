@@ -65,6 +65,11 @@ class Settings(TwilioSettings):
         default=600.0, gt=0, description="Calls unchanged before answer for this long are failed."
     )
     reconcile_interval_sec: float = Field(default=60.0, gt=0)
+    media_session_grace_sec: float = Field(
+        default=5.0,
+        gt=0,
+        description="A media session broken this long without media re-attaching: hang up.",
+    )
     idempotency_ttl_sec: float = Field(default=24 * 3600.0, gt=0)
     idempotency_stale_sec: float = Field(
         default=60.0, gt=0, description="A running Idempotency-Key older than this is stale."

@@ -4,6 +4,10 @@ Media opens one Session per call and sends `attach` first; core answers with the
 (brief, language, slots, ask_user mode), records the call's owner pod, and from then on
 writes what media reports (transcript, decisions, signals, outcome, provider usage) and
 pushes what the customer decides (answers, timeouts, hang-ups) back down the same stream.
+
+Media ends a session by closing its side. A session that ends any other way (the stream
+broke: the media pod died or was cut off) is handed to `core.app.lost_sessions`, which hangs
+the call up and settles it unless media re-attaches within the grace.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc
 
 from common.aio import cancel_and_wait, finish_even_if_cancelled
-from core.app import call_record, sessions, usage
+from core.app import call_record, lost_sessions, sessions, usage
 from core.app.ask_user import AskUser
 from core.app.calls import CallService
 from core.app.outcome_verification import Analyst
@@ -38,8 +42,10 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
         hub: sessions.SessionHub,
         timeout_sec: int,
         analyst: Analyst | None = None,
+        lost: lost_sessions.LostSessions | None = None,
     ) -> None:
         self._calls = calls
+        self._lost = lost
         self._analyst = analyst
         self._ask = ask_user
         self._hub = hub
@@ -59,6 +65,7 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
         queue = self._hub.attach(call_id)
         work: set[asyncio.Task[None]] = set()
         reader = asyncio.create_task(self._consume(call_id, request_iterator, work))
+        closed_by_media = False
         try:
             yield media_pb2.SessionResponse(
                 task=media_pb2.SessionTask(
@@ -81,12 +88,24 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                 else:
                     getter.cancel()
                     reader.result()  # media closed its side (or failed): surface errors
+                    closed_by_media = True
                     return
         finally:
             last = self._hub.detach(call_id, queue)
             await cancel_and_wait(reader, *work)
             if last:
                 await self._close_questions(call_id)
+            if not closed_by_media:
+                await finish_even_if_cancelled(self._broke(call_id, task["media_session_seq"]))
+
+    async def _broke(self, call_id: str, session_seq: int) -> None:
+        """The stream ended without media closing it: maybe the pod is gone (see module)."""
+        if self._lost is None:
+            return
+        try:
+            await self._lost.broke(call_id, session_seq)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.warning("lost media session not marked", extra={"call_id": call_id})
 
     async def _close_questions(self, call_id: str) -> None:
         """No session waits for the call's open questions any more: an answer to one
