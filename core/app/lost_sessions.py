@@ -1,13 +1,14 @@
 """A call whose media pod died: noticed within seconds, hung up and settled, not left deaf.
 
-A media session is one gRPC stream per call. When it ends without media closing its side
-(the pod was killed, its node or network vanished) the servicer marks the call
-(`session_lost_at`, for that attach number). Media may come back: after a core restart it
-re-opens the session against any replica within ~2 s, and that attach clears the mark. A mark
-still standing after `grace_sec` means the pod is gone, so core ends the call itself: the
-replica that saw the break checks after the grace, and every replica's reconciler pass sweeps
-what a replica that died meanwhile left behind. Settling takes the row lock and clears the
-mark, so it happens once:
+A media session is one gRPC stream per call. When it ends while the call is not over, the
+call is marked (`session_lost_at`, for that attach number): the pod may have been killed, or
+its node or network vanished, and gRPC cannot tell that from media closing its side. Usually
+it was a clean end, and the carrier's final status makes the call terminal within a second.
+Media may also come back: after a core restart it re-opens the session against any replica
+within ~2 s, and that attach clears the mark. A call still live and marked after `grace_sec`
+has lost its media, so core ends it itself: the replica that saw the session end checks after
+the grace, and every replica's reconciler pass sweeps what a replica that died meanwhile left
+behind. Settling takes the row lock and clears the mark, so it happens once:
 - no outcome reported yet: the call is failed (credits released, nothing charged) with a
   summary saying the media server stopped, then the carrier leg is hung up;
 - an outcome was reported (media died between end_call and its hang-up): only the leg is
@@ -39,19 +40,14 @@ class LostSessions:
 
     @property
     def watching(self) -> int:
-        """Broken sessions this replica is waiting out the grace for."""
+        """Broken sessions this replica is marking or waiting out the grace for."""
         return len(self._timers)
 
-    async def broke(self, call_id: str, session_seq: int) -> None:
-        """The session of attach `session_seq` ended without a clean close: mark the call,
-        and settle it after the grace unless media re-attaches meanwhile."""
-        marked = await self._calls.pool.execute(
-            sql.MARK_LOST, call_id, session_seq, list(st.TERMINAL)
-        )
-        if marked != "UPDATE 1":
-            return
-        log.warning("media session lost", extra={"call_id": call_id})
-        timer = asyncio.create_task(self._settle_later(call_id), name=f"lost-{call_id}")
+    def ended(self, call_id: str, session_seq: int) -> None:
+        """The session of attach `session_seq` ended: mark the call unless it is over, and
+        settle it after the grace unless it ends or media re-attaches meanwhile. Runs in a
+        task of its own, so the cancelled RPC that reports it cannot cut it short."""
+        timer = asyncio.create_task(self._watch(call_id, session_seq), name=f"lost-{call_id}")
         self._timers.add(timer)
         timer.add_done_callback(self._timers.discard)
 
@@ -76,7 +72,6 @@ class LostSessions:
                     call_status.Change(outcome_type="failed", outcome_summary=summary),
                     rate_cents_per_minute=calls.policy.rate_cents_per_minute,
                 )
-        log.warning("hanging up a call whose media session was lost", extra={"call_id": call_id})
         if row["call_sid"]:
             await calls.hang_up(row["call_sid"], call_id)
         return True
@@ -84,9 +79,15 @@ class LostSessions:
     async def aclose(self) -> None:
         await cancel_and_wait(*self._timers)
 
-    async def _settle_later(self, call_id: str) -> None:
-        await asyncio.sleep(self._grace_sec)
+    async def _watch(self, call_id: str, session_seq: int) -> None:
         try:
-            await self.settle(call_id)
-        except Exception:  # the reconciler's sweep retries
-            log.exception("settling a lost media session failed", extra={"call_id": call_id})
+            marked = await self._calls.pool.execute(
+                sql.MARK_LOST, call_id, session_seq, list(st.TERMINAL)
+            )
+            if marked != "UPDATE 1":
+                return  # re-attached already, or over
+            await asyncio.sleep(self._grace_sec)
+            if await self.settle(call_id):
+                log.warning("a call's media session was lost", extra={"call_id": call_id})
+        except Exception:  # once marked, the reconciler's sweep retries
+            log.exception("handling a lost media session failed", extra={"call_id": call_id})

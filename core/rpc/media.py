@@ -5,9 +5,12 @@ Media opens one Session per call and sends `attach` first; core answers with the
 writes what media reports (transcript, decisions, signals, outcome, provider usage) and
 pushes what the customer decides (answers, timeouts, hang-ups) back down the same stream.
 
-Media ends a session by closing its side. A session that ends any other way (the stream
-broke: the media pod died or was cut off) is handed to `core.app.lost_sessions`, which hangs
-the call up and settles it unless media re-attaches within the grace.
+When a session ends while its call is not over, the media pod may be gone: it is handed to
+`core.app.lost_sessions`, which hangs the call up and settles it unless media re-attaches or
+the call ends within the grace. Every end is handed over, not only a broken stream: gRPC
+does not tell a dead peer from a half-close (a SIGKILLed media process often reads here as
+a clean end of the request stream). A session whose SID is not the call's (a stream media
+refuses) is not.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
         queue = self._hub.attach(call_id)
         work: set[asyncio.Task[None]] = set()
         reader = asyncio.create_task(self._consume(call_id, request_iterator, work))
-        closed_by_media = False
+        the_calls_sid = (task["call_sid"] or "") in ("", attach.call_sid)
         try:
             yield media_pb2.SessionResponse(
                 task=media_pb2.SessionTask(
@@ -88,24 +91,15 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                 else:
                     getter.cancel()
                     reader.result()  # media closed its side (or failed): surface errors
-                    closed_by_media = True
                     return
         finally:
+            if the_calls_sid and self._lost is not None:
+                # First, and without awaiting: a cancelled RPC may be cancelled again.
+                self._lost.ended(call_id, task["media_session_seq"])
             last = self._hub.detach(call_id, queue)
             await cancel_and_wait(reader, *work)
             if last:
                 await self._close_questions(call_id)
-            if not closed_by_media:
-                await finish_even_if_cancelled(self._broke(call_id, task["media_session_seq"]))
-
-    async def _broke(self, call_id: str, session_seq: int) -> None:
-        """The stream ended without media closing it: maybe the pod is gone (see module)."""
-        if self._lost is None:
-            return
-        try:
-            await self._lost.broke(call_id, session_seq)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.warning("lost media session not marked", extra={"call_id": call_id})
 
     async def _close_questions(self, call_id: str) -> None:
         """No session waits for the call's open questions any more: an answer to one

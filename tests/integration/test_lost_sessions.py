@@ -1,5 +1,5 @@
-"""A media pod that dies mid-call: core notices its broken session, and unless media
-re-attaches within the grace, hangs the leg up through Twilio's REST API (the sim's
+"""A media pod that dies mid-call: core notices its session ended, and unless media
+re-attaches or the call ends within the grace, hangs the leg up through Twilio's REST API (the sim's
 `FakeTwilioRest`, driven by the production `TwilioTelephony`) and fails the call without
 charging it. Sessions are opened by media's production `GrpcCoreLink`; the first test holds
 it in a separate process and kills that process with SIGKILL."""
@@ -158,8 +158,7 @@ async def test_a_session_re_attached_within_the_grace_is_not_hung_up(
     async def watching(count: int) -> bool:
         return core.lost_sessions is not None and core.lost_sessions.watching == count
 
-    await eventually(lambda: watching(1), limit=5)
-    assert await marked()
+    await eventually(marked, limit=5)
     async with grpc.aio.insecure_channel(target) as second:
         again = core_link.GrpcCoreLink(second, INTERNAL_TOKEN)
         await again.attach(call_id, call_sid, "MZ" + "2" * 32, "media-pod-a")
@@ -172,9 +171,14 @@ async def test_a_session_re_attached_within_the_grace_is_not_hung_up(
         assert (await call_row(core, call_id))["status"] == st.IN_PROGRESS
         assert hang_ups(rest, call_sid) == []
         again.send_outcome(core_link.Outcome("failed", "Nobody spoke on the line."))
-        await again.aclose()  # a clean close: nothing is marked
+        await again.aclose()  # media ended the call (and hung up itself)
+    # The carrier's final status follows within the grace: nothing left to do.
+    await core.calls.transition(call_id, st.COMPLETED, Change(duration_sec=20.0))
+    await eventually(lambda: watching(0), limit=GRACE + 5)
     assert not await marked()
     assert hang_ups(rest, call_sid) == []
+    row = await call_row(core, call_id)
+    assert (row["status"], row["hold"]) == (st.COMPLETED, "captured")
 
 
 async def test_a_lost_session_is_settled_by_the_reconciler_if_its_replica_died(

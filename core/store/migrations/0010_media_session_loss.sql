@@ -1,5 +1,5 @@
--- A call's media session that ended without media closing it (the media pod died or was cut
--- off): when core noticed, and which attach it was. Each attach bumps media_session_seq and
+-- A call's media session that ended while the call was not over (its media pod may have died
+-- or been cut off): when core noticed, and which attach it was. Each attach bumps media_session_seq and
 -- clears session_lost_at, so a session re-attached within the grace window (to any replica)
 -- is never taken for lost; one still lost after the grace is hung up and settled
 -- (core.app.lost_sessions).

@@ -1,6 +1,6 @@
-"""Media sessions that ended without a clean close: marked, then hung up and settled."""
+"""Media sessions that ended before their call: marked, then hung up and settled."""
 
-# The session of attach number $2 broke: remember when, unless the call moved on (a newer
+# The session of attach number $2 ended: remember when, unless the call moved on (a newer
 # attach bumped the sequence, or the call is over).
 MARK_LOST = """
 UPDATE calls SET session_lost_at = now()
