@@ -13,7 +13,7 @@ a `Drain`, and only lets uvicorn shut down once it is over:
 4. uvicorn's own shutdown follows (the lifespan cancels anything still running).
 So the process exits within `MEDIA_DRAIN_SEC` + `GOODBYE_S` + `FINAL_S` of SIGTERM, which the
 manifests' `terminationGracePeriodSeconds` (drain + 15, with a 5 s preStop sleep) covers.
-A second SIGTERM, or Ctrl-C, skips the drain.
+A second SIGTERM, or Ctrl-C (SIGINT), skips the drain; so does a SIGTERM after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ class DrainingServer(uvicorn.Server):
         await super().serve(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        if sig == signal.SIGTERM and not self._terminated and self._loop is not None:
+        draining_starts = not (self._terminated or self.should_exit)  # not already stopping
+        if sig == signal.SIGTERM and draining_starts and self._loop is not None:
             self._terminated = True  # a second SIGTERM falls through: stop at once
             self._loop.call_soon_threadsafe(self._start_drain)
             return
