@@ -199,6 +199,19 @@ def build_outcome_model(settings: Settings) -> OutcomeModel | None:
     )
 
 
+def keepalive_options(settings: Settings) -> tuple[tuple[str, int], ...]:
+    """Ping every client connection, data or not: a media pod whose node or network vanished
+    leaves no FIN behind, and only an unanswered ping ends its calls' sessions (and so
+    starts `core.app.lost_sessions`) in seconds rather than after TCP's own timeouts."""
+    return (
+        ("grpc.keepalive_time_ms", round(settings.grpc_keepalive_sec * 1000)),
+        ("grpc.keepalive_timeout_ms", round(settings.grpc_keepalive_timeout_sec * 1000)),
+        ("grpc.http2.ping_timeout_ms", round(settings.grpc_keepalive_timeout_sec * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    )
+
+
 def call_policy(settings: Settings) -> calls.CallPolicy:
     return calls.CallPolicy(
         reserve_cents=settings.call_reserve_cents,
@@ -234,7 +247,8 @@ async def start(
     server = grpc.aio.server(
         interceptors=[
             AuthErrorInterceptor(authenticator, internal.get_secret_value() if internal else None)
-        ]
+        ],
+        options=keepalive_options(settings),
     )
     call_service = calls.CallService(pool, telephony, call_policy(settings))
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(pool, settings), server)

@@ -140,6 +140,74 @@ async def test_a_killed_media_pods_call_is_hung_up_and_failed_without_charge(
     assert await reconciler.reconcile_once(core.calls, stuck_dial_sec=600, stuck_call_sec=600) == 0
 
 
+class Partition:
+    """A TCP relay to core that can go silent without closing anything: what a media pod
+    whose node or network vanished looks like from core (no FIN, no RST, just no bytes)."""
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._server: asyncio.Server | None = None
+        self._pumps: set[asyncio.Task[None]] = set()
+        self._writers: list[asyncio.StreamWriter] = []
+        self.port = 0
+
+    async def __aenter__(self) -> Partition:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.cut()
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+
+    async def cut(self) -> None:
+        """Stop relaying; both sockets stay open."""
+        for pump in self._pumps:
+            pump.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        self._writers += [writer, up_writer]
+        for source, sink in ((reader, up_writer), (up_reader, writer)):
+            pump = asyncio.create_task(self._pump(source, sink))
+            self._pumps.add(pump)
+
+    @staticmethod
+    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        while data := await source.read(65536):
+            sink.write(data)
+            await sink.drain()
+
+
+async def test_a_media_pod_gone_silent_is_found_by_keepalive_and_hung_up(
+    db_dsn: str, rest: FakeTwilioRest
+) -> None:
+    phone = TwilioTelephony(ACCOUNT, TOKEN, "+15005550006", "http://127.0.0.1:9", rest.base_url)
+    settings = make_settings(
+        media_session_grace_sec=GRACE, grpc_keepalive_sec=1.0, grpc_keepalive_timeout_sec=1.0
+    )
+    running = await server.start(settings, dsn=db_dsn, port=0, telephony=phone)
+    try:
+        call_id, call_sid = await answered_call(running)
+        async with Partition(running.port) as partition:
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{partition.port}")
+            link = core_link.GrpcCoreLink(channel, INTERNAL_TOKEN)
+            await link.attach(call_id, call_sid, "MZ" + "4" * 32, "media-pod-far")
+            await partition.cut()
+            await eventually(lambda: is_failed(running, call_id), limit=15)
+            await link.aclose()
+            await channel.close()
+        assert hang_ups(rest, call_sid) == ["completed"]
+        assert "media-pod-far" in (await call_row(running, call_id))["outcome_summary"]
+    finally:
+        await running.stop(grace=1)
+        await phone.aclose()
+
+
 async def test_a_session_re_attached_within_the_grace_is_not_hung_up(
     core: server.Core, rest: FakeTwilioRest
 ) -> None:
