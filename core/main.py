@@ -44,6 +44,7 @@ from core.adapters.webhook_delivery import WebhookDelivery
 from core.app import api_keys, ask_user, calls, events, merges, reconciler, sessions
 from core.app.auth import Authenticator
 from core.app.drainer import Drainer
+from core.app.lost_sessions import LostSessions
 from core.app.outcome_verification import Analyst
 from core.app.telegram_answers import TelegramAnswerPoller
 from core.domain import skill_catalog, skills
@@ -106,11 +107,14 @@ class Core:
     hub: sessions.SessionHub
     channels: ask_user.Channels
     outcome_model: OutcomeModel | None = None
+    lost_sessions: LostSessions | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await cancel_all_and_wait(self.background)
+        if self.lost_sessions is not None:
+            await self.lost_sessions.aclose()
         await self.broker.aclose()
         await self.hub.aclose()
         if self.channels.webhook is not None:
@@ -195,6 +199,19 @@ def build_outcome_model(settings: Settings) -> OutcomeModel | None:
     )
 
 
+def keepalive_options(settings: Settings) -> tuple[tuple[str, int], ...]:
+    """Ping every client connection, data or not: a media pod whose node or network vanished
+    leaves no FIN behind, and only an unanswered ping ends its calls' sessions (and so
+    starts `core.app.lost_sessions`) in seconds rather than after TCP's own timeouts."""
+    return (
+        ("grpc.keepalive_time_ms", round(settings.grpc_keepalive_sec * 1000)),
+        ("grpc.keepalive_timeout_ms", round(settings.grpc_keepalive_timeout_sec * 1000)),
+        ("grpc.http2.ping_timeout_ms", round(settings.grpc_keepalive_timeout_sec * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+    )
+
+
 def call_policy(settings: Settings) -> calls.CallPolicy:
     return calls.CallPolicy(
         reserve_cents=settings.call_reserve_cents,
@@ -230,7 +247,8 @@ async def start(
     server = grpc.aio.server(
         interceptors=[
             AuthErrorInterceptor(authenticator, internal.get_secret_value() if internal else None)
-        ]
+        ],
+        options=keepalive_options(settings),
     )
     call_service = calls.CallService(pool, telephony, call_policy(settings))
     accounts_pb2_grpc.add_AccountServiceServicer_to_server(AccountServicer(pool, settings), server)
@@ -246,8 +264,11 @@ async def start(
     analyst = (
         Analyst(outcome_model, threshold=settings.analysis_threshold) if outcome_model else None
     )
+    lost = LostSessions(call_service, settings.media_session_grace_sec)
     media_pb2_grpc.add_MediaSessionServiceServicer_to_server(
-        MediaSessionServicer(call_service, asker, hub, settings.ask_user_timeout_sec, analyst),
+        MediaSessionServicer(
+            call_service, asker, hub, settings.ask_user_timeout_sec, analyst, lost
+        ),
         server,
     )
     calls_pb2_grpc.add_CallServiceServicer_to_server(
@@ -284,6 +305,7 @@ async def start(
         call_service,
         stuck_dial_sec=settings.stuck_dial_timeout_sec,
         stuck_call_sec=settings.stuck_call_timeout_sec,
+        lost=lost,
     )
     background = [
         asyncio.create_task(
@@ -292,6 +314,7 @@ async def start(
                 interval=settings.reconcile_interval_sec,
                 stuck_dial_sec=settings.stuck_dial_timeout_sec,
                 stuck_call_sec=settings.stuck_call_timeout_sec,
+                lost=lost,
             ),
             name="reconciler",
         ),
@@ -333,6 +356,7 @@ async def start(
         hub=hub,
         channels=channels,
         outcome_model=outcome_model,
+        lost_sessions=lost,
     )
 
 

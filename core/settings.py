@@ -65,6 +65,19 @@ class Settings(TwilioSettings):
         default=600.0, gt=0, description="Calls unchanged before answer for this long are failed."
     )
     reconcile_interval_sec: float = Field(default=60.0, gt=0)
+    grpc_keepalive_sec: float = Field(
+        default=10.0,
+        gt=0,
+        description="Core pings each client connection this often (a vanished peer is found).",
+    )
+    grpc_keepalive_timeout_sec: float = Field(
+        default=5.0, gt=0, description="A ping unanswered this long closes the connection."
+    )
+    media_session_grace_sec: float = Field(
+        default=5.0,
+        gt=0,
+        description="A media session broken this long without media re-attaching: hang up.",
+    )
     idempotency_ttl_sec: float = Field(default=24 * 3600.0, gt=0)
     idempotency_stale_sec: float = Field(
         default=60.0, gt=0, description="A running Idempotency-Key older than this is stale."

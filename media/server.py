@@ -3,10 +3,12 @@
 Composition root of the telephony edge: the webhook routes hand callbacks to core (and feed
 async AMD results to the local call bridge), and `/twilio/stream` runs one `CallBridge` per
 live call with a `CoreLink` session to core, a shared Gemini client, the telephony port for
-hang-ups and DTMF, and Deepgram when configured. Settings are media's own (`media.settings`)
-and the carrier's (`telephony.settings`): media imports no core module. Tests and benchmarks
-inject in-memory core links, a fake telephony port or another sink through `create_app`'s
-keyword arguments; without them the app uses the real gRPC link and Twilio.
+hang-ups and DTMF, and Deepgram when configured. `/healthz` says the process is alive;
+`/readyz` says it should get new calls: not while it drains (`media.drain`, on SIGTERM) and
+not while core's media session service does not answer its gRPC health check. Settings are
+media's own (`media.settings`) and the carrier's (`telephony.settings`): media imports no core
+module. Tests and benchmarks inject in-memory core links, a fake telephony port or another sink
+through `create_app`'s keyword arguments; without them the app uses the real gRPC link and Twilio.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections.abc import AsyncIterator
 
 import grpc
 import uvicorn
+from callagent.v1 import media_pb2
 from google import genai
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,7 +29,8 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from media.call import core_link
-from media.call.bridge import BridgeDeps
+from media.call.deps import BridgeDeps
+from media.drain import Drain, DrainingServer
 from media.providers import gemini_live
 from media.providers.tls import default_tls
 from media.settings import MediaSettings, get_media_settings
@@ -42,6 +47,8 @@ CHANNEL_OPTIONS = (
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2000),
 )
+CORE_SERVICE = media_pb2.DESCRIPTOR.services_by_name["MediaSessionService"].full_name
+READY_CHECK_S = 1.0
 
 
 class _LazySink:
@@ -84,6 +91,8 @@ def create_app(
     internal_token = media.internal_token.get_secret_value()
     lazy = _LazySink()
     registry = BridgeRegistry()
+    drain = Drain(registry, media.media_drain_sec, media.goodbye_timeout_sec)
+    core_health: list[health_pb2_grpc.HealthStub] = []  # set in the lifespan
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -91,6 +100,7 @@ def create_app(
             channel = await stack.enter_async_context(
                 grpc.aio.insecure_channel(media.grpc_target, options=CHANNEL_OPTIONS)
             )
+            core_health.append(health_pb2_grpc.HealthStub(channel))
             lazy.target = sink or CoreTelephonySink(channel, internal_token)
             links = core_links or (lambda: core_link.GrpcCoreLink(channel, internal_token))
             port = phone
@@ -116,13 +126,32 @@ def create_app(
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok", "calls": len(registry.bridges)})
 
+    async def readyz(request: Request) -> JSONResponse:
+        if drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
+        if not core_health or not await _core_serving(core_health[0]):
+            return JSONResponse({"status": "core unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready", "calls": len(registry.bridges)})
+
     routes = [
         *twilio_webhook_routes(auth_token, twilio.public_base_url, _AmdTap(registry, lazy)),
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
     ]
     web = Starlette(routes=routes, lifespan=lifespan)
     web.state.registry = registry
+    web.state.drain = drain
     return MediaApp(web, StreamEndpoint(auth_token, twilio.public_base_url, registry))
+
+
+async def _core_serving(stub: health_pb2_grpc.HealthStub) -> bool:
+    """Whether core answers that its media session service is serving (within a second)."""
+    request = health_pb2.HealthCheckRequest(service=CORE_SERVICE)
+    try:
+        reply = await stub.Check(request, timeout=READY_CHECK_S)
+    except grpc.aio.AioRpcError:
+        return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 class MediaApp:
@@ -158,13 +187,15 @@ async def _close_client(client: genai.Client) -> None:
 def main() -> None:
     media = get_media_settings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    uvicorn.run(
-        create_app(media, get_twilio_settings()),
+    app = create_app(media, get_twilio_settings())
+    config = uvicorn.Config(
+        app,
         host=media.callagent_bind_host,
         port=media.callagent_media_port,
         log_level="warning",
         access_log=False,
     )
+    DrainingServer(config, app.state.drain).run()
 
 
 if __name__ == "__main__":

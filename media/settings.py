@@ -79,6 +79,11 @@ class MediaSettings(BaseSettings):
     reattach_timeout_sec: float = Field(
         default=10.0, gt=0, description="How long a stream stopped by DTMF may take to return."
     )
+    media_drain_sec: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long live calls may go on before they are ended.",
+    )
     resume_gap_budget_ms: int = Field(
         default=8000, gt=0, description="Longest Gemini reconnection gap before the call fails."
     )

@@ -271,7 +271,7 @@ class CallService:
         assert row is not None, "calls are never deleted"
         if row["status"] == st.CANCELLED:
             # Cancelled while the dial was in flight: end the leg we just created.
-            await self._hang_up(call_sid, call_id)
+            await self.hang_up(call_sid, call_id)
         return Started(
             call=row,
             task_id=row["task_id"],
@@ -331,7 +331,7 @@ class CallService:
             )
             await dial_queue.leave(conn, call_id)
         if row["call_sid"]:
-            await self._hang_up(row["call_sid"], call_id)
+            await self.hang_up(row["call_sid"], call_id)
         await sessions.publish(
             self._pool, sessions.Command(call_id=call_id, kind="hang_up", reason="cancelled")
         )
@@ -376,7 +376,8 @@ class CallService:
                 "CARRIER_ERROR", f"the carrier did not serve the recording: {err.message}"
             ) from None
 
-    async def _hang_up(self, call_sid: str, call_id: str) -> None:
+    async def hang_up(self, call_sid: str, call_id: str) -> None:
+        """End the carrier leg; a carrier failure is logged (the final status still comes)."""
         try:
             await self._telephony.hang_up(call_sid)
         except TelephonyError as err:

@@ -6,6 +6,9 @@ row-locked state transition, so replicas racing each other change nothing twice)
   and calls in progress with no activity for STUCK_CALL_TIMEOUT_SEC are failed, releasing
   credits, with a summary naming why (`core.domain.stuck_calls`);
 - a terminal call whose credit hold is somehow still open gets it released;
+- a call whose media session broke and stayed gone past the grace is hung up and settled
+  (`core.app.lost_sessions`: normally the replica that saw the break does it; this pass
+  covers a replica that died meanwhile);
 - expired Idempotency-Keys are deleted.
 """
 
@@ -17,6 +20,7 @@ import logging
 from core.app import credits, idempotency
 from core.app.call_status import Change
 from core.app.calls import CallService
+from core.app.lost_sessions import LostSessions
 from core.domain import call_states as st
 from core.domain import stuck_calls
 from core.domain.errors import CallagentError
@@ -27,7 +31,11 @@ log = logging.getLogger(__name__)
 
 
 async def reconcile_once(
-    service: CallService, *, stuck_dial_sec: float, stuck_call_sec: float
+    service: CallService,
+    *,
+    stuck_dial_sec: float,
+    stuck_call_sec: float,
+    lost: LostSessions | None = None,
 ) -> int:
     """Fix what can be fixed now; return the number of calls touched."""
     pool = service.pool
@@ -68,17 +76,24 @@ async def reconcile_once(
                     row["status"],
                     extra={"call_id": row["call_id"]},
                 )
+    if lost is not None:
+        fixed += await lost.settle_due()
     await idempotency.sweep(pool)
     return fixed
 
 
 async def run_forever(
-    service: CallService, *, interval: float, stuck_dial_sec: float, stuck_call_sec: float
+    service: CallService,
+    *,
+    interval: float,
+    stuck_dial_sec: float,
+    stuck_call_sec: float,
+    lost: LostSessions | None = None,
 ) -> None:
     while True:
         try:
             await reconcile_once(
-                service, stuck_dial_sec=stuck_dial_sec, stuck_call_sec=stuck_call_sec
+                service, stuck_dial_sec=stuck_dial_sec, stuck_call_sec=stuck_call_sec, lost=lost
             )
         except Exception:
             log.exception("reconciler pass failed; retrying next interval")

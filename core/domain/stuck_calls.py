@@ -3,7 +3,8 @@
 The reconciler only sees the call row (status, call sid, owner pod, whether a dial
 started, time since the last change); a media session lives in one replica's memory and
 leaves no row. So a message names what is known: the dial never started, the carrier
-never acknowledged it, the carrier went quiet, or an answered call lost its media.
+never acknowledged it, the carrier went quiet, or an answered call lost its media. A media
+session that broke and did not come back is named at once (`lost_session_summary`).
 """
 
 from __future__ import annotations
@@ -37,4 +38,13 @@ def stuck_summary(
     return (
         f"no media or carrier activity for {idle} s; the media session on pod "
         f"{owner_pod} is presumed gone; {CLOSED}"
+    )
+
+
+def lost_session_summary(owner_pod: str | None, grace_sec: float) -> str:
+    """The outcome summary of a call whose media session broke and was not re-attached."""
+    pod = f" on pod {owner_pod}" if owner_pod else ""
+    return (
+        f"the call's media session{pod} broke and did not come back within {grace_sec:g} s "
+        "(the media server stopped or was cut off); the call was hung up"
     )

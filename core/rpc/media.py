@@ -7,6 +7,13 @@ pushes what the customer decides (answers, timeouts, hang-ups) and carrier AMD r
 down the same stream. When core restarts, media re-attaches here (any replica) with the same
 attach: reports are applied once each by (call_id, seq) and acknowledged, commands are
 durable rows re-sent until media acknowledges them, and open questions are timed again.
+
+When a session ends while its call is not over, the media pod may be gone: it is handed to
+`core.app.lost_sessions`, which hangs the call up and settles it unless media re-attaches or
+the call ends within the grace. Every end is handed over, not only a broken stream: gRPC
+does not tell a dead peer from a half-close (a SIGKILLed media process often reads here as
+a clean end of the request stream). A session whose SID is not the call's (a stream media
+refuses) is not.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc
 
 from common.aio import cancel_and_wait, finish_even_if_cancelled
-from core.app import call_record, sessions, usage
+from core.app import call_record, lost_sessions, sessions, usage
 from core.app.ask_user import AskUser
 from core.app.calls import CallService
 from core.app.outcome_verification import Analyst
@@ -41,8 +48,10 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
         hub: sessions.SessionHub,
         timeout_sec: int,
         analyst: Analyst | None = None,
+        lost: lost_sessions.LostSessions | None = None,
     ) -> None:
         self._calls = calls
+        self._lost = lost
         self._analyst = analyst
         self._ask = ask_user
         self._hub = hub
@@ -65,6 +74,7 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
         reader = asyncio.create_task(self._consume(call_id, request_iterator, work, out))
         commander = asyncio.create_task(self._send_commands(call_id, wake, out))
         clean = False
+        the_calls_sid = (task["call_sid"] or "") in ("", attach.call_sid)
         try:
             yield media_pb2.SessionResponse(
                 task=media_pb2.SessionTask(
@@ -101,6 +111,9 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                 clean = True
                 return
         finally:
+            if the_calls_sid and self._lost is not None:
+                # First, and without awaiting: a cancelled RPC may be cancelled again.
+                self._lost.ended(call_id, task["media_session_seq"])
             last = self._hub.detach(call_id, wake)
             await cancel_and_wait(reader, commander, *work)
             # Only media ending the session closes the call's questions: a session cut by

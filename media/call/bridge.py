@@ -30,15 +30,14 @@ import warnings
 from collections.abc import Coroutine
 from typing import Any
 
-from google import genai
-
 from media.call import core_link, ending, usage
 from media.call.agent_times import AgentTimes
+from media.call.deps import BridgeDeps
 from media.call.ending import CallEnding
 from media.call.inbound import EarFeed, InboundAudio
 from media.call.lines import GeminiLines, Line
 from media.call.playout import Playout, StreamLeg
-from media.call.sessions import CallSettings, live_session, supervisor_ear
+from media.call.sessions import live_session, supervisor_ear
 from media.call.supervisor import Action, Decision, Supervisor, SupervisorSettings
 from media.call.tools import ToolRelay
 from media.codec import audio
@@ -59,24 +58,12 @@ from media.providers.gemini_live import (
     ToolCallCancelled,
     TurnComplete,
 )
-from telephony import port as telephony
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import audioop
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class BridgeDeps:
-    """What every call of a media process shares."""
-
-    settings: CallSettings
-    core_links: core_link.CoreLinkFactory
-    phone: telephony.Telephony
-    gemini_client: genai.Client | None
-    pod: str
 
 
 class _CallOver(Exception):
@@ -453,6 +440,13 @@ class CallBridge:
             return
         self._wrap_up, self._wrap_up_at = fallback, time.monotonic()
         self._spawn(self._say(cue))
+
+    def shut_down(self, outcome: core_link.Outcome, *, goodbye: bool) -> None:
+        """The media process is stopping: ask the model for a goodbye first, or end now."""
+        if goodbye:
+            self._start_wrap_up(agent_prompt.wrap_up_cue("shutdown"), outcome)
+        else:
+            self._ending.end(outcome, goodbye=False, reason="media shutting down")
 
     def _dtmf_sent(self, sent: bool) -> None:
         self._expect_stream = sent

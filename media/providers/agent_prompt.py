@@ -271,13 +271,13 @@ def hold_cue() -> str:
     return f"{SUPERVISOR_PREFIX} You are on hold. Stay silent until a person speaks to you."
 
 
-def wrap_up_cue(reason: Literal["silence", "max_duration"]) -> str:
+def wrap_up_cue(reason: Literal["silence", "max_duration", "shutdown"]) -> str:
     """Ask the model to close the call now (the bridge hangs up after a bound anyway)."""
-    why = (
-        "The line has been silent for a long time."
-        if reason == "silence"
-        else "The call has reached its time limit."
-    )
+    why = {
+        "silence": "The line has been silent for a long time.",
+        "max_duration": "The call has reached its time limit.",
+        "shutdown": "This call must end now for technical reasons; the customer will follow up.",
+    }[reason]
     return (
         f"{SUPERVISOR_PREFIX} {why} Say a short, polite goodbye now and call end_call with "
         "the outcome so far."

@@ -14,7 +14,8 @@ audio. Each stream is therefore bound to its call before it may carry a frame:
   back with the task) for a new bridge, checked before the model is even started;
 - a call has at most one live stream: a second socket is refused unless the first has stopped
   or dropped, which is exactly when the re-attach after DTMF (or a blip) arrives.
-A refused socket is closed (1008) without a frame sent; the warning names the call id only.
+A refused socket is closed without a frame sent (1008; 1013 for a new call while the process
+drains, see `media.drain`); the warning names the call id only.
 
 A call can have several streams in a row: pressing keys (DTMF) replaces the call's TwiML with
 `<Play digits/>` followed by a fresh `<Connect><Stream>` carrying the same `call_id`, so the
@@ -35,7 +36,9 @@ import urllib.parse
 from starlette.types import Message, Receive, Scope, Send
 
 from common.aio import cancel_and_wait
-from media.call.bridge import BridgeDeps, CallBridge
+from media.call import core_link
+from media.call.bridge import CallBridge
+from media.call.deps import BridgeDeps
 from media.codec import twilio_codec
 from media.twilio.webhooks import SIGNATURE_HEADER, signature_valid_for_websocket
 from telephony import stream_tokens
@@ -84,11 +87,15 @@ class WebSocketLeg:
 
 
 class StreamRefused(Exception):
-    """A started stream may not speak for the call it names; `reason` is static, safe to log."""
+    """A started stream may not speak for the call it names; `reason` is static, safe to log.
 
-    def __init__(self, reason: str) -> None:
+    `code` is the websocket close code: 1008 (policy) for a stream that may not speak for the
+    call, 1013 (try again later) for a new call refused while this process drains."""
+
+    def __init__(self, reason: str, code: int = 1008) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.code = code
 
 
 class BridgeRegistry:
@@ -100,6 +107,7 @@ class BridgeRegistry:
         self._tasks: set[asyncio.Task[None]] = set()
         self._amd: dict[str, tuple[str, float]] = {}
         self._closed = False
+        self._draining = False
 
     @property
     def bridges(self) -> dict[str, CallBridge]:
@@ -113,7 +121,8 @@ class BridgeRegistry:
         """Attach a started (token-checked) stream to its call's bridge, creating it if needed.
 
         Raises:
-            StreamRefused: shutting down, or the call is live here on another SID or stream.
+            StreamRefused: shutting down, draining (a new call), or the call is live here
+                on another SID or stream.
         """
         call_id = start.custom_parameters.get("call_id", "")
         if self._closed or self._deps is None:
@@ -126,6 +135,8 @@ class BridgeRegistry:
                 raise StreamRefused("the call already has a live stream")
             bridge.attach_stream(leg)
             return bridge
+        if self._draining:
+            raise StreamRefused("draining", code=1013)
         bridge = CallBridge(self._deps, call_id, start.call_sid, leg)
         self._bridges[call_id] = bridge
         amd = self._amd.pop(start.call_sid, None)
@@ -152,6 +163,21 @@ class BridgeRegistry:
         finally:
             if self._bridges.get(bridge.call_id) is bridge:
                 del self._bridges[bridge.call_id]
+
+    def stop_accepting(self) -> None:
+        """Drain: refuse streams of new calls; the calls live here keep re-attaching theirs."""
+        self._draining = True
+
+    def shut_down_all(self, outcome: core_link.Outcome, *, goodbye: bool) -> None:
+        """End every live call with `outcome` (see `CallBridge.shut_down`)."""
+        for bridge in list(self._bridges.values()):
+            if not bridge.done:
+                bridge.shut_down(outcome, goodbye=goodbye)
+
+    async def wait_idle(self) -> None:
+        """Until no call runs here any more."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
 
     async def aclose(self) -> None:
         """Stop every call (process shutdown): their sockets close, Twilio ends the calls."""
@@ -198,7 +224,7 @@ class StreamEndpoint:
                 logger.warning(
                     "media stream refused", extra={"call_id": call_id, "reason": exc.reason}
                 )
-                await leg.close(code=1008)  # policy violation: nothing was sent on it
+                await leg.close(code=exc.code)  # nothing was sent on it
                 return
             await _pump(receive, bridge)
         finally:

@@ -11,20 +11,24 @@ import contextlib
 import dataclasses
 import json
 import pathlib
+import signal
 import ssl
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 import pytest
+import uvicorn
 from callagent.v1 import media_pb2, media_pb2_grpc
 from google.protobuf import struct_pb2
 from twilio.request_validator import RequestValidator
 from websockets.exceptions import InvalidStatus
 
+from core import main as core_main
+from media import drain
 from media.call import core_link
 from media.call.bridge import CallBridge
 from media.call.core_link import CallTask
@@ -35,7 +39,7 @@ from media.server import create_app
 from media.settings import MediaSettings
 from media.twilio.webhooks import TelephonyEvent
 from telephony.settings import TwilioSettings
-from tests.conftest import INTERNAL_TOKEN, free_port, serve_asgi
+from tests.conftest import INTERNAL_TOKEN, eventually, free_port, serve_asgi
 from tests.fakes.core_link import InMemoryCore, InMemoryCoreLink
 from tests.fakes.deepgram import FakeDeepgram, ScriptedUtterance
 from tests.fakes.gemini_live import FakeGeminiLive, either_case
@@ -128,7 +132,12 @@ def ca_file(gemini: FakeGeminiLive, tmp_path: pathlib.Path) -> str:
 
 @contextlib.asynccontextmanager
 async def media_world(
-    gemini: FakeGeminiLive, deepgram: FakeDeepgram, ca_file: str, **overrides: Any
+    gemini: FakeGeminiLive,
+    deepgram: FakeDeepgram,
+    ca_file: str,
+    *,
+    serve: Callable[[Any, int], contextlib.AbstractAsyncContextManager[str]] = serve_asgi,
+    **overrides: Any,
 ) -> AsyncIterator[World]:
     port = free_port()
     twilio = TwilioSettings(twilio_auth_token=TOKEN, public_base_url=f"http://127.0.0.1:{port}")
@@ -148,7 +157,7 @@ async def media_world(
     )
     phone, sink = RecordingPhone(), RecordingSink()
     app = create_app(media, twilio, core_links=core, phone=phone, sink=sink)
-    async with serve_asgi(app, port=port) as base_url:
+    async with serve(app, port) as base_url:
         stream = f"ws://127.0.0.1:{port}/twilio/stream"
         world = World(base_url, stream, core, phone, sink, gemini, deepgram, app)
         yield world
@@ -690,6 +699,129 @@ async def test_upgrade_with_a_bad_signature_is_rejected(world: World) -> None:
     assert refused.value.response.status_code == 403
     assert world.app.state.registry.bridges == {}
     assert world.core.links == {}
+
+
+# ---- drain on SIGTERM ------------------------------------------------------------------------
+
+
+class DrainingServe:
+    """Serves the media app as `media.server.main` does: under `drain.DrainingServer`."""
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[None] | None = None
+
+    @contextlib.asynccontextmanager
+    async def __call__(self, app: Any, port: int) -> AsyncIterator[str]:
+        config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+        server = drain.DrainingServer(config, app.state.drain)
+        self.task = task = asyncio.create_task(server.serve())
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.should_exit = True
+            await task
+
+
+async def draining(world: World) -> None:
+    async def started() -> bool:
+        return bool(world.app.state.drain.draining)
+
+    await eventually(started, limit=5)
+
+
+async def probe(world: World, path: str) -> tuple[int, str]:
+    async with httpx.AsyncClient(trust_env=False) as http:
+        response = await http.get(world.base_url + path)
+    return response.status_code, response.json()["status"]
+
+
+BOOKED = {
+    "outcome": "booked",
+    "date_time": "2026-05-02T19:00",
+    "guests": 4,
+    "holder_name": "Anna",
+    "summary": "Table for 4 booked at 19:00 under Anna.",
+}
+
+
+async def test_sigterm_drains_a_call_that_finishes_and_ends_one_at_the_bound(
+    gemini: FakeGeminiLive, deepgram: FakeDeepgram, ca_file: str
+) -> None:
+    serving = DrainingServe()
+    sid_a, sid_b, sid_c = ("CA" + c * 32 for c in "def")
+    async with media_world(
+        gemini, deepgram, ca_file, serve=serving, media_drain_sec=3.0, goodbye_timeout_sec=1.0
+    ) as world:
+        async with world.client("call-a", call_sid=sid_a):
+            link_a = await started(world, "call-a")
+            conn_a = await world.gemini.current()
+            async with world.client("call-b", call_sid=sid_b):
+                link_b = await started(world, "call-b")
+                conn_b = await world.gemini.current()
+                assert conn_b is not conn_a
+
+                signal.raise_signal(signal.SIGTERM)
+                await draining(world)
+                assert await probe(world, "/readyz") == (503, "draining")
+                assert await probe(world, "/healthz") == (200, "ok")  # alive, just not ready
+                late = world.client("call-c", call_sid=sid_c)
+                await late.connect()
+                assert await late.wait_closed() == 1013  # a new call is refused
+                await late.close()
+
+                await world.gemini.send_tool_call_on(conn_a, "end_call", BOOKED)
+                await world.core.wait_until(lambda: link_a.closed)
+                assert not link_b.closed  # the drain lets a live call go on
+                await world.core.wait_until(lambda: link_b.closed, timeout_s=20)
+                assert serving.task is not None
+                await asyncio.wait_for(asyncio.shield(serving.task), 10)  # then uvicorn stops
+    assert [o.outcome for o in link_a.outcomes] == ["booked"]
+    assert link_b.outcomes == [drain.SHUT_DOWN]
+    assert world.phone.hangups == [sid_a, sid_b]
+    assert any("technical reasons" in text for text in conn_b.texts)  # asked for a goodbye
+    assert not any("technical reasons" in text for text in conn_a.texts)
+    assert "call-c" not in world.core.links
+
+
+async def test_a_live_calls_stream_re_attaches_during_the_drain(
+    gemini: FakeGeminiLive, deepgram: FakeDeepgram, ca_file: str
+) -> None:
+    world_cm = media_world(gemini, deepgram, ca_file, goodbye_timeout_sec=1.0)
+    async with world_cm as world:
+        world.deepgram.script_utterance("For reservations press 1.", at_audio_s=0.5)
+        async with world.client(call_sid="CA" + "9" * 32) as client:
+            link = await started(world)
+            await world.core.wait_until(lambda: any(d.kind == "ivr" for d in link.decisions))
+            drained = asyncio.create_task(world.app.state.drain.run())
+            await draining(world)
+            pressed = await world.gemini.tool_call("send_dtmf", {"digits": "1"})
+            assert pressed == {"result": "pressed 1"}
+            await client.restart()  # the call's new stream: accepted while draining
+            await world.gemini.say(tone_24k(200, SOFT))
+            await client.wait_until(lambda: len(client.media(stream=2)) == 10)
+            assert not drained.done()
+            await world.gemini.tool_call("end_call", BOOKED)
+            await asyncio.wait_for(drained, 10)  # the last call ended: the drain is over
+    assert len(link.attaches) == 1
+    assert [o.outcome for o in link.outcomes] == ["booked"]
+
+
+async def test_readyz_needs_core_serving_and_turns_false_while_draining(
+    core: core_main.Core, gemini: FakeGeminiLive, deepgram: FakeDeepgram, ca_file: str
+) -> None:
+    nowhere = f"127.0.0.1:{free_port()}"
+    async with (
+        media_world(gemini, deepgram, ca_file, core_grpc_target=nowhere) as alone,
+        media_world(gemini, deepgram, ca_file, core_grpc_target=f"127.0.0.1:{core.port}") as world,
+    ):
+        assert await probe(alone, "/readyz") == (503, "core unavailable")
+        assert await probe(world, "/readyz") == (200, "ready")
+        await world.app.state.drain.run()  # no call: over at once
+        assert await probe(world, "/readyz") == (503, "draining")
 
 
 # ---- GrpcCoreLink against a real grpc.aio MediaSessionService ------------------------------

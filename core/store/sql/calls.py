@@ -132,12 +132,14 @@ WHERE (status = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $
    OR (status = 'in_progress' AND updated_at < now() - make_interval(secs => $3))
 """
 
-# Media attached: remember the owner pod (and the sid), return the task it runs.
+# Media attached: remember the owner pod (and the sid), return the task it runs. Each attach
+# is numbered and clears a lost-session mark (core.app.lost_sessions).
 ATTACH_SESSION = """
 UPDATE calls c SET owner_pod = $2, call_sid = coalesce(c.call_sid, nullif($3, '')),
-    updated_at = now()
+    updated_at = now(), media_session_seq = c.media_session_seq + 1, session_lost_at = NULL
 FROM tasks t WHERE c.call_id = $1 AND t.task_id = c.task_id
-RETURNING t.brief, t.language, t.kind, t.parsed_slots, t.ask_user_mode, c.call_sid
+RETURNING t.brief, t.language, t.kind, t.parsed_slots, t.ask_user_mode, c.call_sid,
+    c.media_session_seq
 """
 
 APPEND_TRANSCRIPT = """
