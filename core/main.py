@@ -36,7 +36,9 @@ from callagent.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from common import logs, tracing
 from common.aio import cancel_all_and_wait
+from common.metrics_server import MetricsServer
 from core.adapters.deepgram_batch import DeepgramBatch
 from core.adapters.outcome_model import OutcomeModel
 from core.adapters.telegram import TelegramBot
@@ -53,6 +55,7 @@ from core.rpc.bookings import BookingServicer
 from core.rpc.calls import CallServicer, TelephonyEventServicer
 from core.rpc.interceptor import AuthErrorInterceptor
 from core.rpc.media import MediaSessionServicer
+from core.rpc.observing import ObservingInterceptor
 from core.rpc.skills import SkillServicer
 from core.settings import Settings, get_settings
 from core.store import database, migrations
@@ -106,10 +109,13 @@ class Core:
     hub: sessions.SessionHub
     channels: ask_user.Channels
     outcome_model: OutcomeModel | None = None
+    metrics: MetricsServer | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)  # its shutdown polls every 0.5 s
         await cancel_all_and_wait(self.background)
         await self.broker.aclose()
         await self.hub.aclose()
@@ -229,7 +235,8 @@ async def start(
     internal = settings.internal_token
     server = grpc.aio.server(
         interceptors=[
-            AuthErrorInterceptor(authenticator, internal.get_secret_value() if internal else None)
+            ObservingInterceptor(),
+            AuthErrorInterceptor(authenticator, internal.get_secret_value() if internal else None),
         ]
     )
     call_service = calls.CallService(pool, telephony, call_policy(settings))
@@ -318,6 +325,9 @@ async def start(
             idle_poll_sec=settings.drainer_poll_sec,
         )
         background.append(asyncio.create_task(queue_drainer.run(), name="drainer"))
+    metrics_server = MetricsServer.open(
+        settings.callagent_bind_host, settings.callagent_metrics_port
+    )
     log.info("core serving", extra={"port": bound})
     return Core(
         server=server,
@@ -333,10 +343,12 @@ async def start(
         hub=hub,
         channels=channels,
         outcome_model=outcome_model,
+        metrics=metrics_server,
     )
 
 
 async def serve(settings: Settings) -> None:
+    tracing.setup("callagent-core", settings.otel_exporter_otlp_endpoint)
     core = await start(settings)
     print(f"core: gRPC on {settings.callagent_bind_host}:{core.port}", flush=True)
     stop = asyncio.Event()
@@ -349,7 +361,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(get_settings().log_format)
     try:
         import uvloop
     except ImportError:

@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from common import metrics
 from core.app import dial_queue, maintenance
 from core.app.calls import CallService
 from core.domain.errors import CallagentError
@@ -107,6 +108,7 @@ class Drainer:
                 log.exception("drainer failed; it restarts after a pause")
             finally:
                 self.is_leader = False
+                metrics.DIAL_QUEUE_DEPTH.set(0)  # the next leader reports it
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await conn.close()
@@ -158,6 +160,7 @@ class Drainer:
                 await self.recover_expired()
                 await bucket.take()
                 claimed = await self._claim()
+                metrics.DIAL_QUEUE_DEPTH.set(await dial_queue.pending(self._pool))
                 if claimed is None:
                     bucket.refund()
                     self._wake.clear()

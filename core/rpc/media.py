@@ -17,6 +17,7 @@ import asyncpg
 import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc
 
+from common import logs
 from common.aio import cancel_and_wait, finish_even_if_cancelled
 from core.app import call_record, sessions, usage
 from core.app.ask_user import AskUser
@@ -56,6 +57,7 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
             self._calls.pool, attach.call_id, attach.pod, attach.call_sid
         )
         call_id = attach.call_id
+        logs.bind(call_id=call_id, customer_id=task["customer_id"])  # on every line of it
         queue = self._hub.attach(call_id)
         work: set[asyncio.Task[None]] = set()
         reader = asyncio.create_task(self._consume(call_id, request_iterator, work))
