@@ -14,11 +14,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
+from common import logs, tracing
+from common.http_metrics import HttpMetrics, metrics_endpoint
 from gateway import errors
 from gateway.guards import BodyCap, MethodGuard
 from gateway.inputs import Rejected
@@ -32,14 +34,23 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        channel = grpc.aio.insecure_channel(settings.grpc_target, options=CHANNEL_OPTIONS)
+        channel = grpc.aio.insecure_channel(
+            settings.grpc_target,
+            options=CHANNEL_OPTIONS,
+            interceptors=tracing.client_interceptors(),
+        )
         app.state.stubs = Stubs(channel)
         try:
             yield
         finally:
             await channel.close()
 
-    app = FastAPI(title="AI Call Agent", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="AI Call Agent",
+        version="0.1.0",
+        lifespan=lifespan,
+        dependencies=[Depends(_bind_call)],
+    )
     app.state.sse_slots = call_streams.StreamSlots(
         settings.sse_max_streams, settings.sse_heartbeat_sec
     )
@@ -72,8 +83,18 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+
     # The last added runs first: the body cap, before the method guard, routing or parsing.
     route_lists = [app.router.routes, *(module.router.routes for module in modules)]
     app.add_middleware(MethodGuard, route_lists=route_lists)
     app.add_middleware(BodyCap)
+    # Outermost: they time and trace every request, a refused one included.
+    app.add_middleware(tracing.TraceRequests, process="gateway")
+    app.add_middleware(HttpMetrics)
     return app
+
+
+async def _bind_call(request: Request) -> None:
+    """Tag the request's log lines with the call it names (`/v1/calls/{call_id}/…`)."""
+    logs.bind(call_id=request.path_params.get("call_id"))

@@ -12,18 +12,20 @@ keyword arguments; without them the app uses the real gRPC link and Twilio.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 import grpc
 import uvicorn
 from google import genai
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from common import logs, tracing
+from common.http_metrics import HttpMetrics, metrics_endpoint
 from media.call import core_link
 from media.call.bridge import BridgeDeps
 from media.providers import gemini_live
@@ -89,7 +91,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             channel = await stack.enter_async_context(
-                grpc.aio.insecure_channel(media.grpc_target, options=CHANNEL_OPTIONS)
+                grpc.aio.insecure_channel(
+                    media.grpc_target,
+                    options=CHANNEL_OPTIONS,
+                    interceptors=tracing.client_interceptors(),
+                )
             )
             lazy.target = sink or CoreTelephonySink(channel, internal_token)
             links = core_links or (lambda: core_link.GrpcCoreLink(channel, internal_token))
@@ -119,8 +125,10 @@ def create_app(
     routes = [
         *twilio_webhook_routes(auth_token, twilio.public_base_url, _AmdTap(registry, lazy)),
         Route("/healthz", healthz),
+        Route("/metrics", metrics_endpoint),
     ]
-    web = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(HttpMetrics), Middleware(tracing.TraceRequests, process="media")]
+    web = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     web.state.registry = registry
     return MediaApp(web, StreamEndpoint(auth_token, twilio.public_base_url, registry))
 
@@ -157,7 +165,8 @@ async def _close_client(client: genai.Client) -> None:
 
 def main() -> None:
     media = get_media_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(media.log_format)
+    tracing.setup("callagent-media", media.otel_exporter_otlp_endpoint)
     uvicorn.run(
         create_app(media, get_twilio_settings()),
         host=media.callagent_bind_host,
