@@ -366,6 +366,7 @@ async def test_barge_in_clear_latency_is_measured(stack: Stack) -> None:
 
 
 async def test_the_dial_queue_reports_depth_and_wait(db_dsn: str, telephony: FakeTelephony) -> None:
+    _install_tracer()
     settings = make_settings(call_queue_enabled=True, dial_cps=200, drainer_poll_sec=0.05)
     core = await server.start(settings, dsn=db_dsn, port=0, telephony=telephony)
     try:
@@ -390,5 +391,9 @@ async def test_the_dial_queue_reports_depth_and_wait(db_dsn: str, telephony: Fak
         assert total(after, name) == total(before, name) + 1
         assert ("callagent_dial_queue_depth", frozenset()) in after
         assert total(after, "callagent_dial_queue_depth") == 0  # the one entry was claimed
+        # no request is behind the dial: the drainer's own span starts the call's trace
+        call_id = queued.json()["call_id"]
+        dials = [s for s in SPANS.get_finished_spans() if s.name == "core dial"]
+        assert any(s.attributes and s.attributes["callagent.call_id"] == call_id for s in dials)
     finally:
         await core.stop(grace=1)
