@@ -83,7 +83,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
+    app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
 
     # The last added runs first: the body cap, before the method guard, routing or parsing.
     route_lists = [app.router.routes, *(module.router.routes for module in modules)]

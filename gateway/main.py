@@ -18,6 +18,7 @@ def main() -> None:
         host=settings.callagent_bind_host,
         port=settings.callagent_http_port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our handler (JSON with LOG_FORMAT=json)
         access_log=False,
     )
 

@@ -172,6 +172,7 @@ def main() -> None:
         host=media.callagent_bind_host,
         port=media.callagent_media_port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our handler (JSON with LOG_FORMAT=json)
         access_log=False,
     )
 

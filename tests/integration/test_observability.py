@@ -294,6 +294,8 @@ async def test_a_call_shows_in_metrics_logs_and_one_trace(stack: Stack, log_line
     assert total(gw, "callagent_http_requests_total", route="/calls", method="POST") >= 1
     assert total(gw, "callagent_http_request_duration_seconds_count", route=route) >= 1
     assert not any(call_id in str(labels) for (_, labels) in gw)
+    assert total(gw, "callagent_http_requests_total", route="/metrics", status="200") >= 1
+    assert total(gw, "callagent_http_requests_total", route="unmatched", status="200") == 0
     await eventually(lambda: _sse_closed(stack, metrics_urls["gateway"]))
 
     # core: RPCs by method and code, ask_user answered, a hold reserved and captured
