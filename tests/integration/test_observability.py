@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from common import logs
+from common.metrics_server import MetricsServer
 from core import main as server
 from core.store import database
 from gateway.app import create_app as create_gateway
@@ -399,3 +400,17 @@ async def test_the_dial_queue_reports_depth_and_wait(db_dsn: str, telephony: Fak
         assert any(s.attributes and s.attributes["callagent.call_id"] == call_id for s in dials)
     finally:
         await core.stop(grace=1)
+
+
+def test_core_metrics_port_taken_is_logged_not_fatal(caplog: pytest.LogCaptureFixture) -> None:
+    """Two cores on one host: the second runs without /metrics and says so."""
+    first = MetricsServer.open("127.0.0.1", 0)
+    assert first is not None
+    try:
+        body = httpx.get(f"http://127.0.0.1:{first.port}/metrics").text
+        assert "# TYPE callagent_grpc_requests_total counter" in body
+        with caplog.at_level(logging.ERROR):
+            assert MetricsServer.open("127.0.0.1", first.port) is None
+        assert any("metrics not served" in r.getMessage() for r in caplog.records)
+    finally:
+        first.close()
