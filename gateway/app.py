@@ -5,7 +5,8 @@ No business rule lives here. Each route (one module per resource under
 and the reply (or the ErrorInfo of a failure) into the contract's JSON. This module
 only assembles the app: one gRPC channel to core shared by all requests, the error
 handlers (every failure in the contract's error shape), the body cap and method guard
-(`gateway.guards`), the SSE stream cap and the routers.
+(`gateway.guards`), the SSE stream cap, the routers, and `/metrics` with the request
+series and spans around everything (`docs/observability.md`).
 """
 
 from __future__ import annotations

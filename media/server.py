@@ -3,7 +3,8 @@
 Composition root of the telephony edge: the webhook routes hand callbacks to core (and feed
 async AMD results to the local call bridge), and `/twilio/stream` runs one `CallBridge` per
 live call with a `CoreLink` session to core, a shared Gemini client, the telephony port for
-hang-ups and DTMF, and Deepgram when configured. Settings are media's own (`media.settings`)
+hang-ups and DTMF, and Deepgram when configured; `/metrics` shows the live calls and the
+request series (`docs/observability.md`). Settings are media's own (`media.settings`)
 and the carrier's (`telephony.settings`): media imports no core module. Tests and benchmarks
 inject in-memory core links, a fake telephony port or another sink through `create_app`'s
 keyword arguments; without them the app uses the real gRPC link and Twilio.
