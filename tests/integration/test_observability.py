@@ -70,12 +70,35 @@ pytestmark = pytest.mark.timeout(240)
 SPANS = InMemorySpanExporter()
 
 
+class _WhileHere(SimpleSpanProcessor):
+    """Keeps spans only while this module runs: the provider outlives it (OpenTelemetry
+    refuses to replace one), and the rest of a `make test` run should not fill memory."""
+
+    keeping = False
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.keeping:
+            super().on_end(span)
+
+
+_KEEPER = _WhileHere(SPANS)
+
+
 def _install_tracer() -> None:
-    """The SDK provider, once per process (OpenTelemetry refuses to replace it)."""
+    """The SDK provider, once per process."""
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         provider = TracerProvider()
-        provider.add_span_processor(SimpleSpanProcessor(SPANS))
+        provider.add_span_processor(_KEEPER)
         trace.set_tracer_provider(provider)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def keep_spans() -> Iterator[None]:
+    _install_tracer()
+    _KEEPER.keeping = True
+    yield
+    _KEEPER.keeping = False
+    SPANS.clear()
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
