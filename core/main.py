@@ -36,7 +36,9 @@ from callagent.v1 import (
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from common import logs, tracing
 from common.aio import cancel_all_and_wait
+from common.metrics_server import MetricsServer
 from core.adapters.deepgram_batch import DeepgramBatch
 from core.adapters.outcome_model import OutcomeModel
 from core.adapters.telegram import TelegramBot
@@ -54,6 +56,7 @@ from core.rpc.bookings import BookingServicer
 from core.rpc.calls import CallServicer, TelephonyEventServicer
 from core.rpc.interceptor import AuthErrorInterceptor
 from core.rpc.media import MediaSessionServicer
+from core.rpc.observing import ObservingInterceptor
 from core.rpc.skills import SkillServicer
 from core.settings import Settings, get_settings
 from core.store import database, migrations
@@ -108,10 +111,13 @@ class Core:
     channels: ask_user.Channels
     outcome_model: OutcomeModel | None = None
     lost_sessions: LostSessions | None = None
+    metrics: MetricsServer | None = None
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)  # its shutdown polls every 0.5 s
         await cancel_all_and_wait(self.background)
         if self.lost_sessions is not None:
             await self.lost_sessions.aclose()
@@ -246,7 +252,8 @@ async def start(
     internal = settings.internal_token
     server = grpc.aio.server(
         interceptors=[
-            AuthErrorInterceptor(authenticator, internal.get_secret_value() if internal else None)
+            ObservingInterceptor(),
+            AuthErrorInterceptor(authenticator, internal.get_secret_value() if internal else None),
         ],
         options=keepalive_options(settings),
     )
@@ -341,6 +348,9 @@ async def start(
             idle_poll_sec=settings.drainer_poll_sec,
         )
         background.append(asyncio.create_task(queue_drainer.run(), name="drainer"))
+    metrics_server = MetricsServer.open(
+        settings.callagent_bind_host, settings.callagent_metrics_port
+    )
     log.info("core serving", extra={"port": bound})
     return Core(
         server=server,
@@ -357,10 +367,12 @@ async def start(
         channels=channels,
         outcome_model=outcome_model,
         lost_sessions=lost,
+        metrics=metrics_server,
     )
 
 
 async def serve(settings: Settings) -> None:
+    tracing.setup("callagent-core", settings.otel_exporter_otlp_endpoint)
     core = await start(settings)
     print(f"core: gRPC on {settings.callagent_bind_host}:{core.port}", flush=True)
     stop = asyncio.Event()
@@ -373,7 +385,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(get_settings().log_format)
     try:
         import uvloop
     except ImportError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import pathlib
 import socket
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
@@ -31,6 +31,15 @@ class Settings(TwilioSettings):
     callagent_grpc_port: int = 50051
     callagent_bind_host: str = "127.0.0.1"
     pod_name: str = Field(default_factory=socket.gethostname)
+    callagent_metrics_port: int = Field(
+        default=9464, ge=0, description="Core's Prometheus /metrics port; 0 picks a free one."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text (a terminal) or JSON (a collector)."
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/gRPC collector for traces; unset = tracing off."
+    )
 
     bootstrap_admin_api_key: SecretStr | None = None
     gateway_fronted: bool = False

@@ -8,6 +8,7 @@ names core's settings document: where to listen, where core is, and the SSE limi
 from __future__ import annotations
 
 import functools
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,12 @@ class GatewaySettings(BaseSettings):
     )
     sse_max_streams: int = Field(default=2000, gt=0, description="SSE streams per gateway.")
     sse_heartbeat_sec: float = Field(default=15.0, gt=0)
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text (a terminal) or JSON (a collector)."
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/gRPC collector for traces; unset = tracing off."
+    )
 
     @property
     def grpc_target(self) -> str:

@@ -3,18 +3,18 @@
 Composition root of the telephony edge: the webhook routes hand callbacks to core (and feed
 async AMD results to the local call bridge), and `/twilio/stream` runs one `CallBridge` per
 live call with a `CoreLink` session to core, a shared Gemini client, the telephony port for
-hang-ups and DTMF, and Deepgram when configured. `/healthz` says the process is alive;
-`/readyz` says it should get new calls: not while it drains (`media.drain`, on SIGTERM) and
-not while core's media session service does not answer its gRPC health check. Settings are
-media's own (`media.settings`) and the carrier's (`telephony.settings`): media imports no core
-module. Tests and benchmarks inject in-memory core links, a fake telephony port or another sink
+hang-ups and DTMF, and Deepgram when configured; `/metrics` shows the live calls and the
+request series (`docs/observability.md`). `/healthz` says the process is alive; `/readyz` says
+it should get new calls: not while it drains (`media.drain`, on SIGTERM) and not while core's
+media session service does not answer its gRPC health check. Settings are media's own
+(`media.settings`) and the carrier's (`telephony.settings`): media imports no core module.
+Tests and benchmarks inject in-memory core links, a fake telephony port or another sink
 through `create_app`'s keyword arguments; without them the app uses the real gRPC link and Twilio.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 
 import grpc
@@ -23,11 +23,14 @@ from callagent.v1 import media_pb2
 from google import genai
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from common import logs, tracing
+from common.http_metrics import HttpMetrics, metrics_endpoint
 from media.call import core_link
 from media.call.deps import BridgeDeps
 from media.drain import Drain, DrainingServer
@@ -98,7 +101,11 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             channel = await stack.enter_async_context(
-                grpc.aio.insecure_channel(media.grpc_target, options=CHANNEL_OPTIONS)
+                grpc.aio.insecure_channel(
+                    media.grpc_target,
+                    options=CHANNEL_OPTIONS,
+                    interceptors=tracing.client_interceptors(),
+                )
             )
             core_health.append(health_pb2_grpc.HealthStub(channel))
             lazy.target = sink or CoreTelephonySink(channel, internal_token)
@@ -137,8 +144,10 @@ def create_app(
         *twilio_webhook_routes(auth_token, twilio.public_base_url, _AmdTap(registry, lazy)),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        Route("/metrics", metrics_endpoint),
     ]
-    web = Starlette(routes=routes, lifespan=lifespan)
+    middleware = [Middleware(HttpMetrics), Middleware(tracing.TraceRequests, process="media")]
+    web = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     web.state.registry = registry
     web.state.drain = drain
     return MediaApp(web, StreamEndpoint(auth_token, twilio.public_base_url, registry))
@@ -186,13 +195,15 @@ async def _close_client(client: genai.Client) -> None:
 
 def main() -> None:
     media = get_media_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(media.log_format)
+    tracing.setup("callagent-media", media.otel_exporter_otlp_endpoint)
     app = create_app(media, get_twilio_settings())
     config = uvicorn.Config(
         app,
         host=media.callagent_bind_host,
         port=media.callagent_media_port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our handler (JSON with LOG_FORMAT=json)
         access_log=False,
     )
     DrainingServer(config, app.state.drain).run()

@@ -33,6 +33,12 @@ class MediaSettings(BaseSettings):
         default=None, description="Where media finds core; default 127.0.0.1:<grpc port>."
     )
     pod_name: str = Field(default_factory=socket.gethostname)
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Log lines as text (a terminal) or JSON (a collector)."
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/gRPC collector for traces; unset = tracing off."
+    )
     internal_token: SecretStr | None = Field(
         default=None, description="Shared secret media uses for core's internal RPCs."
     )

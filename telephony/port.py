@@ -32,6 +32,8 @@ class TelephonyError(ProviderError):
         code: the provider's error code (Twilio's 5-digit codes), when it sent one.
     """
 
+    provider = "twilio"
+
     def __init__(
         self,
         message: str,

@@ -30,6 +30,7 @@ from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 from twilio.twiml.voice_response import VoiceResponse
 
+from common import tracing
 from telephony import port as telephony
 from telephony import stream_tokens
 
@@ -64,6 +65,8 @@ def stream_twiml(
     stream = response.connect().stream(url=_stream_url(public_base_url))
     stream.parameter(name="call_id", value=call_id)
     stream.parameter(name=stream_tokens.PARAMETER, value=stream_token)
+    if (parent := tracing.traceparent()) is not None:
+        stream.parameter(name=tracing.TRACEPARENT, value=parent)  # media's call span joins
     return str(response.to_xml(xml_declaration=False))
 
 

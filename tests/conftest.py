@@ -95,6 +95,7 @@ async def pool(db_dsn: str) -> AsyncIterator[asyncpg.Pool[Any]]:
 def make_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "callagent_grpc_port": 0,
+        "callagent_metrics_port": 0,
         "bootstrap_admin_api_key": BOOTSTRAP_KEY,
         "gateway_context_secret": CONTEXT_SECRET,
         "auth_cache_ttl_sec": 0,

@@ -18,18 +18,16 @@ from deepgram.environment import DeepgramClientEnvironment
 from deepgram.types.listen_v1response import ListenV1Response
 from pydantic import SecretStr
 
+from common.errors import ProviderError
 from core.domain.transcript_merge import BatchWord
 
 PRODUCTION_HTTP_BASE = DeepgramClientEnvironment.PRODUCTION.base
 
 
-class TranscriptionError(Exception):
+class TranscriptionError(ProviderError):
     """Batch transcription failed; `retryable` is False for auth and request errors."""
 
-    def __init__(self, message: str, *, retryable: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
+    provider = "deepgram_batch"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -57,6 +57,8 @@ RESPONSE_SCHEMA = types.Schema(
 class OutcomeModelError(ProviderError):
     """The model gave no usable reading; `message` says why and is safe to log."""
 
+    provider = "gemini_outcome"
+
 
 class OutcomeModel:
     """Asks one Gemini model to read a call. Owns its HTTP client: `aclose()` it."""

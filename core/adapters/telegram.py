@@ -49,6 +49,8 @@ class TelegramError(ProviderError):
         migrate_to_chat_id: the new id of a group that became a supergroup.
     """
 
+    provider = "telegram"
+
     def __init__(
         self,
         message: str,

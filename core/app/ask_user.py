@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from common import metrics
 from core.adapters.telegram import TelegramBot, TelegramError
 from core.adapters.webhook_delivery import WebhookDelivery
 from core.app import events, sessions
@@ -202,7 +203,7 @@ class AskUser:
                 raise not_found("call")
             taken = None
             if call["status"] not in st.TERMINAL:
-                taken = await conn.fetchval(
+                row = await conn.fetchrow(
                     sql.ANSWER,
                     call_id,
                     request_id or None,
@@ -210,6 +211,9 @@ class AskUser:
                     mode,
                     via,
                 )
+                if row is not None:
+                    taken = row["request_id"]
+                    metrics.ASK_USER_LATENCY.observe(row["waited_sec"])
             await events.append(
                 conn,
                 call_id,

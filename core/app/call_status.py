@@ -97,5 +97,13 @@ async def transition_in(
         )
         if final["answered"]:  # someone spoke: the call leaves a merged transcript
             await merge_jobs.enqueue(conn, call_id)
-    log.info("call status", extra={"call_id": call_id, "from": current, "to": target})
+    log.info(
+        "call status",
+        extra={
+            "call_id": call_id,
+            "customer_id": row["customer_id"],
+            "from": current,
+            "to": target,
+        },
+    )
     return True

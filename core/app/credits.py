@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from common import metrics
 from core.app.api_keys import new_id
 from core.domain.errors import CallagentError
 from core.store.database import Conn
@@ -35,6 +36,7 @@ async def reserve(conn: Conn, customer_id: str, amount: int, call_id: str | None
             "QUOTA_EXCEEDED",
             f"not enough credits: reserving {amount} would exceed this month's quota",
         )
+    metrics.CREDIT_HOLDS.labels("reserved").inc()
     return str(reservation_id)
 
 
@@ -48,7 +50,10 @@ async def capture(conn: Conn, reservation_id: str, charge: int) -> int | None:
             return None
         await conn.execute(sql.ROLL_PERIOD, customer_id)
         captured = await conn.fetchval(sql.CAPTURE, reservation_id, charge)
-    return None if captured is None else int(captured)
+    if captured is None:
+        return None
+    metrics.CREDIT_HOLDS.labels("captured").inc()
+    return int(captured)
 
 
 async def roll_period(conn: Conn | asyncpg.Pool[Any], customer_id: str) -> None:
@@ -59,4 +64,7 @@ async def roll_period(conn: Conn | asyncpg.Pool[Any], customer_id: str) -> None:
 async def release(conn: Conn, reservation_id: str) -> bool:
     """Give the whole hold back; False if it was already settled."""
     amount = await conn.fetchval(sql.RELEASE, reservation_id)
-    return amount is not None
+    if amount is None:
+        return False
+    metrics.CREDIT_HOLDS.labels("released").inc()
+    return True

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from common import metrics
 from core.app.api_keys import new_id
 from core.app.call_status import Change, transition_in
 from core.domain import call_states as st
@@ -64,7 +65,13 @@ async def claim(
             # Cancelled (or otherwise moved on) while queued: nothing to dial.
             await conn.execute(sql.MARK_DONE, row["queue_id"])
             return None
+        metrics.DIAL_WAIT.observe(row["waited_sec"])
         return row["queue_id"], row["call_id"]
+
+
+async def pending(pool: asyncpg.Pool[Any]) -> int:
+    """How many calls wait to be claimed."""
+    return int(await pool.fetchval(sql.PENDING))
 
 
 async def mark_done(pool: asyncpg.Pool[Any], queue_id: str) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from common import logs, metrics, tracing
 from core.app import dial_queue, maintenance
 from core.app.calls import CallService
 from core.domain.errors import CallagentError
@@ -107,6 +108,7 @@ class Drainer:
                 log.exception("drainer failed; it restarts after a pause")
             finally:
                 self.is_leader = False
+                metrics.DIAL_QUEUE_DEPTH.set(0)  # the next leader reports it
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await conn.close()
@@ -158,6 +160,7 @@ class Drainer:
                 await self.recover_expired()
                 await bucket.take()
                 claimed = await self._claim()
+                metrics.DIAL_QUEUE_DEPTH.set(await dial_queue.pending(self._pool))
                 if claimed is None:
                     bucket.refund()
                     self._wake.clear()
@@ -168,14 +171,22 @@ class Drainer:
                 dials.create_task(self._dial(*claimed))
 
     async def _dial(self, queue_id: str, call_id: str) -> None:
-        try:
-            await self._calls.dial(call_id)
-            self.dialed += 1
-        except CallagentError as err:
-            log.warning("queued dial failed", extra={"call_id": call_id, "reason": err.reason})
-        except Exception:
-            # The call keeps dial_started_at without a sid: the reconciler fails it later,
-            # which is safe; dialing it again might place a second call.
-            log.exception("queued dial crashed", extra={"call_id": call_id})
-        finally:
-            await dial_queue.mark_done(self._pool, queue_id)
+        # No request is behind a queued dial: its own span starts the call's trace, which
+        # media's call span joins through the TwiML.
+        with (
+            logs.bound(call_id=call_id),
+            tracing.tracer().start_as_current_span(
+                "core dial", attributes={"callagent.process": "core", "callagent.call_id": call_id}
+            ),
+        ):
+            try:
+                await self._calls.dial(call_id)
+                self.dialed += 1
+            except CallagentError as err:
+                log.warning("queued dial failed", extra={"reason": err.reason})
+            except Exception:
+                # The call keeps dial_started_at without a sid: the reconciler fails it later,
+                # which is safe; dialing it again might place a second call.
+                log.exception("queued dial crashed")
+            finally:
+                await dial_queue.mark_done(self._pool, queue_id)

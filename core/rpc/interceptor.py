@@ -21,6 +21,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
+from common import logs
 from core.app.auth import Authenticator, Principal
 from core.domain.errors import CallagentError
 from core.rpc import storable
@@ -121,6 +122,7 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
         principal = await self._principal_for(method, context)
         if principal is not None:
             _principal.set(principal)
+            logs.bind(customer_id=principal.customer_id)
 
     async def intercept_service(
         self,

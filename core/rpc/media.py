@@ -27,6 +27,7 @@ import asyncpg
 import grpc
 from callagent.v1 import media_pb2, media_pb2_grpc
 
+from common import logs
 from common.aio import cancel_and_wait, finish_even_if_cancelled
 from core.app import call_record, lost_sessions, sessions, usage
 from core.app.ask_user import AskUser
@@ -68,6 +69,7 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
             self._calls.pool, attach.call_id, attach.pod, attach.call_sid
         )
         call_id = attach.call_id
+        logs.bind(call_id=call_id, customer_id=task["customer_id"])  # on every line of it
         wake = self._hub.attach(call_id)
         out: asyncio.Queue[tuple[media_pb2.SessionResponse, int]] = asyncio.Queue()
         work: set[asyncio.Task[None]] = set()

@@ -18,6 +18,7 @@ from callagent.v1 import calls_pb2
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
+from common import metrics
 from gateway import inputs, views
 from gateway.credentials import credentials
 from gateway.errors import error_body, from_rpc_error, http_error
@@ -47,10 +48,12 @@ class StreamSlots:
         if self.open >= self.limit:
             return False
         self.open += 1
+        metrics.SSE_STREAMS.inc()
         return True
 
     def give_back(self) -> None:
         self.open -= 1
+        metrics.SSE_STREAMS.dec()
 
 
 async def _first_status(call: Any) -> grpc.aio.AioRpcError | None:

@@ -39,9 +39,11 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from common import metrics
 from media.codec import audio, twilio_codec
 
 FRAME_S = 0.02
+LATENESS_WINDOW = 50  # frames (1 s of audio) per lateness observation: observing costs ~2 µs
 
 
 class StreamLeg(Protocol):
@@ -118,6 +120,8 @@ class Playout:
         self._heard: dict[int, float] = {}  # turn -> clock time its first frame plays
         self.turns = 0  # model turns with audio so far
         self.stats = PlayoutStats()
+        self._barged_at = 0.0  # `clock` time of the barge-in whose `clear` is pending
+        self._late_max = 0.0  # worst frame lateness in the current window
 
     # ---- inputs ---------------------------------------------------------------------------
 
@@ -177,6 +181,7 @@ class Playout:
         self.stats.frames_dropped += dropped
         if self._leg is not None:
             self._clear_pending = True
+            self._barged_at = self._clock()
         await self._kick()
         return dropped
 
@@ -268,6 +273,7 @@ class Playout:
                     self._play_end = 0.0
                     self.stats.clears += 1
                     await leg.send(twilio_codec.clear(leg.stream_sid))
+                    metrics.CLEAR_LATENCY.observe(self._clock() - self._barged_at)
                     continue
                 if not self._queue:
                     break
@@ -294,6 +300,8 @@ class Playout:
                     self._heard[self._stamp] = start
                     self._heard.pop(self._stamp - self.KEEP_TURNS, None)
                     self._stamp = 0
+                elif self._play_end:  # mid-turn: due before the callee's buffer ran dry
+                    self._late(-ahead)
                 self._play_end = start + FRAME_S
                 self.stats.frames_sent += 1
                 await leg.send(twilio_codec.media(leg.stream_sid, item))
@@ -329,6 +337,16 @@ class Playout:
             if self._stream_ms is not None:
                 self._queue.append(_Mark(f"turn-{self.turns}", self.turns))
         self._queue.extend(frames)
+
+    def _late(self, late: float) -> None:
+        """Keep the window's worst lateness (how long after the callee's buffer ran dry a
+        frame left: a gap they heard); one observation per window keeps the per-frame cost to
+        a comparison."""
+        if late > self._late_max:
+            self._late_max = late
+        if self.stats.frames_sent % LATENESS_WINDOW == 0:
+            metrics.FRAME_LATENESS.observe(self._late_max)
+            self._late_max = 0.0
 
     def _changed(self) -> None:
         if self.drained:

@@ -36,6 +36,7 @@ from deepgram.listen.v1.types.listen_v1speech_started import ListenV1SpeechStart
 from deepgram.listen.v1.types.listen_v1utterance_end import ListenV1UtteranceEnd
 from pydantic import SecretStr
 
+from common import metrics
 from common.aio import cancel_and_wait
 from media.providers.tls import default_tls
 
@@ -336,6 +337,7 @@ class DeepgramEar:
         if self._lost or self._finished or self._closing:
             return
         self._lost = True
+        metrics.PROVIDER_ERRORS.labels("deepgram_ear", "ear_lost").inc()
         logger.warning("deepgram ear lost: %s", reason, extra=self._log_extra)
         self._offer_event(EarLost(reason))
 

@@ -23,6 +23,8 @@ class GeminiLiveError(ProviderError):
     `code` is the websocket close code or HTTP status, when the server sent one.
     """
 
+    provider = "gemini_live"
+
     def __init__(self, message: str, *, retryable: bool, code: int | None = None) -> None:
         super().__init__(message, retryable=retryable)
         self.code = code

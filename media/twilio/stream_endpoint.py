@@ -35,6 +35,7 @@ import urllib.parse
 
 from starlette.types import Message, Receive, Scope, Send
 
+from common import logs, metrics, tracing
 from common.aio import cancel_and_wait
 from media.call import core_link
 from media.call.bridge import CallBridge
@@ -142,7 +143,8 @@ class BridgeRegistry:
         amd = self._amd.pop(start.call_sid, None)
         if amd is not None:
             bridge.on_amd(amd[0])
-        task = asyncio.create_task(self._run(bridge), name=f"call-{call_id}")
+        parent = start.custom_parameters.get(tracing.TRACEPARENT)
+        task = asyncio.create_task(self._run(bridge, parent), name=f"call-{call_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return bridge
@@ -157,9 +159,21 @@ class BridgeRegistry:
         self._amd = {sid: v for sid, v in self._amd.items() if now - v[1] < _AMD_KEEP_S}
         self._amd[call_sid] = (answered_by, now)
 
-    async def _run(self, bridge: CallBridge) -> None:
+    async def _run(self, bridge: CallBridge, traceparent: str | None = None) -> None:
+        """Run a call in its own task: counted live, its log lines tagged, its span a child of
+        core's dial (the traceparent core put in the TwiML)."""
+        logs.bind(call_id=bridge.call_id)
+        parent = tracing.extract({tracing.TRACEPARENT: traceparent} if traceparent else {})
         try:
-            await bridge.run()
+            with (
+                metrics.ACTIVE_CALLS.track_inprogress(),
+                tracing.tracer().start_as_current_span(
+                    "media call",
+                    context=parent,
+                    attributes={"callagent.process": "media", "callagent.call_id": bridge.call_id},
+                ),
+            ):
+                await bridge.run()
         finally:
             if self._bridges.get(bridge.call_id) is bridge:
                 del self._bridges[bridge.call_id]

@@ -37,7 +37,7 @@ WHERE request_id = (
     WHERE call_id = $1 AND status = 'pending' AND expires_at > now()
       AND ($2::text IS NULL OR request_id = $2)
     ORDER BY created_at LIMIT 1)
-RETURNING request_id
+RETURNING request_id, extract(epoch FROM answered_at - created_at)::float8 AS waited_sec
 """
 
 # The call's media session ended: nobody waits for its pending questions any more.

@@ -79,7 +79,7 @@ SELECT status, call_sid FROM calls WHERE call_id = $1 AND customer_id = $2 FOR U
 """
 
 LOCK_FOR_TRANSITION = """
-SELECT status, reservation_id, credits_reserved, duration_sec FROM calls
+SELECT status, reservation_id, credits_reserved, duration_sec, customer_id FROM calls
 WHERE call_id = $1 FOR UPDATE
 """
 
@@ -139,7 +139,7 @@ UPDATE calls c SET owner_pod = $2, call_sid = coalesce(c.call_sid, nullif($3, ''
     updated_at = now(), media_session_seq = c.media_session_seq + 1, session_lost_at = NULL
 FROM tasks t WHERE c.call_id = $1 AND t.task_id = c.task_id
 RETURNING t.brief, t.language, t.kind, t.parsed_slots, t.ask_user_mode, c.call_sid,
-    c.media_session_seq
+    c.media_session_seq, c.customer_id
 """
 
 APPEND_TRANSCRIPT = """

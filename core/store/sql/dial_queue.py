@@ -25,8 +25,10 @@ WITH next AS (
 UPDATE dial_queue d SET state = 'warming', lease_until = now() + make_interval(secs => $1),
        claimed_by = $2
 FROM next WHERE d.queue_id = next.queue_id
-RETURNING d.queue_id, d.call_id
+RETURNING d.queue_id, d.call_id, extract(epoch FROM now() - d.created_at)::float8 AS waited_sec
 """
+
+PENDING = "SELECT count(*) FROM dial_queue WHERE state = 'pending'"
 
 MARK_DONE = "UPDATE dial_queue SET state = 'done' WHERE queue_id = $1"
 
