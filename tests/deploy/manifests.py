@@ -37,14 +37,6 @@ PROCESSES: dict[str, tuple[type[BaseSettings], ...]] = {
     "media.server": (MediaSettings, TwilioSettings),
 }
 
-# Settings other #14 branches add with these agreed defaults (media-drain: MEDIA_DRAIN_SEC;
-# observe: core's CALLAGENT_METRICS_PORT). Used only while this branch's code lacks the field,
-# so the manifests' figures are checked against the real default as soon as it exists.
-AGREED_DEFAULTS = {"media_drain_sec": 30, "callagent_metrics_port": 9464}
-
-# Routes other #14 branches add (media-drain: media's /readyz); accepted while not yet served.
-AGREED_ROUTES = {("media.server", "/readyz")}
-
 
 @functools.cache
 def render(overlay: str) -> tuple[Obj, ...]:
@@ -121,7 +113,7 @@ def setting_default(process: str, field_name: str) -> Any:
     for cls in PROCESSES[process]:
         if field_name in cls.model_fields:
             return cls.model_fields[field_name].get_default(call_default_factory=True)
-    return AGREED_DEFAULTS[field_name]
+    raise KeyError(f"{process} has no setting {field_name}")
 
 
 def env_sources(objs: tuple[Obj, ...], container: Obj) -> dict[str, tuple[str, Any]]:

@@ -11,7 +11,6 @@ import urllib.parse
 import pytest
 
 from tests.deploy.manifests import (
-    AGREED_ROUTES,
     OVERLAYS,
     Obj,
     callagent_containers,
@@ -31,7 +30,7 @@ DRAIN_SLACK_SEC = 15  # terminationGracePeriodSeconds = MEDIA_DRAIN_SEC + 15 (#1
 
 
 def _is_served(process: str, path: str) -> bool:
-    return serves(process, path) or (process, path) in AGREED_ROUTES
+    return serves(process, path)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
