@@ -165,6 +165,10 @@ class MergeWorker:
     async def _finish(self, call_id: str, merged: dict[str, Any]) -> None:
         reason = merged.get("degraded_reason")
         async with self._pool.acquire() as conn, conn.transaction():
+            # The call row first, then the job: the order every writer of a call takes (a
+            # recording callback stores the recording, then wakes the job). The other way
+            # round, each waits on the other and PostgreSQL aborts one (deadlock detected).
+            await conn.execute(sql.LOCK_CALL, call_id)
             if await conn.fetchval(sql.FINISH, call_id, reason) is None:
                 return  # another claimer finished it first
             await conn.execute(sql.STORE, call_id, merged)
@@ -177,6 +181,7 @@ class MergeWorker:
                     "degraded": bool(merged.get("degraded")),
                     "turns": len(merged.get("turns", [])),
                 },
+                locked=True,
             )
         log.info(
             "merged transcript ready",

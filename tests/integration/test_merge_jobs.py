@@ -6,6 +6,7 @@ its lease; the event stream stays open for `transcript_ready`."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,11 +19,12 @@ from callagent.v1 import media_pb2
 from pydantic import SecretStr
 
 from core import main as server
-from core.app import api_keys, recordings
+from core.app import api_keys, merges, recordings
 from core.app.call_status import Change
 from core.app.calls import CallService
 from core.domain.tasks import StartRequest
 from core.settings import Settings
+from core.store.sql import calls as calls_sql
 from core.store.sql import merges as merges_sql
 from gateway.app import create_app
 from sim.deepgram_server import FakeDeepgram
@@ -396,3 +398,45 @@ async def test_a_recording_that_arrives_while_the_job_is_being_parked_wakes_it(
     assert again is not None and again["call_id"] == other_id
     due = (await pool.fetchrow(merges_sql.INPUT, other_id, 30.0))["recording_due"]
     assert await pool.fetchval(merges_sql.WAIT_FOR_RECORDING, other_id, due) == other_id
+
+
+async def test_a_recording_stored_while_the_merge_is_finished_does_not_deadlock(
+    pool: asyncpg.Pool[Any], telephony: FakeTelephony
+) -> None:
+    """A recording callback locks the call (storing the recording), then wakes the job; the
+    worker finishing the merge meanwhile must wait for the call row before it touches the
+    job, or each holds what the other needs and PostgreSQL aborts one of them (seen in CI as
+    a 503 to Twilio's recording callback). The test holds the callback's transaction open
+    between its two steps while the worker finishes."""
+    customer = await new_customer(pool)
+    service = CallService(pool, telephony, server.call_policy(make_settings()))
+    started = await service.start(customer.customer_id, StartRequest("+15550100", "hi"))
+    call_id, sid = started.call["call_id"], started.call["call_sid"]
+    await service.transition(call_id, "in_progress")
+    await service.transition(call_id, "completed", Change(duration_sec=9))
+    worker = merges.MergeWorker(service, None, server.merge_policy(make_settings()))
+    recording_sid = telephony.add_recording(sid, MP3, duration_sec=9)
+    merged = {"version": 2, "merge": "live", "turns": [], "degraded": True}
+
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(calls_sql.SET_RECORDING, call_id, recording_sid, None, 9.0)
+        finishing = asyncio.create_task(worker._finish(call_id, merged))
+        # The worker now waits for the call row, holding nothing the callback needs.
+        await eventually(lambda: waiting_on_a_lock(pool))
+        await conn.execute(merges_sql.WAKE, call_id)  # the callback's second step
+    await asyncio.wait_for(finishing, 10)
+    stored = await pool.fetchval("SELECT merged_transcript FROM calls WHERE call_id = $1", call_id)
+    assert stored is not None
+    assert (
+        await pool.fetchval("SELECT state FROM transcript_merges WHERE call_id = $1", call_id)
+        == "done"
+    )
+
+
+async def waiting_on_a_lock(pool: asyncpg.Pool[Any]) -> bool:
+    return bool(
+        await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+    )

@@ -64,6 +64,8 @@ UPDATE transcript_merges SET lease_until = NULL, attempts = greatest(attempts - 
 WHERE call_id = $1 AND state = 'waiting'
 """
 
+LOCK_CALL = "SELECT 1 FROM calls WHERE call_id = $1 FOR UPDATE"
+
 STORE = """
 UPDATE calls SET merged_transcript = $2::jsonb, updated_at = now() WHERE call_id = $1
 """
