@@ -29,10 +29,6 @@ PRESTOP_SEC = 5
 DRAIN_SLACK_SEC = 15  # terminationGracePeriodSeconds = MEDIA_DRAIN_SEC + 15 (#14 agreement)
 
 
-def _is_served(process: str, path: str) -> bool:
-    return serves(process, path)
-
-
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_probes_hit_what_the_process_serves(overlay: str) -> None:
     objs = render(overlay)
@@ -47,7 +43,7 @@ def test_probes_hit_what_the_process_serves(overlay: str) -> None:
                 continue
             get = probe["httpGet"]
             assert port_number(c, get["port"]) == port, (process, kind)
-            assert _is_served(process, get["path"]), (process, kind, get["path"])
+            assert serves(process, get["path"]), (process, kind, get["path"])
         if process != "core.main":
             assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
             assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
