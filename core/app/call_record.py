@@ -15,9 +15,10 @@ from typing import Any
 
 import asyncpg
 
-from core.app import bookings, events, outcome_verification, sessions
+from core.app import bookings, call_status, events, outcome_verification, sessions
 from core.domain import booking_time
 from core.domain import bookings as rules
+from core.domain import call_states as st
 from core.domain.errors import not_found
 from core.store.database import Conn
 from core.store.sql import calls as sql
@@ -64,6 +65,8 @@ async def record_outcome(
     outcome: dict[str, Any],
     analyst: outcome_verification.Analyst | None = None,
     seq: int = 0,
+    *,
+    rate_cents_per_minute: int,
 ) -> str | None:
     """Store the agent's end_call outcome; return the booking id it created, if any
     (None too for a replayed outcome, already stored).
@@ -76,6 +79,9 @@ async def record_outcome(
     `core.app.outcome_verification`): one the call does not support is stored as
     `needs_follow_up` (the claim kept as `agent_claimed`), makes the booking that outcome
     makes, and is logged as a supervisor decision naming the classifier, with its event.
+
+    A call the carrier already completed, its completion waiting for this report
+    (`core.app.provider_events`), is completed and charged in the same transaction.
     """
     if await sessions.report_applied(pool, call_id, seq):
         return None
@@ -144,6 +150,14 @@ async def record_outcome(
             "verification": verification,
         }
         await conn.execute(sql.SET_OUTCOME, call_id, stored, kind, outcome.get("summary") or None)
+        if row["carrier_ended"] and row["status"] not in st.TERMINAL:
+            await call_status.transition_in(
+                conn,
+                call_id,
+                st.COMPLETED,
+                call_status.Change(),
+                rate_cents_per_minute=rate_cents_per_minute,
+            )
     return booking_id
 
 

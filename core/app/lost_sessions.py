@@ -10,7 +10,10 @@ has lost its media, so core ends it itself: the replica that saw the session end
 the grace, and every replica's reconciler pass sweeps what a replica that died meanwhile left
 behind. Settling takes the row lock and clears the mark, so it happens once:
 - no outcome reported yet: the call is failed (credits released, nothing charged) with a
-  summary saying the media server stopped, then the carrier leg is hung up;
+  summary saying the media server stopped, then the carrier leg is hung up. That holds
+  even when the carrier ended the call first (it does as soon as the dead pod's stream
+  closes, usually before the grace): its `completed` waited for media's outcome
+  (`core.app.provider_events`), and the leg needs no hang-up;
 - an outcome was reported (media died between end_call and its hang-up): only the leg is
   hung up, and the carrier's final status settles the call as usual.
 """
@@ -64,7 +67,9 @@ class LostSessions:
             if row is None or row["status"] in st.TERMINAL:
                 return False
             if not row["reported"]:
-                summary = stuck_calls.lost_session_summary(row["owner_pod"], self._grace_sec)
+                summary = stuck_calls.lost_session_summary(
+                    row["owner_pod"], self._grace_sec, carrier_ended=row["carrier_ended"]
+                )
                 await call_status.transition_in(
                     conn,
                     call_id,
@@ -72,7 +77,7 @@ class LostSessions:
                     call_status.Change(outcome_type="failed", outcome_summary=summary),
                     rate_cents_per_minute=calls.policy.rate_cents_per_minute,
                 )
-        if row["call_sid"]:
+        if row["call_sid"] and not row["carrier_ended"]:
             await calls.hang_up(row["call_sid"], call_id)
         return True
 

@@ -2,7 +2,9 @@
 
 Providers repeat and reorder callbacks, so a stale status (one the state machine no
 longer allows) is logged and ignored rather than failing the callback; everything else
-goes through the same status change as any other (`CallService.transition`). An AMD
+goes through the same status change as any other (`CallService.transition`). A completed
+call that media attached to but has not reported on yet waits for that report, or for its
+session to be found lost, before it is charged (`_complete`). An AMD
 result also becomes a command to the call's media session, wherever the callback landed.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from core.app import recordings, sessions
+from core.app import call_status, recordings, sessions
 from core.app.call_status import Change
 from core.app.calls import CallService
 from core.domain import call_states as st
@@ -57,6 +59,8 @@ async def apply_provider_event(service: CallService, event: ProviderEvent) -> bo
                 outcome_summary=f"carrier reported {event.status}",
             )
         try:
+            if event.status == st.COMPLETED:
+                return await _complete(service, call_id, change)
             return await service.transition(call_id, event.status, change)
         except CallagentError as err:
             if err.reason != "ILLEGAL_TRANSITION":
@@ -84,3 +88,32 @@ async def apply_provider_event(service: CallService, event: ProviderEvent) -> bo
             event.recording_duration_sec,
         )
     raise CallagentError("INVALID_ARGUMENT_FIELD", f"unknown event kind {event.kind!r}")
+
+
+async def _complete(service: CallService, call_id: str, change: Change) -> bool:
+    """The carrier completed the call: settle it now, or, while media's outcome is still
+    due, keep the carrier's end on the row until the outcome or the session's loss settles
+    it (`call_states.completion_waits_for_outcome`). One row lock orders it against
+    `call_record.record_outcome`, so exactly one of the two completes the call."""
+    async with service.pool.acquire() as conn, conn.transaction():
+        row = await conn.fetchrow(sql.LOCK_FOR_CARRIER_END, call_id)
+        if row is None:
+            raise not_found("call")
+        if st.completion_waits_for_outcome(
+            row["status"], media_attached=row["media_attached"], reported=row["reported"]
+        ):
+            await conn.execute(
+                sql.RECORD_CARRIER_END, call_id, change.call_sid, change.duration_sec
+            )
+            log.info(
+                "carrier completed the call; waiting for media's outcome",
+                extra={"call_id": call_id},
+            )
+            return True
+        return await call_status.transition_in(
+            conn,
+            call_id,
+            st.COMPLETED,
+            change,
+            rate_cents_per_minute=service.policy.rate_cents_per_minute,
+        )

@@ -80,3 +80,16 @@ def settlement(target: str) -> Literal["capture", "release"] | None:
     if target in TERMINAL:
         return "release"
     return None
+
+
+def completion_waits_for_outcome(status: str, *, media_attached: bool, reported: bool) -> bool:
+    """Whether the carrier's `completed` must wait for media's outcome before it settles.
+
+    Media reports an outcome before it closes a call's session, whatever ended the call. A
+    call it attached to that the carrier ends with no outcome stored has its report on the
+    way (milliseconds behind, or replayed by a session re-attaching after a core restart) or
+    has lost its media pod, whose calls the carrier ends as their streams close. Charging at
+    once would bill a call whose agent vanished; so the call settles when the outcome lands
+    (completed, charged) or when the session is found lost (failed, released).
+    """
+    return status not in TERMINAL and media_attached and not reported

@@ -41,10 +41,13 @@ def stuck_summary(
     )
 
 
-def lost_session_summary(owner_pod: str | None, grace_sec: float) -> str:
+def lost_session_summary(
+    owner_pod: str | None, grace_sec: float, *, carrier_ended: bool = False
+) -> str:
     """The outcome summary of a call whose media session broke and was not re-attached."""
     pod = f" on pod {owner_pod}" if owner_pod else ""
+    end = "the carrier had ended the call" if carrier_ended else "the call was hung up"
     return (
         f"the call's media session{pod} broke and did not come back within {grace_sec:g} s "
-        "(the media server stopped or was cut off); the call was hung up"
+        f"(the media server stopped or was cut off); {end}"
     )

@@ -251,7 +251,14 @@ class MediaSessionServicer(media_pb2_grpc.MediaSessionServiceServicer):
                     # The model may take seconds; media closing its side (or the RPC being
                     # cancelled) meanwhile must not lose the call's outcome.
                     await finish_even_if_cancelled(
-                        call_record.record_outcome(pool, call_id, outcome, self._analyst, seq)
+                        call_record.record_outcome(
+                            pool,
+                            call_id,
+                            outcome,
+                            self._analyst,
+                            seq,
+                            rate_cents_per_minute=self._calls.policy.rate_cents_per_minute,
+                        )
                     )
                 elif kind == "command_ack":
                     await sessions.acknowledge(pool, call_id, request.command_ack.command_id)

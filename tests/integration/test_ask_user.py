@@ -57,6 +57,12 @@ class MediaClient:
     def send(self, **kind: Any) -> None:
         self.outbox.put_nowait(media_pb2.SessionRequest(**kind))
 
+    def hung_up(self) -> None:
+        """Report what media reports when the callee hangs up first (it always reports an
+        outcome before it closes a session; a carrier `completed` waits for one)."""
+        gone = "The other side hung up before the task was resolved."
+        self.send(outcome=media_pb2.CallOutcome(outcome="failed", summary=gone))
+
     async def next(self, limit: float = 10) -> media_pb2.SessionResponse:
         async with asyncio.timeout(limit):
             return await self.inbox.get()

@@ -38,6 +38,10 @@ async def _bookings(http: httpx.AsyncClient, customer: api_keys.CreatedKey) -> l
     return body
 
 
+async def record_outcome(pool: Any, call_id: str, outcome: dict[str, Any]) -> str | None:
+    return await call_record.record_outcome(pool, call_id, outcome, rate_cents_per_minute=10)
+
+
 def _at(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
@@ -57,7 +61,7 @@ async def test_booking_has_venue_contact_phone_true_utc_and_local_time(
     core: server.Core, http: httpx.AsyncClient, customer: api_keys.CreatedKey
 ) -> None:
     call_id = await _call(core, customer, NEW_YORK, venue_name="Luigi's")
-    booking_id = await call_record.record_outcome(core.pool, call_id, _booked(language="en"))
+    booking_id = await record_outcome(core.pool, call_id, _booked(language="en"))
     [booking] = await _bookings(http, customer)
     assert booking["booking_id"] == booking_id and booking["status"] == "active"
     assert booking["venue_name"] == "Luigi's"
@@ -72,9 +76,7 @@ async def test_explicit_zone_and_the_agents_venue_name_on_a_fictional_number(
     core: server.Core, http: httpx.AsyncClient, customer: api_keys.CreatedKey
 ) -> None:
     call_id = await _call(core, customer, venue_timezone="Asia/Yerevan")
-    await call_record.record_outcome(
-        core.pool, call_id, _booked(venue_name="Trattoria Roma", language="ru")
-    )
+    await record_outcome(core.pool, call_id, _booked(venue_name="Trattoria Roma", language="ru"))
     [booking] = await _bookings(http, customer)
     assert booking["venue_name"] == "Trattoria Roma"
     assert booking["booking_date"] == "2030-06-14T15:00:00"
@@ -86,7 +88,7 @@ async def test_explicit_zone_and_the_agents_venue_name_on_a_fictional_number(
 async def test_a_fictional_number_without_a_zone_keeps_the_wall_time_as_utc(
     core: server.Core, http: httpx.AsyncClient, customer: api_keys.CreatedKey
 ) -> None:
-    await call_record.record_outcome(core.pool, await _call(core, customer), _booked())
+    await record_outcome(core.pool, await _call(core, customer), _booked())
     [booking] = await _bookings(http, customer)
     assert booking["booking_date"] == booking["booking_local_time"] == "2030-06-14T19:00:00"
     assert booking["venue_timezone"] == "UTC"
@@ -95,15 +97,15 @@ async def test_a_fictional_number_without_a_zone_keeps_the_wall_time_as_utc(
 async def test_a_successful_cancellation_cancels_the_booking_and_adds_none(
     core: server.Core, http: httpx.AsyncClient, customer: api_keys.CreatedKey
 ) -> None:
-    kept = await call_record.record_outcome(
+    kept = await record_outcome(
         core.pool, await _call(core, customer), _booked(holder_name="Boris")
     )
-    target = await call_record.record_outcome(core.pool, await _call(core, customer), _booked())
+    target = await record_outcome(core.pool, await _call(core, customer), _booked())
     [before] = [b for b in await _bookings(http, customer) if b["booking_id"] == target]
     cancel = await _call(
         core, customer, kind="restaurant_cancel", name="anna", date="2030-06-14", time="19:00"
     )
-    made = await call_record.record_outcome(
+    made = await record_outcome(
         core.pool, cancel, {"outcome": "booked", "summary": "Cancelled the table."}
     )
     assert made is None
@@ -118,7 +120,7 @@ async def test_a_successful_cancellation_cancels_the_booking_and_adds_none(
 async def test_a_cancellation_by_booking_id(
     core: server.Core, http: httpx.AsyncClient, customer: api_keys.CreatedKey
 ) -> None:
-    target = await call_record.record_outcome(core.pool, await _call(core, customer), _booked())
+    target = await record_outcome(core.pool, await _call(core, customer), _booked())
     cancel = await _call(
         core,
         customer,
@@ -128,7 +130,7 @@ async def test_a_cancellation_by_booking_id(
         date="2031-01-01",
         time="12:00",
     )
-    await call_record.record_outcome(core.pool, cancel, {"outcome": "booked", "summary": "ok"})
+    await record_outcome(core.pool, cancel, {"outcome": "booked", "summary": "ok"})
     [booking] = await _bookings(http, customer)
     assert booking["booking_id"] == target and booking["status"] == "cancelled"
 
@@ -136,12 +138,12 @@ async def test_a_cancellation_by_booking_id(
 async def test_a_refused_cancellation_changes_nothing(
     core: server.Core, http: httpx.AsyncClient, customer: api_keys.CreatedKey
 ) -> None:
-    await call_record.record_outcome(core.pool, await _call(core, customer), _booked())
+    await record_outcome(core.pool, await _call(core, customer), _booked())
     cancel = await _call(
         core, customer, kind="restaurant_cancel", name="Anna", date="2030-06-14", time="19:00"
     )
     refused = {"outcome": "refused", "summary": "No such booking.", "refusal_reason": "not found"}
-    await call_record.record_outcome(core.pool, cancel, refused)
+    await record_outcome(core.pool, cancel, refused)
     [booking] = await _bookings(http, customer)
     assert booking["status"] == "active"
 
@@ -152,7 +154,7 @@ async def test_cut_short_endings_leave_no_booking(
 ) -> None:
     call_id = await _call(core, customer)
     follow_up = {"outcome": "needs_follow_up", "summary": "Left a message.", "ending": ending}
-    assert await call_record.record_outcome(core.pool, call_id, follow_up) is None
+    assert await record_outcome(core.pool, call_id, follow_up) is None
     assert await _bookings(http, customer) == []
 
 
@@ -162,7 +164,7 @@ async def test_a_voicemail_seen_on_the_call_leaves_no_booking(
     call_id = await _call(core, customer)
     await call_record.add_signal(core.pool, call_id, "voicemail")
     follow_up = {"outcome": "needs_follow_up", "summary": "Reached voicemail."}
-    assert await call_record.record_outcome(core.pool, call_id, follow_up) is None
+    assert await record_outcome(core.pool, call_id, follow_up) is None
     assert await _bookings(http, customer) == []
 
 
@@ -172,7 +174,7 @@ async def test_an_unanswered_call_leaves_no_booking(
     call_id = await _call(core, customer)
     await core.pool.execute("UPDATE calls SET status = 'no_answer' WHERE call_id = $1", call_id)
     alternative = {"outcome": "alternative_offered", "summary": "?"}
-    assert await call_record.record_outcome(core.pool, call_id, alternative) is None
+    assert await record_outcome(core.pool, call_id, alternative) is None
     assert await _bookings(http, customer) == []
 
 
@@ -180,7 +182,7 @@ async def test_a_booking_whose_time_has_gone_by_reads_as_past(
     core: server.Core, http: httpx.AsyncClient, customer: api_keys.CreatedKey
 ) -> None:
     old = _booked(date_time="2020-01-10T19:00")
-    booking_id = await call_record.record_outcome(core.pool, await _call(core, customer), old)
+    booking_id = await record_outcome(core.pool, await _call(core, customer), old)
     headers = {"X-API-Key": customer.api_key}
     one = (await http.get(f"/v1/booking/bookings/{booking_id}", headers=headers)).json()
     assert one["status"] == "past"

@@ -20,6 +20,7 @@ import pytest
 from core import main as server
 from core.app import reconciler
 from core.app.call_status import Change
+from core.app.provider_events import ProviderEvent, apply_provider_event
 from core.domain import call_states as st
 from core.domain.tasks import StartRequest
 from media.call import core_link
@@ -302,3 +303,99 @@ async def test_a_lost_session_with_a_reported_outcome_is_only_hung_up(
 
 async def _hung_up(rest: FakeTwilioRest, call_sid: str) -> bool:
     return hang_ups(rest, call_sid) == ["completed"]
+
+
+async def carrier_completed(core: server.Core, call_id: str, call_sid: str) -> bool:
+    """Twilio's final status callback, as media forwards it to core."""
+    event = ProviderEvent("status", call_sid, call_id, status=st.COMPLETED, duration_sec=42.0)
+    return await apply_provider_event(core.calls, event)
+
+
+async def broken_session(core: server.Core, call_id: str, call_sid: str, pod: str) -> None:
+    """Media attaches, then its stream breaks without media closing its side."""
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{core.port}")
+    link = core_link.GrpcCoreLink(channel, INTERNAL_TOKEN)
+    await link.attach(call_id, call_sid, "MZ" + "5" * 32, pod)
+    await channel.close()
+    await link.aclose()
+
+    async def marked() -> bool:
+        lost = "SELECT session_lost_at IS NOT NULL FROM calls WHERE call_id = $1"
+        return bool(await core.pool.fetchval(lost, call_id))
+
+    await eventually(marked, limit=5)
+
+
+async def test_a_dead_pods_call_the_carrier_completes_first_is_failed_not_charged(
+    core: server.Core, rest: FakeTwilioRest
+) -> None:
+    """Twilio ends the call as soon as the dead pod's stream closes, and its completed
+    callback comes well inside the grace: it waits for an outcome that never comes."""
+    call_id, call_sid = await answered_call(core)
+    await broken_session(core, call_id, call_sid, "media-pod-killed")
+    assert await carrier_completed(core, call_id, call_sid)
+    assert (await call_row(core, call_id))["status"] == st.IN_PROGRESS
+
+    await eventually(lambda: is_failed(core, call_id), limit=GRACE + 8)
+    row = await call_row(core, call_id)
+    assert (row["hold"], row["captured_amount"], row["outcome_charge_cents"]) == ("released", 0, 0)
+    assert "media-pod-killed" in row["outcome_summary"]
+    assert "the carrier had ended the call" in row["outcome_summary"]
+    assert hang_ups(rest, call_sid) == []  # the leg was over: nothing to hang up
+    times = await core.pool.fetchrow(
+        "SELECT ended_at, carrier_ended_at, duration_sec FROM calls WHERE call_id = $1", call_id
+    )
+    assert times["ended_at"] == times["carrier_ended_at"]
+    assert times["duration_sec"] == 42.0
+    assert not await carrier_completed(core, call_id, call_sid)  # a repeat is stale
+
+
+async def test_an_outcome_replayed_after_a_core_restart_completes_a_call_the_carrier_ended(
+    core: server.Core, rest: FakeTwilioRest
+) -> None:
+    """The callee hung up while media was re-attaching to another core: the carrier's
+    completed arrives first, then media's replayed outcome, and the call is charged."""
+    call_id, call_sid = await answered_call(core)
+    await broken_session(core, call_id, call_sid, "media-pod-a")
+    assert await carrier_completed(core, call_id, call_sid)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{core.port}") as channel:
+        link = core_link.GrpcCoreLink(channel, INTERNAL_TOKEN)
+        await link.attach(call_id, call_sid, "MZ" + "6" * 32, "media-pod-a")
+        link.send_outcome(core_link.Outcome("failed", "The other side hung up."))
+        await link.aclose()
+
+    async def completed() -> bool:
+        return bool((await call_row(core, call_id))["status"] == st.COMPLETED)
+
+    await eventually(completed, limit=5)
+    row = await call_row(core, call_id)
+    assert row["hold"] == "captured"
+    assert row["outcome_charge_cents"] == row["captured_amount"] > 0  # 42 s at the rate
+    assert row["outcome_summary"] == "The other side hung up."
+    assert hang_ups(rest, call_sid) == []
+    await eventually(lambda: _not_watching(core), limit=GRACE + 5)
+    assert (await call_row(core, call_id))["status"] == st.COMPLETED
+    events = await core.pool.fetch(
+        "SELECT type, payload FROM call_events WHERE call_id = $1 ORDER BY event_id", call_id
+    )
+    assert [e["type"] for e in events].count("outcome") == 1
+
+
+async def test_a_completed_callback_racing_the_outcome_on_a_live_session_waits_for_it(
+    core: server.Core,
+) -> None:
+    call_id, call_sid = await answered_call(core)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{core.port}") as channel:
+        link = core_link.GrpcCoreLink(channel, INTERNAL_TOKEN)
+        await link.attach(call_id, call_sid, "MZ" + "7" * 32, "media-pod-a")
+        assert await carrier_completed(core, call_id, call_sid)
+        assert (await call_row(core, call_id))["status"] == st.IN_PROGRESS
+        link.send_outcome(core_link.Outcome("booked", "Table for 2 at 19:00 under Anna."))
+        await link.aclose()
+    row = await call_row(core, call_id)
+    assert (row["status"], row["hold"]) == (st.COMPLETED, "captured")
+
+
+async def _not_watching(core: server.Core) -> bool:
+    return core.lost_sessions is not None and core.lost_sessions.watching == 0
+

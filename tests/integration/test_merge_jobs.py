@@ -127,6 +127,7 @@ async def answered_call(
             return bool(row == len(LIVE))
 
         await eventually(stored)
+        media.hung_up()
     assert await report(channel, kind="status", call_sid=sid, status="completed", duration_sec=9)
     return call_id, sid
 

@@ -78,6 +78,7 @@ async def test_completed_call_merges_its_live_lines(
             return len(got["transcript_full"]) == 4
 
         await eventually(stored)
+        media.hung_up()
     pending = await http.get(f"/calls/{call_id}/transcript-merged", headers=key(customer))
     assert pending.status_code == 202
     assert await report(channel, kind="status", call_sid=sid, status="completed", duration_sec=61)
@@ -144,6 +145,7 @@ async def test_each_utterance_is_stored_once_and_interim_lines_not_at_all(
             return len(got["transcript_full"]) == 4
 
         await eventually(stored)
+        media.hung_up()
     assert await report(channel, kind="status", call_sid=sid, status="completed", duration_sec=9)
     full = (await http.get(f"/calls/{call_id}", headers=key(customer))).json()["transcript_full"]
     assert [(t["speaker"], t["text"], t["source"]) for t in full] == [

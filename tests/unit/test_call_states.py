@@ -79,3 +79,22 @@ def test_only_the_end_of_a_call_settles_its_reservation(
     target: str, settlement: str | None
 ) -> None:
     assert st.settlement(target) == settlement
+
+
+@pytest.mark.parametrize(
+    ("status", "media_attached", "reported", "waits"),
+    [
+        (st.IN_PROGRESS, True, False, True),  # media's report due, or media gone
+        (st.RINGING, True, False, True),  # the in-progress callback came late
+        (st.IN_PROGRESS, True, True, False),  # the outcome is in: settle now
+        (st.IN_PROGRESS, False, False, False),  # no media ever attached: nothing to wait for
+        (st.FAILED, True, False, False),  # already over: the state machine decides
+    ],
+)
+def test_a_carrier_completion_waits_only_for_an_outcome_media_still_owes(
+    status: str, media_attached: bool, reported: bool, waits: bool
+) -> None:
+    assert (
+        st.completion_waits_for_outcome(status, media_attached=media_attached, reported=reported)
+        is waits
+    )

@@ -91,7 +91,7 @@ UPDATE calls SET
     duration_sec = $4,
     started_at = CASE WHEN $2 = 'in_progress' THEN coalesce(started_at, now())
                       ELSE started_at END,
-    ended_at = CASE WHEN $5 THEN coalesce(ended_at, now()) ELSE ended_at END,
+    ended_at = CASE WHEN $5 THEN coalesce(ended_at, carrier_ended_at, now()) ELSE ended_at END,
     outcome_type = coalesce(outcome_type, $6),
     outcome_summary = coalesce(outcome_summary, $7),
     outcome_charge_cents = CASE WHEN $5 THEN $8 ELSE outcome_charge_cents END,
@@ -167,8 +167,23 @@ FROM calls c JOIN tasks t USING (task_id) WHERE c.call_id = $1
 
 LOCK_FOR_OUTCOME = """
 SELECT c.customer_id, c.target_phone, c.language, c.status, c.reservation_signals,
+    c.carrier_ended_at IS NOT NULL AS carrier_ended,
     c.supervisor_decisions, c.transcript_full, t.kind, t.parsed_slots
 FROM calls c JOIN tasks t USING (task_id) WHERE c.call_id = $1 FOR UPDATE OF c
+"""
+
+# Whether the carrier's completed must wait for media's outcome (core.domain.call_states).
+LOCK_FOR_CARRIER_END = """
+SELECT status, media_session_seq > 0 AS media_attached, outcome IS NOT NULL AS reported
+FROM calls WHERE call_id = $1 FOR UPDATE
+"""
+
+# $2 call_sid, $3 duration: the carrier's completion, kept until the outcome or the loss.
+RECORD_CARRIER_END = """
+UPDATE calls SET carrier_ended_at = coalesce(carrier_ended_at, now()),
+    call_sid = coalesce(call_sid, $2), duration_sec = coalesce($3, duration_sec),
+    updated_at = now()
+WHERE call_id = $1
 """
 
 SET_OUTCOME = """

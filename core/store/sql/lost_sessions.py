@@ -23,5 +23,6 @@ FROM (
     FOR UPDATE
 ) due
 WHERE c.call_id = due.call_id
-RETURNING c.status, c.call_sid, c.owner_pod, c.outcome IS NOT NULL AS reported
+RETURNING c.status, c.call_sid, c.owner_pod, c.outcome IS NOT NULL AS reported,
+    c.carrier_ended_at IS NOT NULL AS carrier_ended
 """
