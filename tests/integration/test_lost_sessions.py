@@ -399,3 +399,22 @@ async def test_a_completed_callback_racing_the_outcome_on_a_live_session_waits_f
 async def _not_watching(core: server.Core) -> bool:
     return core.lost_sessions is not None and core.lost_sessions.watching == 0
 
+
+async def test_a_session_for_another_sid_changes_nothing_on_the_call(core: server.Core) -> None:
+    """A stream on a made-up SID reaches core as an attach media then refuses: it takes
+    neither the call's owner nor its attach number, and its end marks nothing lost."""
+    call_id, call_sid = await answered_call(core)
+    facts = "SELECT owner_pod, media_session_seq, session_lost_at FROM calls WHERE call_id = $1"
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{core.port}") as channel:
+        link = core_link.GrpcCoreLink(channel, INTERNAL_TOKEN)
+        await link.attach(call_id, call_sid, "MZ" + "8" * 32, "media-pod-owner")
+        before = await core.pool.fetchrow(facts, call_id)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{core.port}") as other:
+            impostor = core_link.GrpcCoreLink(other, INTERNAL_TOKEN)
+            task = await impostor.attach(call_id, "CA" + "f" * 32, "MZ" + "9" * 32, "media-pod-x")
+            assert task.call_sid == call_sid  # so media refuses the stream
+            await impostor.aclose()
+        await eventually(lambda: _not_watching(core), limit=5)
+        assert await core.pool.fetchrow(facts, call_id) == before
+        assert before["owner_pod"] == "media-pod-owner" and before["session_lost_at"] is None
+        await link.aclose()

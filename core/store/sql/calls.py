@@ -133,11 +133,20 @@ WHERE (status = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $
 """
 
 # Media attached: remember the owner pod (and the sid), return the task it runs. Each attach
-# is numbered and clears a lost-session mark (core.app.lost_sessions).
+# is numbered and clears a lost-session mark (core.app.lost_sessions). A session for another
+# SID (a stream media will refuse) changes nothing: not the owner, the number or the mark.
 ATTACH_SESSION = """
-UPDATE calls c SET owner_pod = $2, call_sid = coalesce(c.call_sid, nullif($3, '')),
-    updated_at = now(), media_session_seq = c.media_session_seq + 1, session_lost_at = NULL
-FROM tasks t WHERE c.call_id = $1 AND t.task_id = c.task_id
+UPDATE calls c SET
+    owner_pod = CASE WHEN b.ours THEN $2 ELSE c.owner_pod END,
+    call_sid = coalesce(c.call_sid, nullif($3, '')),
+    updated_at = CASE WHEN b.ours THEN now() ELSE c.updated_at END,
+    media_session_seq = c.media_session_seq + CASE WHEN b.ours THEN 1 ELSE 0 END,
+    session_lost_at = CASE WHEN b.ours THEN NULL ELSE c.session_lost_at END
+FROM tasks t, (
+    SELECT call_id, call_sid IS NULL OR $3 = '' OR call_sid = $3 AS ours
+    FROM calls WHERE call_id = $1 FOR UPDATE
+) b
+WHERE c.call_id = $1 AND b.call_id = c.call_id AND t.task_id = c.task_id
 RETURNING t.brief, t.language, t.kind, t.parsed_slots, t.ask_user_mode, c.call_sid,
     c.media_session_seq, c.customer_id
 """
