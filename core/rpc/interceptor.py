@@ -24,7 +24,7 @@ from grpc_status import rpc_status
 from common import logs
 from core.app.auth import Authenticator, Principal
 from core.domain.errors import CallagentError
-from core.rpc import storable
+from core.rpc import handlers, storable
 
 log = logging.getLogger(__name__)
 
@@ -134,37 +134,26 @@ class AuthErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or method.startswith(_PUBLIC_PREFIXES):
             return handler
         authenticate = self._authenticate
-        codec = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
 
-        if handler.unary_unary is not None:
-            inner_unary: Any = handler.unary_unary
-
-            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        def unary(inner: Any) -> handlers.Unary:
+            async def guarded(request: Any, context: handlers.Ctx) -> Any:
                 async with _rpc_errors(context, method):
                     await authenticate(method, context)
                     storable.check(request)
-                    result = inner_unary(request, context)
+                    result = inner(request, context)
                     return await result if inspect.isawaitable(result) else result
                 raise AssertionError("_rpc_errors aborts on every error")
 
-            return grpc.unary_unary_rpc_method_handler(unary, **codec)
+            return guarded
 
-        inner_stream: Any = handler.unary_stream or handler.stream_stream
-        if inner_stream is None:
-            return handler
+        def streaming(inner: Any) -> handlers.Streaming:
+            async def guarded(request: Any, context: handlers.Ctx) -> AsyncIterator[Any]:
+                async with _rpc_errors(context, method):
+                    await authenticate(method, context)
+                    storable.check(request)  # a request message; a stream of them is internal
+                    async for item in inner(request, context):
+                        yield item
 
-        async def streaming(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            async with _rpc_errors(context, method):
-                await authenticate(method, context)
-                storable.check(request)  # a request message; a stream of them is internal
-                async for item in inner_stream(request, context):
-                    yield item
+            return guarded
 
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(streaming, **codec)
-        return grpc.stream_stream_rpc_method_handler(streaming, **codec)
+        return handlers.rewrap(handler, unary, streaming)

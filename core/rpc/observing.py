@@ -18,6 +18,7 @@ import grpc
 from opentelemetry import trace
 
 from common import logs, metrics, tracing
+from core.rpc import handlers
 
 _SKIPPED = ("/grpc.health.", "/grpc.reflection.")
 _CODES = {code.value[0]: code.name for code in grpc.StatusCode}
@@ -67,46 +68,36 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
         method: str = details.method
         if handler is None or method.startswith(_SKIPPED):
             return handler
-        codec = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            inner_unary: Any = handler.unary_unary
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        def unary(inner: Any) -> handlers.Unary:
+            async def observed(request: Any, context: handlers.Ctx) -> Any:
                 seen = _Observed(method, context, request)
                 failed: BaseException | None = None
                 try:
                     with trace.use_span(seen.span, end_on_exit=False):
-                        return await inner_unary(request, context)
+                        return await inner(request, context)
                 except BaseException as exc:
                     failed = exc
                     raise
                 finally:
                     seen.finish(failed)
 
-            return grpc.unary_unary_rpc_method_handler(unary, **codec)
+            return observed
 
-        inner_stream: Any = handler.unary_stream or handler.stream_stream
-        if inner_stream is None:
-            return handler
+        def streaming(inner: Any) -> handlers.Streaming:
+            async def observed(request: Any, context: handlers.Ctx) -> AsyncIterator[Any]:
+                seen = _Observed(method, context, request)
+                failed: BaseException | None = None
+                try:
+                    with trace.use_span(seen.span, end_on_exit=False):
+                        async for item in inner(request, context):
+                            yield item
+                except BaseException as exc:
+                    failed = exc
+                    raise
+                finally:
+                    seen.finish(failed)
 
-        async def streaming(
-            request: Any, context: grpc.aio.ServicerContext[Any, Any]
-        ) -> AsyncIterator[Any]:
-            seen = _Observed(method, context, request)
-            failed: BaseException | None = None
-            try:
-                with trace.use_span(seen.span, end_on_exit=False):
-                    async for item in inner_stream(request, context):
-                        yield item
-            except BaseException as exc:
-                failed = exc
-                raise
-            finally:
-                seen.finish(failed)
+            return observed
 
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(streaming, **codec)
-        return grpc.stream_stream_rpc_method_handler(streaming, **codec)
+        return handlers.rewrap(handler, unary, streaming)
