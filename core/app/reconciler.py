@@ -9,7 +9,8 @@ row-locked state transition, so replicas racing each other change nothing twice)
 - a call whose media session broke and stayed gone past the grace is hung up and settled
   (`core.app.lost_sessions`: normally the replica that saw the break does it; this pass
   covers a replica that died meanwhile);
-- expired Idempotency-Keys are deleted.
+- expired Idempotency-Keys are deleted, and so are the media replay log and commands of
+  calls over for an hour (`core.app.sessions.prune`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from core.app import credits, idempotency
+from core.app import credits, idempotency, sessions
 from core.app.call_status import Change
 from core.app.calls import CallService
 from core.app.lost_sessions import LostSessions
@@ -28,6 +29,10 @@ from core.store.sql import calls as calls_sql
 from core.store.sql import credits as credits_sql
 
 log = logging.getLogger(__name__)
+
+# How long a finished call keeps its media replay log and commands: far beyond the time a
+# media pod may still replay to it (its bridge's last flush), short enough to stay small.
+SESSION_LOG_KEEP_SEC = 3600.0
 
 
 async def reconcile_once(
@@ -79,6 +84,7 @@ async def reconcile_once(
     if lost is not None:
         fixed += await lost.settle_due()
     await idempotency.sweep(pool)
+    await sessions.prune(pool, SESSION_LOG_KEEP_SEC)
     return fixed
 
 

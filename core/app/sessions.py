@@ -86,6 +86,14 @@ async def claim_report(conn: Conn, call_id: str, seq: int) -> bool:
     return await conn.fetchval(sql.CLAIM_REPORT, call_id, seq) is not None
 
 
+async def prune(pool: asyncpg.Pool[Any], ended_sec: float) -> int:
+    """Forget the replay log and commands of calls over for `ended_sec`; rows deleted."""
+    async with pool.acquire() as conn, conn.transaction():
+        reports = await conn.execute(sql.PRUNE_REPORTS, ended_sec)
+        commands = await conn.execute(sql.PRUNE_COMMANDS, ended_sec)
+    return int(reports.split()[-1]) + int(commands.split()[-1])
+
+
 async def report_applied(pool: asyncpg.Pool[Any], call_id: str, seq: int) -> bool:
     """A cheap look before slow work (the outcome's model check) on a likely replay."""
     return seq > 0 and await pool.fetchval(sql.REPORT_APPLIED, call_id, seq) is not None

@@ -179,3 +179,27 @@ async def test_a_credit_hold_left_open_on_a_finished_call_is_released(
         "SELECT current_usage FROM customers WHERE customer_id = $1", customer_id
     )
     assert usage == 0
+
+
+async def test_the_replay_log_of_a_call_over_for_an_hour_is_pruned(core: server.Core) -> None:
+    old, _ = await _started_call(core)
+    live, _ = await _started_call(core)
+    for call_id in (old, live):
+        await core.pool.execute(
+            "INSERT INTO session_reports (call_id, seq) VALUES ($1, 1), ($1, 2)", call_id
+        )
+        await core.pool.execute(
+            "INSERT INTO session_commands (call_id, kind, reason) VALUES ($1, 'hang_up', 'x')",
+            call_id,
+        )
+    await core.pool.execute(
+        """UPDATE calls SET status = 'failed', ended_at = now() - make_interval(secs => $2)
+           WHERE call_id = $1""",
+        old,
+        reconciler.SESSION_LOG_KEEP_SEC + 60,
+    )
+    await _reconcile(core)
+    left = """SELECT (SELECT count(*) FROM session_reports WHERE call_id = $1),
+                     (SELECT count(*) FROM session_commands WHERE call_id = $1)"""
+    assert tuple(await core.pool.fetchrow(left, old)) == (0, 0)
+    assert tuple(await core.pool.fetchrow(left, live)) == (2, 1)

@@ -29,3 +29,15 @@ ACKNOWLEDGE = """
 UPDATE session_commands SET state = 'acknowledged', acknowledged_at = now()
 WHERE command_id = $1 AND call_id = $2 AND state <> 'acknowledged'
 """
+
+# A call over for longer than $1 seconds: no session can replay to it any more (media keeps
+# its replay log only while the call's bridge runs), so its log and commands go.
+PRUNE_REPORTS = """
+DELETE FROM session_reports r USING calls c
+WHERE r.call_id = c.call_id AND c.ended_at < now() - make_interval(secs => $1)
+"""
+
+PRUNE_COMMANDS = """
+DELETE FROM session_commands s USING calls c
+WHERE s.call_id = c.call_id AND c.ended_at < now() - make_interval(secs => $1)
+"""
