@@ -34,6 +34,10 @@ class ScriptedUtterance:
     timings: tuple[tuple[float, float], ...] | None = None
     key: object = None
     audio_s: float | None = None
+    # Every word's dict, built once: the live server asks for them on each audio frame.
+    _words: list[dict[str, Any]] | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     @property
     def tokens(self) -> list[str]:
@@ -51,10 +55,10 @@ class ScriptedUtterance:
         return round(self._span(count - 1)[1], 3) if count > 0 else self.at_audio_s
 
     def word_dicts(self, count: int | None = None) -> list[dict[str, Any]]:
-        words = []
-        for i, token in enumerate(self.tokens[:count]):
-            start, end = self._span(i)
-            words.append(
+        """The first `count` (default: all) words as Deepgram's word objects; fresh copies,
+        so a caller may change them."""
+        if self._words is None:
+            self._words = [
                 {
                     "word": token.strip('.,!?;:«»"').lower(),
                     "start": round(start, 3),
@@ -62,8 +66,10 @@ class ScriptedUtterance:
                     "confidence": 0.98,
                     "punctuated_word": token,
                 }
-            )
-        return words
+                for i, token in enumerate(self.tokens)
+                for start, end in (self._span(i),)
+            ]
+        return [dict(word) for word in self._words[:count]]
 
     @property
     def end_s(self) -> float:
