@@ -94,7 +94,7 @@ class Drainer:
         while True:
             conn: asyncpg.Connection[Any] | None = None
             try:
-                conn = await database.connect(self._dsn)
+                conn = await database.connect(self._dsn, f"callagent drainer {self._pod}")
                 # Polling is the point: the lock frees when the leader's session ends.
                 while not await conn.fetchval(sql.TRY_LEADER_LOCK, LEADER_LOCK_KEY):  # noqa: ASYNC110
                     await asyncio.sleep(self._idle)

@@ -115,9 +115,11 @@ async def create_pool(dsn: str, min_size: int = 2, max_size: int = 10) -> asyncp
     return pool
 
 
-async def connect(dsn: str) -> asyncpg.Connection[Any]:
-    """One connection with the same codecs as the pool (for LISTEN and locks)."""
-    conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn)
+async def connect(dsn: str, name: str = "") -> asyncpg.Connection[Any]:
+    """One connection with the same codecs as the pool (for LISTEN and locks); `name`
+    becomes its application_name, so pg_stat_activity shows who holds a lock."""
+    settings = {"application_name": name} if name else None
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn, server_settings=settings)
     await _init_connection(conn)
     return conn
 
