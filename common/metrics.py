@@ -82,6 +82,12 @@ CLEAR_LATENCY = Histogram(
     "Time from a barge-in to the `clear` sent to the carrier.",
     buckets=_AUDIO,
 )
+STREAM_RELAYS = Counter(
+    "callagent_media_stream_relays_total",
+    "DTMF re-connect streams that reached a media pod other than the call's owner, by result:"
+    " relayed (piped to the owner), owner_unreachable (closed 1011), owner_refused (1008).",
+    ["result"],
+)
 PROVIDER_ERRORS = Counter(
     "callagent_provider_errors_total",
     "Failures of outside providers, by provider and kind (retryable, fatal, ear_lost, …).",

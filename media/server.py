@@ -119,6 +119,7 @@ def create_app(
                     twilio.twilio_from_number,
                     twilio.public_base_url,
                     twilio.twilio_api_base_url,
+                    stream_owner=media.internal_url,  # DTMF re-connects come back to this pod
                 )
                 stack.push_async_callback(rest.aclose)
                 port = rest
@@ -150,7 +151,8 @@ def create_app(
     web = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
     web.state.registry = registry
     web.state.drain = drain
-    return MediaApp(web, StreamEndpoint(auth_token, twilio.public_base_url, registry))
+    stream = StreamEndpoint(auth_token, twilio.public_base_url, registry, media.internal_url)
+    return MediaApp(web, stream)
 
 
 async def _core_serving(stub: health_pb2_grpc.HealthStub) -> bool:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import functools
 import socket
 import ssl
+import urllib.parse
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from media.providers import agent_prompt, deepgram_ear, gemini_live
@@ -33,6 +34,13 @@ class MediaSettings(BaseSettings):
         default=None, description="Where media finds core; default 127.0.0.1:<grpc port>."
     )
     pod_name: str = Field(default_factory=socket.gethostname)
+    media_internal_url: str | None = Field(
+        default=None,
+        description=(
+            "This pod's websocket base URL as other media pods reach it (ws://<pod IP>:<port>):"
+            " a DTMF re-connect landing elsewhere is relayed here; default ws://127.0.0.1:<port>."
+        ),
+    )
     log_format: Literal["text", "json"] = Field(
         default="text", description="Log lines as text (a terminal) or JSON (a collector)."
     )
@@ -97,9 +105,24 @@ class MediaSettings(BaseSettings):
         default=80, ge=20, description="How far ahead of real time audio is queued at Twilio."
     )
 
+    @field_validator("media_internal_url")
+    @classmethod
+    def _internal_url_is_a_websocket_base(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError("MEDIA_INTERNAL_URL must be a ws:// or wss:// base URL")
+        return url.rstrip("/")
+
     @property
     def grpc_target(self) -> str:
         return self.core_grpc_target or f"127.0.0.1:{self.callagent_grpc_port}"
+
+    @property
+    def internal_url(self) -> str:
+        """Where other media pods reach this one's `/twilio/stream` (its base URL)."""
+        return self.media_internal_url or f"ws://127.0.0.1:{self.callagent_media_port}"
 
     def disclosure(self, language: str) -> str:
         """The configured disclosure, else the default for `language` (English for auto)."""

@@ -3,9 +3,12 @@
 Every call is placed with inline TwiML that connects a bidirectional Media Stream to
 `{public_base_url}/twilio/stream`; our call id and a per-call stream token
 (`telephony.stream_tokens`, bound to the call SID once there is one) travel as `<Parameter>`s
-because Twilio drops a query string on the stream URL. The status, recording and async-AMD callbacks
-point at `media.twilio.webhooks` and carry `?call_id=` so an early callback (Twilio may
-post `initiated` before `create` has answered) names its call without a sid lookup.
+because Twilio drops a query string on the stream URL. On the DTMF re-connect built by a media
+pod (`stream_owner=`), a `stream_owner` `<Parameter>` names that pod's internal URL (and the
+token binds it), so whichever media pod Twilio reaches can hand the stream to the owner. The
+status, recording and async-AMD callbacks point at `media.twilio.webhooks` and carry
+`?call_id=` so an early callback (Twilio may post `initiated` before `create` has answered)
+names its call without a sid lookup.
 
 Twilio's errors are mapped once, here, into `TelephonyError`. A dial is only marked
 retryable when Twilio certainly did not place it (5xx/429, connection refused); a timeout
@@ -56,15 +59,23 @@ def _stream_url(public_base_url: str) -> str:
 
 
 def stream_twiml(
-    public_base_url: str, call_id: str, stream_token: str, *, dtmf_digits: str | None = None
+    public_base_url: str,
+    call_id: str,
+    stream_token: str,
+    *,
+    dtmf_digits: str | None = None,
+    owner: str | None = None,
 ) -> str:
-    """The TwiML that (optionally plays digits and then) connects the call's media stream."""
+    """The TwiML that (optionally plays digits and then) connects the call's media stream;
+    `owner` is the internal URL of the media pod the stream must reach (the token binds it)."""
     response = VoiceResponse()
     if dtmf_digits is not None:
         response.play(digits=dtmf_digits)
     stream = response.connect().stream(url=_stream_url(public_base_url))
     stream.parameter(name="call_id", value=call_id)
     stream.parameter(name=stream_tokens.PARAMETER, value=stream_token)
+    if owner is not None:
+        stream.parameter(name=stream_tokens.OWNER_PARAMETER, value=owner)
     if (parent := tracing.traceparent()) is not None:
         stream.parameter(name=tracing.TRACEPARENT, value=parent)  # media's call span joins
     return str(response.to_xml(xml_declaration=False))
@@ -115,7 +126,8 @@ class TwilioTelephony:
     `aclose()` closes that session. Building one quiets the SDK's per-request INFO
     logging for the whole process (`quiet_sdk_logging`). `api_base_url` replaces `https://api.twilio.com`
     (for `sim/` and tests). Keep TWILIO_EDGE/TWILIO_REGION unset with a loopback base:
-    the SDK rewrites the host from them.
+    the SDK rewrites the host from them. `stream_owner` is set by a media pod: its internal
+    websocket URL, named in the DTMF re-connect so the new stream reaches this pod's bridge.
     """
 
     def __init__(
@@ -128,6 +140,7 @@ class TwilioTelephony:
         *,
         ring_timeout_sec: int = 30,
         request_timeout_sec: float = 15.0,
+        stream_owner: str | None = None,
     ) -> None:
         parts = urllib.parse.urlsplit(public_base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
@@ -141,6 +154,7 @@ class TwilioTelephony:
         self._ring_timeout_sec = ring_timeout_sec
         self._request_timeout_sec = request_timeout_sec
         self._stream_key = stream_tokens.stream_key(auth_token)
+        self._stream_owner = stream_owner
         self._http: HeaderAuthHttpClient | None = None
         self._client: Any = None
         self._closed = False
@@ -159,10 +173,12 @@ class TwilioTelephony:
             self._client = client
         return self._client
 
-    def _stream_token(self, call_id: str, call_sid: str | None = None) -> str:
+    def _stream_token(
+        self, call_id: str, call_sid: str | None = None, owner: str | None = None
+    ) -> str:
         expires_at = int(time.time()) + STREAM_TOKEN_TTL_SEC
         return stream_tokens.mint(
-            self._stream_key, call_id, expires_at=expires_at, call_sid=call_sid
+            self._stream_key, call_id, expires_at=expires_at, call_sid=call_sid, owner=owner
         )
 
     def _callback_url(self, path: str, call_id: str) -> str:
@@ -206,8 +222,9 @@ class TwilioTelephony:
         twiml = stream_twiml(
             self._public_base_url,
             call_id,
-            self._stream_token(call_id, call_sid),
+            self._stream_token(call_id, call_sid, self._stream_owner),
             dtmf_digits=telephony.check_dtmf_digits(digits),
+            owner=self._stream_owner,
         )
         client = self._twilio()
         async with self._guard("send_dtmf", ambiguous_is_retryable=False):

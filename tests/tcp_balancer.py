@@ -35,14 +35,20 @@ class Balancer:
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _first_choice(self, request_line: bytes) -> int:
+        """The turn that picks the backend for a connection opening with `request_line`."""
+        return next(self._turn)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        start = next(self._turn)
+        request_line = await reader.readline()  # passed on first, untouched
+        start = self._first_choice(request_line)
         for i in range(len(self.backends)):
             port = self.backends[(start + i) % len(self.backends)]
             try:
                 up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
             except OSError:
                 continue  # a dead replica: the next one takes it, as a health-checked LB would
+            up_writer.write(request_line)
             await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
             return
         writer.close()
@@ -68,3 +74,18 @@ class Balancer:
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
+
+
+class StreamTurnBalancer(Balancer):
+    """Media Streams upgrades (`GET /twilio/stream`) take their own turns, whatever else
+    connects in between (webhooks): a call's n-th stream then lands on a known backend, as
+    a real balancer may happen to place it."""
+
+    def __init__(self, port: int, backends: list[int]) -> None:
+        super().__init__(port, backends)
+        self._stream_turn = itertools.count()
+
+    def _first_choice(self, request_line: bytes) -> int:
+        if request_line.startswith(b"GET /twilio/stream"):
+            return next(self._stream_turn)
+        return super()._first_choice(request_line)

@@ -22,7 +22,10 @@ A call can have several streams in a row: pressing keys (DTMF) replaces the call
 old stream sends `stop` and a new one starts seconds later. The per-process `BridgeRegistry`
 therefore keys bridges by call id and re-attaches a new stream to the live bridge instead of
 starting a second conversation; the bridge itself is owned by the registry, not by the socket
-handler, so it survives the gap.
+handler, so it survives the gap. With several media pods behind one public URL that new stream
+may reach another pod: the re-connect's token names the owner (its internal URL), and a pod
+that is not the owner and has no live bridge for the call relays the stream there
+(`media.twilio.stream_relay`) instead of opening the call a second time.
 """
 
 from __future__ import annotations
@@ -41,12 +44,14 @@ from media.call import core_link
 from media.call.bridge import CallBridge
 from media.call.deps import BridgeDeps
 from media.codec import twilio_codec
+from media.twilio import stream_relay
 from media.twilio.webhooks import SIGNATURE_HEADER, signature_valid_for_websocket
 from telephony import stream_tokens
 
 logger = logging.getLogger(__name__)
 
 STREAM_PATH = "/twilio/stream"
+RELAYED = stream_relay.RELAYED_HEADER
 _START_TIMEOUT_S = 10.0
 _AMD_KEEP_S = 120.0  # an AMD result may beat the stream's start; keep it this long
 
@@ -113,6 +118,11 @@ class BridgeRegistry:
     @property
     def bridges(self) -> dict[str, CallBridge]:
         return self._bridges
+
+    def is_live(self, call_id: str) -> bool:
+        """Whether a bridge for the call runs here (a re-connect then attaches locally)."""
+        bridge = self._bridges.get(call_id)
+        return bridge is not None and not bridge.done
 
     def bind(self, deps: BridgeDeps) -> None:
         """Provide the shared dependencies (built in the app's lifespan, after routing)."""
@@ -208,18 +218,22 @@ class StreamEndpoint:
     `media.server` dispatches to it ahead of the Starlette app.
     """
 
-    def __init__(self, auth_token: str, public_base_url: str, registry: BridgeRegistry) -> None:
+    def __init__(
+        self, auth_token: str, public_base_url: str, registry: BridgeRegistry, internal_url: str
+    ) -> None:
         self._auth_token = auth_token
         self._signed_url = stream_url(public_base_url)
         self._stream_key = stream_tokens.stream_key(auth_token)
         self._registry = registry
+        self._internal_url = internal_url.rstrip("/")  # as it names this pod in tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "websocket" or (await receive())["type"] != "websocket.connect":
             return
         raw_query = scope.get("query_string", b"").decode("latin-1")
         url = self._signed_url + (f"?{raw_query}" if raw_query else "")
-        if not signature_valid_for_websocket(self._auth_token, url, _header(scope)):
+        signature = _header(scope, SIGNATURE_HEADER)
+        if not signature_valid_for_websocket(self._auth_token, url, signature):
             logger.warning("media stream upgrade with invalid signature")
             await send({"type": "websocket.close", "code": 1008})  # HTTP 403 before accept
             return
@@ -227,14 +241,25 @@ class StreamEndpoint:
         leg: WebSocketLeg | None = None
         bridge: CallBridge | None = None
         try:
-            start = await _read_start(receive)
+            opening: list[str | bytes] = []
+            start = await _read_start(receive, opening)
             if start is None:
                 return
             leg = WebSocketLeg(send, start.stream_sid)
+            call_id = start.custom_parameters.get("call_id", "")
             try:
-                bridge = self._open(start, leg)
+                owner = self._relay_target(
+                    self._check(start), call_id, relayed=_header(scope, RELAYED) is not None
+                )
+                if owner is not None:
+                    owner_url = owner + STREAM_PATH + (f"?{raw_query}" if raw_query else "")
+                    code = await stream_relay.relay(
+                        owner_url, signature, opening, receive, send, call_id
+                    )
+                    await leg.close(code)
+                    return
+                bridge = self._registry.open_stream(start, leg)
             except StreamRefused as exc:
-                call_id = start.custom_parameters.get("call_id", "")
                 logger.warning(
                     "media stream refused", extra={"call_id": call_id, "reason": exc.reason}
                 )
@@ -246,23 +271,43 @@ class StreamEndpoint:
                 bridge.stream_ended(leg)
             await (leg or WebSocketLeg(send, "")).close()
 
-    def _open(self, start: twilio_codec.Start, leg: WebSocketLeg) -> CallBridge:
-        """Check the stream's binding to its call (see the module docstring), then attach it."""
-        call_id = start.custom_parameters.get("call_id", "")
+    def _check(self, start: twilio_codec.Start) -> str | None:
+        """Check the stream's binding to its call (see the module docstring); return the
+        owner its token names (a DTMF re-connect's), else None."""
+        params = start.custom_parameters
+        call_id = params.get("call_id", "")
         if not call_id:
             raise StreamRefused("no call id")
-        token = start.custom_parameters.get(stream_tokens.PARAMETER)
+        token = params.get(stream_tokens.PARAMETER)
+        owner = params.get(stream_tokens.OWNER_PARAMETER)
         try:
-            stream_tokens.check(self._stream_key, token, call_id, start.call_sid, now=time.time())
+            return stream_tokens.check(
+                self._stream_key, token, call_id, start.call_sid, now=time.time(), owner=owner
+            )
         except stream_tokens.StreamTokenRefused as exc:
             raise StreamRefused(f"stream token {exc.reason}") from None
-        return self._registry.open_stream(start, leg)
+
+    def _relay_target(self, owner: str | None, call_id: str, *, relayed: bool) -> str | None:
+        """The owner to relay this stream to: a re-connect for another pod's call with no
+        live bridge here; None to handle it here. A relayed stream that lands on a pod that
+        does not own its call is refused rather than relayed again or opened a second time.
+
+        Raises:
+            StreamRefused: a relayed stream for a call this pod does not own.
+        """
+        if owner is None or owner == self._internal_url or self._registry.is_live(call_id):
+            return None
+        if relayed:
+            raise StreamRefused("relayed to a pod that does not own the call")
+        if not owner.startswith(("ws://", "wss://")):
+            raise StreamRefused("the owner is not a websocket URL")
+        return owner
 
 
-def _header(scope: Scope) -> str | None:
-    wanted = SIGNATURE_HEADER.lower().encode("latin-1")
-    for name, value in scope.get("headers", ()):
-        if name == wanted:
+def _header(scope: Scope, name: str) -> str | None:
+    wanted = name.lower().encode("latin-1")
+    for key, value in scope.get("headers", ()):
+        if key == wanted:
             return bytes(value).decode("latin-1")
     return None
 
@@ -272,15 +317,18 @@ def _payload(message: Message) -> str | bytes:
     return text if text is not None else message.get("bytes") or b""
 
 
-async def _read_start(receive: Receive) -> twilio_codec.Start | None:
-    """Skip `connected`; return the `start` (None if the stream never starts properly)."""
+async def _read_start(receive: Receive, opening: list[str | bytes]) -> twilio_codec.Start | None:
+    """Skip `connected`; return the `start` (None if the stream never starts properly).
+    What was read is appended to `opening`, for a relay to replay."""
     try:
         async with asyncio.timeout(_START_TIMEOUT_S):
             while True:
                 message = await receive()
                 if message["type"] != "websocket.receive":
                     return None
-                event = twilio_codec.parse(_payload(message))
+                payload = _payload(message)
+                opening.append(payload)
+                event = twilio_codec.parse(payload)
                 if isinstance(event, twilio_codec.Start):
                     return event
                 if not isinstance(event, twilio_codec.Connected):

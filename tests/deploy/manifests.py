@@ -136,6 +136,25 @@ def env_sources(objs: tuple[Obj, ...], container: Obj) -> dict[str, tuple[str, A
     return found
 
 
+_REFERENCE = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def composed_only(container: Obj) -> set[str]:
+    """Variables that exist only to build another one's value (`$(POD_IP)` in a later
+    variable): Kubernetes expands a reference to a variable defined earlier in `env`.
+
+    A reference to a variable that is not defined earlier fails the assertion: Kubernetes would
+    pass the text `$(NAME)` through unexpanded."""
+    defined: list[str] = []
+    used: set[str] = set()
+    for var in container.get("env", []):
+        for name in _REFERENCE.findall(var.get("value", "")):
+            assert name in defined, f"{var['name']} uses $({name}) before it is defined"
+            used.add(name)
+        defined.append(var["name"])
+    return used
+
+
 def _secret_keys(objs: tuple[Obj, ...], name: str) -> set[str]:
     secret = named(objs, "Secret", name)
     return set(secret.get("data", {})) | set(secret.get("stringData", {}))

@@ -129,8 +129,16 @@ def test_only_core_reaches_postgres() -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_gateway_and_media_cannot_reach_a_database(overlay: str) -> None:
     """In prod PostgreSQL is outside the cluster, so the egress rules are what keep gateway
-    and media off it: core on its gRPC port, DNS, and (media only) HTTPS to the providers."""
+    and media off it: core on its gRPC port, DNS, and (media only) HTTPS to the providers and
+    other media pods' media port (a DTMF re-connect relayed to the call's owner)."""
     objs = render(overlay)
     dns = {(ANY, 53)}
     assert egress_ports(objs, "gateway") == {("core", 50051)} | dns
-    assert egress_ports(objs, "media") == {("core", 50051), (ANY, 443)} | dns
+    assert egress_ports(objs, "media") == {("core", 50051), ("media", 8081), (ANY, 443)} | dns
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_media_pods_may_relay_to_each_other_on_the_media_port(overlay: str) -> None:
+    objs = render(overlay)
+    assert ("media", 8081) in egress_ports(objs, "media")
+    assert allowed_sources(objs, "media", 8081) & {"media", ANY}  # and the owner accepts it

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import pytest
 
+from media.settings import MediaSettings
 from tests.deploy.manifests import (
     OVERLAYS,
     callagent_containers,
+    composed_only,
     env_sources,
     external_secret_keys,
     render,
@@ -42,9 +44,41 @@ def test_every_variable_is_a_setting_of_its_process(overlay: str) -> None:
         (w["metadata"]["name"], name)
         for w, c, process in callagent_containers(objs)
         for name in env_sources(objs, c)
-        if name not in settings_env(process)
+        if name not in settings_env(process) and name not in composed_only(c)
     }
     assert unknown == set()
+
+
+def test_a_variable_used_before_it_is_defined_is_caught() -> None:
+    """`composed_only` can fail: Kubernetes leaves `$(POD_IP)` as text unless it comes first."""
+    container = {
+        "env": [
+            {"name": "MEDIA_INTERNAL_URL", "value": "ws://$(POD_IP):8081"},
+            {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        ]
+    }
+    with pytest.raises(AssertionError):
+        composed_only(container)
+    container["env"].reverse()
+    assert composed_only(container) == {"POD_IP"}
+    assert composed_only({"env": [{"name": "X", "value": "$$(POD_IP)"}]}) == set()  # escaped
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_media_pods_name_their_own_address_for_dtmf_relays(overlay: str) -> None:
+    """Each media pod's MEDIA_INTERNAL_URL is its pod IP on its media port, so a DTMF
+    re-connect relayed by another pod reaches exactly this pod (not the Service)."""
+    objs = render(overlay)
+    (media,) = [c for _, c, process in callagent_containers(objs) if process == "media.server"]
+    given = env_sources(objs, media)
+    assert given["POD_IP"] == ("fieldRef", {"fieldRef": {"fieldPath": "status.podIP"}})
+    kind, url = given["MEDIA_INTERNAL_URL"]
+    assert kind == "value" and composed_only(media) == {"POD_IP"}
+    port = given["CALLAGENT_MEDIA_PORT"][1]
+    assert url == f"ws://$(POD_IP):{port}"
+    assert [p["containerPort"] for p in media["ports"] if p["name"] == "http"] == [int(port)]
+    resolved = url.replace("$(POD_IP)", "10.0.3.7")
+    assert MediaSettings(media_internal_url=resolved).internal_url == f"ws://10.0.3.7:{port}"
 
 
 def test_a_misplaced_variable_is_caught() -> None:

@@ -160,12 +160,12 @@ def environ(env: dict[str, str]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def world() -> Iterator[World]:
+def world(balancer_type: type[Balancer] = Balancer) -> Iterator[World]:
     # Not under tmp_path: as root the embedded server runs as its own user.
     data_dir = pathlib.Path(tempfile.mkdtemp(prefix="callagent-chaos-"))
     env = base_env(data_dir)
     media_ports = [free_port(), free_port()]
-    balancer = Balancer(free_port(), media_ports)
+    balancer = balancer_type(free_port(), media_ports)
     try:
         with environ(env):
             dsn, key = asyncio.run(prepare(data_dir))

@@ -143,6 +143,34 @@ async def test_send_dtmf_plays_digits_then_reconnects_the_stream(
     assert fake.call(sid).digits == ["ww12#"]
 
 
+async def test_a_media_pods_dtmf_reconnect_names_it_as_the_owner_and_binds_it(
+    fake: FakeTwilioRest,
+) -> None:
+    owner = "ws://10.0.3.7:8081"
+    tel = TwilioTelephony(
+        fake.account_sid, fake.auth_token, FROM, PUBLIC, fake.base_url, stream_owner=owner
+    )
+    try:
+        sid = await tel.dial("call_7", TO)
+        first = {
+            p.get("name"): p.get("value") for p in _stream(fake.call(sid).form.get("Twiml") or "")
+        }
+        await tel.send_dtmf(sid, "call_7", "1")
+    finally:
+        await tel.aclose()
+    assert set(first) == {"call_id", "stream_token"}  # the first stream names no owner
+    (update,) = fake.updates
+    params = {p.get("name"): p.get("value") for p in _stream(update.form.get("Twiml") or "")}
+    assert set(params) == {"call_id", "stream_token", "stream_owner"}
+    assert params["stream_owner"] == owner
+    key = stream_tokens.stream_key(fake.auth_token)
+    token = params["stream_token"]
+    now = time.time()
+    assert stream_tokens.check(key, token, "call_7", sid, now=now, owner=owner) == owner
+    with pytest.raises(stream_tokens.StreamTokenRefused):
+        stream_tokens.check(key, token, "call_7", sid, now=now, owner="ws://10.0.9.9:8081")
+
+
 async def test_send_dtmf_refuses_unplayable_digits_without_calling_twilio(
     fake: FakeTwilioRest, adapter: TwilioTelephony
 ) -> None:

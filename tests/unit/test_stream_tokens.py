@@ -13,9 +13,18 @@ NOW = 1_700_000_000.0
 LATER = 1_700_000_600
 
 
-def refused(token: str | None, call_id: str = "call-1", sid: str = SID, now: float = NOW) -> str:
+OWNER = "ws://10.0.3.7:8081"
+
+
+def refused(
+    token: str | None,
+    call_id: str = "call-1",
+    sid: str = SID,
+    now: float = NOW,
+    owner: str | None = None,
+) -> str:
     with pytest.raises(stream_tokens.StreamTokenRefused) as info:
-        stream_tokens.check(KEY, token, call_id, sid, now=now)
+        stream_tokens.check(KEY, token, call_id, sid, now=now, owner=owner)
     return info.value.reason
 
 
@@ -50,7 +59,7 @@ def test_another_key_or_a_forged_token_is_refused() -> None:
 
 @pytest.mark.parametrize(
     "token",
-    ["v1", "v2.1.0.abc", "v1.x.0.abc", "v1.1.2.abc", "v1.1.0.a.b", "v1.-1.0.abc", "v1.１.0.abc"],
+    ["v1", "v2.1.0.abc", "v1.x.0.abc", "v1.1.3.abc", "v1.1.0.a.b", "v1.-1.0.abc", "v1.１.0.abc"],
 )
 def test_malformed_tokens_are_refused(token: str) -> None:
     assert refused(token) == "malformed"
@@ -70,3 +79,48 @@ def test_the_key_is_derived_not_the_secret_and_an_empty_secret_is_refused() -> N
     assert stream_tokens.stream_key("twilio-auth-token") == KEY
     with pytest.raises(ValueError):
         stream_tokens.stream_key("")
+
+
+def test_first_stream_and_sid_bound_tokens_are_what_they_were_before_owners() -> None:
+    """Tokens already in Twilio's hands (TwiML of live calls) keep verifying after a deploy."""
+    assert (
+        stream_tokens.mint(KEY, "call-1", expires_at=LATER)
+        == "v1.1700000600.0.0fwDm552IsTGeaMocy_REQbfYluwZ-XK649O2HqXJ1g"
+    )
+    assert (
+        stream_tokens.mint(KEY, "call-1", expires_at=LATER, call_sid=SID)
+        == "v1.1700000600.1.rwEOKvv53jyTlwBfCeNePMKLVQf8JXHcQwn-Z-qYEHk"
+    )
+
+
+def test_a_token_without_an_owner_binds_none_whatever_owner_is_claimed() -> None:
+    token = stream_tokens.mint(KEY, "call-1", expires_at=LATER, call_sid=SID)
+    assert stream_tokens.check(KEY, token, "call-1", SID, now=NOW) is None
+    # A stream_owner parameter added to it names no owner: nothing gets relayed on its say.
+    assert stream_tokens.check(KEY, token, "call-1", SID, now=NOW, owner=OWNER) is None
+
+
+def test_an_owner_bound_token_names_its_owner_and_only_that_one() -> None:
+    token = stream_tokens.mint(KEY, "call-1", expires_at=LATER, call_sid=SID, owner=OWNER)
+    assert token.split(".")[2] == "2"
+    assert stream_tokens.check(KEY, token, "call-1", SID, now=NOW, owner=OWNER) == OWNER
+    assert refused(token, owner="ws://169.254.169.254:80") == "mismatch"  # a tampered owner
+    assert refused(token, owner=OWNER + "/") == "mismatch"
+    assert refused(token, owner=None) == "mismatch"  # the owner parameter stripped
+    assert refused(token, owner=OWNER, sid=OTHER_SID) == "mismatch"
+    assert refused(token, owner=OWNER, call_id="call-2") == "mismatch"
+    assert refused(token, owner=OWNER, now=LATER) == "expired"
+
+
+def test_dropping_the_owner_flag_breaks_the_mac() -> None:
+    token = stream_tokens.mint(KEY, "call-1", expires_at=LATER, call_sid=SID, owner=OWNER)
+    version, expiry, _, mac = token.split(".")
+    assert refused(f"{version}.{expiry}.1.{mac}") == "mismatch"
+    assert refused(f"{version}.{expiry}.1.{mac}", owner=OWNER) == "mismatch"
+
+
+def test_only_a_reconnect_names_an_owner() -> None:
+    with pytest.raises(ValueError):
+        stream_tokens.mint(KEY, "call-1", expires_at=LATER, owner=OWNER)  # no SID yet
+    with pytest.raises(ValueError):
+        stream_tokens.mint(KEY, "call-1", expires_at=LATER, call_sid=SID, owner="")
