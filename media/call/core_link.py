@@ -234,7 +234,7 @@ class GrpcCoreLink:
             call_id=call_id, call_sid=call_sid, stream_sid=stream_sid, pod=pod
         )
         try:
-            first = await self._open()
+            first = await self._first_open()
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
             raise CoreLinkError(f"core did not accept the session ({_why(exc)})") from None
         self._runner = asyncio.create_task(self._run(), name="core-link")
@@ -334,6 +334,24 @@ class GrpcCoreLink:
             logger.warning("core link backlog full; report dropped", extra=self._log_extra)
             return
         self._wake.set()
+
+    async def _first_open(self) -> media_pb2.SessionResponse:
+        """The first attach. A core that dies under it (UNAVAILABLE: its stream reset) is
+        retried on any replica, with the re-attach's jittered backoff, while the attach
+        budget lasts; a refusal is final at once. Without this a call answered as a core
+        restarts would be hung up with no session at all."""
+        base, cap = self._retry
+        delay = base
+        deadline = time.monotonic() + self._attach_timeout_s
+        while True:
+            try:
+                return await self._open()
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() in _REFUSALS or time.monotonic() + delay >= deadline:
+                    raise
+                logger.info("core link attach failed: %s", _why(exc), extra=self._log_extra)
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, cap)
 
     async def _open(self) -> media_pb2.SessionResponse:
         """Open a session and attach; the first response (the task) is returned."""

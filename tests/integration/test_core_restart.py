@@ -391,3 +391,80 @@ async def test_a_call_survives_kill_9_of_its_core(
         "refused"
     )
     assert link.reattached == 1
+
+
+class CutFirstRpc:
+    """A TCP relay to core that drops its first connection the moment the first RPC's
+    HEADERS frame arrives (HTTP/2 frames are read one by one), as a core killed under an
+    attach does: the client sees UNAVAILABLE. Later connections pass untouched."""
+
+    PREFACE = 24  # b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    HEADERS = 0x1
+
+    def __init__(self, target_port: int) -> None:
+        self._target_port = target_port
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.cuts = 0
+        self.port = 0
+
+    async def __aenter__(self) -> CutFirstRpc:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target_port)
+        down = asyncio.create_task(self._pump(up_reader, writer))
+        self._tasks.add(down)
+        try:
+            if self.cuts == 0:
+                self.cuts = 1
+                up_writer.write(await reader.readexactly(self.PREFACE))
+                while True:
+                    head = await reader.readexactly(9)
+                    if head[3] == self.HEADERS:
+                        break
+                    up_writer.write(head + await reader.readexactly(int.from_bytes(head[:3])))
+                writer.transport.abort()
+                up_writer.transport.abort()
+                return
+            await self._pump(reader, up_writer)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+
+    @staticmethod
+    async def _pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        sink.close()
+
+
+async def test_an_attach_cut_by_a_dying_core_is_retried(db_dsn: str) -> None:
+    """A call answered while its core dies: the first attach fails with UNAVAILABLE and is
+    tried again (any replica; here the same one), rather than hanging the call up unheard."""
+    core = await start_core(db_dsn)
+    try:
+        call_id, sid = await live_call(core, await new_customer(core.pool))
+        async with CutFirstRpc(core.port) as relay, media_link(relay.port) as link:
+            task = await link.attach(call_id, sid, STREAM_SID, "media-a")
+            assert (task.call_id, relay.cuts) == (call_id, 1)
+            link.send_transcript(line("Hello, Luigi's.", 100))
+            await eventually(lambda: _transcript_is(core.pool, call_id, ["Hello, Luigi's."]))
+        owner = "SELECT owner_pod FROM calls WHERE call_id = $1"
+        assert await core.pool.fetchval(owner, call_id) == "media-a"
+    finally:
+        await core.stop(grace=1)
+
+
+async def _transcript_is(pool: asyncpg.Pool[Any], call_id: str, lines: list[str]) -> bool:
+    return await transcript(pool, call_id) == lines
