@@ -431,7 +431,7 @@ def test_two_of_everything_survive_kill_9_of_a_core_and_of_a_media_pod() -> None
             later = []
             for n in range(LATER):
                 body = {
-                    "target_phone": f"+155502{60 + n}",
+                    "target_phone": f"+155501{80 + n}",
                     "brief": "Table for 2 tomorrow at 19:00 under Anna",
                     "language": "en",
                     "kind": "restaurant_booking",
@@ -456,7 +456,13 @@ def test_two_of_everything_survive_kill_9_of_a_core_and_of_a_media_pod() -> None
                 now = [c for c in calls() if c["call_id"] in later]
                 return len(now) == LATER and all(c["outcome_type"] == "booked" for c in now)
 
-            poll(later_booked, timeout=120)
+            if not poll(later_booked, timeout=120, fail=False):
+                states = [
+                    (c["call_id"], c["status"], c["outcome_type"], c["outcome_summary"])
+                    for c in calls()
+                    if c["call_id"] in later
+                ]
+                pytest.fail(f"queued calls not booked: {states}\n{w.logs()}")
             booked = {
                 b["call_id"]
                 for b in apis[1].get("/v1/booking/bookings", params={"limit": 100}).json()
