@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import random
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal, Protocol
@@ -30,7 +29,7 @@ from callagent.v1 import media_pb2, media_pb2_grpc
 from google.protobuf import json_format
 
 from common.aio import cancel_and_wait
-from media.call import replay_log
+from media.call import link_retry, replay_log
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +235,9 @@ class GrpcCoreLink:
         try:
             first = await self._first_open()
         except (TimeoutError, grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
-            raise CoreLinkError(f"core did not accept the session ({_why(exc)})") from None
+            raise CoreLinkError(
+                f"core did not accept the session ({link_retry.why(exc)})"
+            ) from None
         self._runner = asyncio.create_task(self._run(), name="core-link")
         task = first.task
         return CallTask(
@@ -336,22 +337,21 @@ class GrpcCoreLink:
         self._wake.set()
 
     async def _first_open(self) -> media_pb2.SessionResponse:
-        """The first attach. A core that dies under it (UNAVAILABLE: its stream reset) is
-        retried on any replica, with the re-attach's jittered backoff, while the attach
-        budget lasts; a refusal is final at once. Without this a call answered as a core
-        restarts would be hung up with no session at all."""
-        base, cap = self._retry
-        delay = base
+        """The first attach, retried like a re-attach while its budget lasts when a core dies
+        under it (UNAVAILABLE), so a call answered during a core restart is not hung up."""
+        delays = link_retry.delays(*self._retry)
         deadline = time.monotonic() + self._attach_timeout_s
         while True:
             try:
                 return await self._open()
             except grpc.aio.AioRpcError as exc:
-                if exc.code() in _REFUSALS or time.monotonic() + delay >= deadline:
+                wait = next(delays)
+                if exc.code() in link_retry.REFUSALS or time.monotonic() + wait >= deadline:
                     raise
-                logger.info("core link attach failed: %s", _why(exc), extra=self._log_extra)
-            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            delay = min(delay * 2, cap)
+                logger.info(
+                    "core link attach failed: %s", link_retry.why(exc), extra=self._log_extra
+                )
+            await asyncio.sleep(wait)
 
     async def _open(self) -> media_pb2.SessionResponse:
         """Open a session and attach; the first response (the task) is returned."""
@@ -372,28 +372,29 @@ class GrpcCoreLink:
 
     async def _run(self) -> None:
         """Serve the session; re-open it whenever it breaks, until it ends cleanly."""
-        base, cap = self._retry
-        delay = base
+        delays = link_retry.delays(*self._retry)
         while True:
             served_at = time.monotonic()
             if await self._serve(self._call):
                 return
-            if time.monotonic() - served_at >= _STEADY_S:
-                delay = base  # a session that held a while: a fresh break, retry at once
+            if time.monotonic() - served_at >= link_retry.STEADY_S:
+                delays = link_retry.delays(*self._retry)  # it held a while: retry at once
             while True:
-                # Jittered, so the calls of a restarted replica do not all retry in step.
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, cap)
+                await asyncio.sleep(next(delays))
                 try:
                     await self._open()
                     break
                 except grpc.aio.AioRpcError as exc:
-                    if exc.code() in _REFUSALS:
+                    if exc.code() in link_retry.REFUSALS:
                         self._give_up(exc)
                         return
-                    logger.info("core link re-attach failed: %s", _why(exc), extra=self._log_extra)
+                    logger.info(
+                        "core link re-attach failed: %s", link_retry.why(exc), extra=self._log_extra
+                    )
                 except (TimeoutError, CoreLinkError, asyncio.InvalidStateError) as exc:
-                    logger.info("core link re-attach failed: %s", _why(exc), extra=self._log_extra)
+                    logger.info(
+                        "core link re-attach failed: %s", link_retry.why(exc), extra=self._log_extra
+                    )
             self.reattached += 1
             logger.info("core link re-attached", extra=self._log_extra)
 
@@ -475,32 +476,10 @@ class GrpcCoreLink:
         return True
 
     def _lost(self, exc: BaseException | None) -> None:
-        reason = _why(exc) if exc is not None else "core ended the session"
+        reason = link_retry.why(exc) if exc is not None else "core ended the session"
         logger.warning("core link lost, re-attaching: %s", reason, extra=self._log_extra)
 
     def _give_up(self, exc: BaseException) -> None:
         self._broken = True
-        logger.warning("core link refused: %s", _why(exc), extra=self._log_extra)
+        logger.warning("core link refused: %s", link_retry.why(exc), extra=self._log_extra)
         self._commands.put_nowait(None)
-
-
-# A session that breaks sooner than this after attaching (a core that accepts and then fails
-# every write) keeps backing off instead of retrying at full speed.
-_STEADY_S = 5.0
-
-# Re-attach answers that will not change by retrying: the call is gone or we may not attach.
-_REFUSALS = frozenset(
-    {
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.FAILED_PRECONDITION,
-    }
-)
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, grpc.aio.AioRpcError):
-        return f"{exc.code().name}: {exc.details() or ''}"[:200]
-    return type(exc).__name__
