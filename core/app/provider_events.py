@@ -4,7 +4,8 @@ Providers repeat and reorder callbacks, so a stale status (one the state machine
 longer allows) is logged and ignored rather than failing the callback; everything else
 goes through the same status change as any other (`CallService.transition`). A completed
 call that media attached to but has not reported on yet waits for that report, or for its
-session to be found lost, before it is charged (`_complete`). An AMD
+session to be found lost, before it is charged; one no media session ever attached to is
+failed, not charged (`_complete`). An AMD
 result also becomes a command to the call's media session, wherever the callback landed.
 """
 
@@ -17,6 +18,7 @@ from core.app import call_status, recordings, sessions
 from core.app.call_status import Change
 from core.app.calls import CallService
 from core.domain import call_states as st
+from core.domain import stuck_calls
 from core.domain.errors import CallagentError, not_found
 from core.store.sql import calls as sql
 
@@ -91,17 +93,18 @@ async def apply_provider_event(service: CallService, event: ProviderEvent) -> bo
 
 
 async def _complete(service: CallService, call_id: str, change: Change) -> bool:
-    """The carrier completed the call: settle it now, or, while media's outcome is still
-    due, keep the carrier's end on the row until the outcome or the session's loss settles
-    it (`call_states.completion_waits_for_outcome`). One row lock orders it against
-    `call_record.record_outcome`, so exactly one of the two completes the call."""
+    """The carrier completed the call: settle it as `call_states.on_carrier_completed`
+    says, or keep the carrier's end on the row until media's outcome or the session's loss
+    settles it. One row lock orders it against `call_record.record_outcome`, so exactly one
+    of the two completes the call."""
     async with service.pool.acquire() as conn, conn.transaction():
         row = await conn.fetchrow(sql.LOCK_FOR_CARRIER_END, call_id)
         if row is None:
             raise not_found("call")
-        if st.completion_waits_for_outcome(
+        target = st.on_carrier_completed(
             row["status"], media_attached=row["media_attached"], reported=row["reported"]
-        ):
+        )
+        if target is None:
             await conn.execute(
                 sql.RECORD_CARRIER_END, call_id, change.call_sid, change.duration_sec
             )
@@ -110,10 +113,15 @@ async def _complete(service: CallService, call_id: str, change: Change) -> bool:
                 extra={"call_id": call_id},
             )
             return True
+        if target == st.FAILED:
+            change = dataclasses.replace(
+                change, outcome_type="failed", outcome_summary=stuck_calls.NO_MEDIA_SUMMARY
+            )
+            log.warning("an answered call had no media session", extra={"call_id": call_id})
         return await call_status.transition_in(
             conn,
             call_id,
-            st.COMPLETED,
+            target,
             change,
             rate_cents_per_minute=service.policy.rate_cents_per_minute,
         )

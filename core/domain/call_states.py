@@ -82,14 +82,22 @@ def settlement(target: str) -> Literal["capture", "release"] | None:
     return None
 
 
-def completion_waits_for_outcome(status: str, *, media_attached: bool, reported: bool) -> bool:
-    """Whether the carrier's `completed` must wait for media's outcome before it settles.
+def on_carrier_completed(status: str, *, media_attached: bool, reported: bool) -> str | None:
+    """What the carrier's `completed` does to a call: COMPLETED (charged), FAILED (nothing
+    charged), or None to wait for media's outcome.
 
     Media reports an outcome before it closes a call's session, whatever ended the call. A
     call it attached to that the carrier ends with no outcome stored has its report on the
     way (milliseconds behind, or replayed by a session re-attaching after a core restart) or
     has lost its media pod, whose calls the carrier ends as their streams close. Charging at
-    once would bill a call whose agent vanished; so the call settles when the outcome lands
-    (completed, charged) or when the session is found lost (failed, released).
+    once would bill a call whose agent vanished; so it waits, and settles when the outcome
+    lands (completed, charged) or when the session is found lost (failed, released).
+
+    A call answered (Twilio's `completed` means answered) that no media session ever
+    attached to had no agent on it: its stream was refused (a draining media pod) or media
+    could not reach core. It fails, and nothing is charged. A call already over is left to
+    the state machine (COMPLETED: a repeat or a stale status).
     """
-    return status not in TERMINAL and media_attached and not reported
+    if status in TERMINAL or reported:
+        return COMPLETED
+    return None if media_attached else FAILED

@@ -13,6 +13,12 @@ from core.domain import call_states as st
 
 CLOSED = "closed by the reconciler"
 
+# A call the carrier completed that no media session ever attached to: no agent spoke on it.
+NO_MEDIA_SUMMARY = (
+    "answered, but no media session ever attached (the media server refused the stream "
+    "or could not reach core); nothing charged"
+)
+
 
 def stuck_summary(
     status: str,

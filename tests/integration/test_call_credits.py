@@ -78,6 +78,17 @@ async def test_randomized_sequence_with_restarts(db_dsn: str) -> None:
                         "SELECT call_sid FROM calls WHERE call_id = $1", call_id
                     )
                     if sid:
+                        # What media did on the call decides what `completed` does: nothing
+                        # (failed), attached only (it waits), attached and reported (charged).
+                        media = rng.choice(["none", "attached", "reported"])
+                        await core.pool.execute(
+                            """UPDATE calls SET media_session_seq = media_session_seq + 1,
+                                   outcome = coalesce(outcome, CASE WHEN $2 THEN '{}'::jsonb END)
+                               WHERE call_id = $1 AND $3""",
+                            call_id,
+                            media == "reported",
+                            media != "none",
+                        )
                         await apply_provider_event(
                             core.calls,
                             ProviderEvent(

@@ -15,6 +15,7 @@ from core.app import api_keys
 from core.main import Core
 from tests.conftest import INTERNAL_TOKEN, new_customer
 from tests.fakes.telephony import FakeTelephony
+from tests.integration.test_ask_user import session
 
 BODY = {"target_phone": "+15550100", "brief": "Table for 2 tomorrow at 19:00 under Anna"}
 
@@ -178,6 +179,9 @@ async def test_carrier_events_drive_the_call_and_capture(
     assert await report(channel, kind="status", call_sid=sid, status="ringing")
     assert await report(channel, kind="status", call_sid=sid, status="in_progress")
     assert not await report(channel, kind="status", call_sid=sid, status="ringing")  # stale
+    async with session(core, call_id) as media:  # the agent talked and reported
+        await media.next()
+        media.hung_up()
     assert await report(channel, kind="status", call_sid=sid, status="completed", duration_sec=61)
     assert not await report(channel, kind="status", call_sid=sid, status="completed")  # repeat
     assert not await report(channel, kind="status", call_sid=sid, status="failed")  # too late
@@ -198,6 +202,26 @@ async def test_carrier_events_drive_the_call_and_capture(
     assert got["has_recording"] is True
     assert got["recording_url"] == f"/calls/{call_id}/recording"
     assert await usage(core, customer.customer_id) == 20
+
+
+async def test_an_answered_call_no_media_attached_to_is_failed_not_charged(
+    http: httpx.AsyncClient, core: Core, channel: grpc.aio.Channel, customer: api_keys.CreatedKey
+) -> None:
+    """Its stream was refused (a draining media pod) or media could not reach core: no
+    agent ever spoke, so the carrier's `completed` fails it and nothing is charged."""
+    call = (await http.post("/calls", json=BODY, headers=key(customer))).json()["call"]
+    sid, call_id = call["call_sid"], call["call_id"]
+    assert await report(channel, kind="status", call_sid=sid, status="in_progress")
+    assert await report(channel, kind="status", call_sid=sid, status="completed", duration_sec=4)
+    got = (await http.get(f"/calls/{call_id}", headers=key(customer))).json()
+    assert (got["status"], got["outcome_type"], got["outcome_charge_cents"]) == (
+        "failed",
+        "failed",
+        0,
+    )
+    assert got["outcome_summary"].startswith("answered, but no media session ever attached")
+    assert got["duration_sec"] == 4 and got["ended_at"]
+    assert await usage(core, customer.customer_id) == 0
 
 
 async def test_internal_rpc_needs_internal_token(

@@ -82,19 +82,19 @@ def test_only_the_end_of_a_call_settles_its_reservation(
 
 
 @pytest.mark.parametrize(
-    ("status", "media_attached", "reported", "waits"),
+    ("status", "media_attached", "reported", "target"),
     [
-        (st.IN_PROGRESS, True, False, True),  # media's report due, or media gone
-        (st.RINGING, True, False, True),  # the in-progress callback came late
-        (st.IN_PROGRESS, True, True, False),  # the outcome is in: settle now
-        (st.IN_PROGRESS, False, False, False),  # no media ever attached: nothing to wait for
-        (st.FAILED, True, False, False),  # already over: the state machine decides
+        (st.IN_PROGRESS, True, False, None),  # media's report due, or media gone: wait
+        (st.RINGING, True, False, None),  # the in-progress callback came late
+        (st.IN_PROGRESS, True, True, st.COMPLETED),  # the outcome is in: charge
+        (st.IN_PROGRESS, False, False, st.FAILED),  # no agent ever ran: nothing charged
+        (st.RINGING, False, False, st.FAILED),
+        (st.FAILED, True, False, st.COMPLETED),  # already over: the state machine decides
     ],
 )
-def test_a_carrier_completion_waits_only_for_an_outcome_media_still_owes(
-    status: str, media_attached: bool, reported: bool, waits: bool
+def test_a_carrier_completion_charges_only_a_call_an_agent_reported_on(
+    status: str, media_attached: bool, reported: bool, target: str | None
 ) -> None:
     assert (
-        st.completion_waits_for_outcome(status, media_attached=media_attached, reported=reported)
-        is waits
+        st.on_carrier_completed(status, media_attached=media_attached, reported=reported) == target
     )
