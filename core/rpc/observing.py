@@ -10,8 +10,9 @@ drown the series that matter.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
@@ -58,6 +59,23 @@ class _Observed:
         self.span.end()
 
 
+@contextlib.contextmanager
+def _observing(
+    method: str, context: grpc.aio.ServicerContext[Any, Any], request: Any
+) -> Iterator[None]:
+    """One call served inside its span, accounted for however it ends."""
+    seen = _Observed(method, context, request)
+    failed: BaseException | None = None
+    try:
+        with trace.use_span(seen.span, end_on_exit=False):
+            yield
+    except BaseException as exc:
+        failed = exc
+        raise
+    finally:
+        seen.finish(failed)
+
+
 class ObservingInterceptor(grpc.aio.ServerInterceptor):
     async def intercept_service(
         self,
@@ -71,32 +89,16 @@ class ObservingInterceptor(grpc.aio.ServerInterceptor):
 
         def unary(inner: Any) -> handlers.Unary:
             async def observed(request: Any, context: handlers.Ctx) -> Any:
-                seen = _Observed(method, context, request)
-                failed: BaseException | None = None
-                try:
-                    with trace.use_span(seen.span, end_on_exit=False):
-                        return await inner(request, context)
-                except BaseException as exc:
-                    failed = exc
-                    raise
-                finally:
-                    seen.finish(failed)
+                with _observing(method, context, request):
+                    return await inner(request, context)
 
             return observed
 
         def streaming(inner: Any) -> handlers.Streaming:
             async def observed(request: Any, context: handlers.Ctx) -> AsyncIterator[Any]:
-                seen = _Observed(method, context, request)
-                failed: BaseException | None = None
-                try:
-                    with trace.use_span(seen.span, end_on_exit=False):
-                        async for item in inner(request, context):
-                            yield item
-                except BaseException as exc:
-                    failed = exc
-                    raise
-                finally:
-                    seen.finish(failed)
+                with _observing(method, context, request):
+                    async for item in inner(request, context):
+                        yield item
 
             return observed
 

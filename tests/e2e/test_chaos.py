@@ -326,19 +326,21 @@ def test_two_of_everything_survive_kill_9_of_a_core_and_of_a_media_pod() -> None
                             return True
                 return False
 
-            assert set_cap(CALLS)
-            ids: list[str] = []
-            for n in range(CALLS):
+            def place(n: int, phone: str) -> str:
+                """A booking call through gateway n % 2, queued; its call id."""
                 body = {
-                    "target_phone": f"+155501{60 + n}",
+                    "target_phone": phone,
                     "brief": "Table for 2 tomorrow at 19:00 under Anna",
                     "language": "en",
                     "kind": "restaurant_booking",
                     "ask_user_mode": "stream",
                 }
                 started = apis[n % 2].post("/calls", json=body)
-                assert started.status_code == 202, started.text  # queued
-                ids.append(started.json()["call_id"])
+                assert started.status_code == 202, started.text
+                return str(started.json()["call_id"])
+
+            assert set_cap(CALLS)
+            ids = [place(n, f"+155501{60 + n}") for n in range(CALLS)]
 
             def calls() -> list[dict[str, Any]]:
                 found = []
@@ -428,17 +430,7 @@ def test_two_of_everything_survive_kill_9_of_a_core_and_of_a_media_pod() -> None
             # 3. kill -9 the drainer's leader while calls wait in the queue (the cap holds
             # them), restart it, then let them go: the core now leading dials each once.
             assert set_cap(1)
-            later = []
-            for n in range(LATER):
-                body = {
-                    "target_phone": f"+155501{80 + n}",
-                    "brief": "Table for 2 tomorrow at 19:00 under Anna",
-                    "language": "en",
-                    "kind": "restaurant_booking",
-                }
-                started = apis[n % 2].post("/calls", json=body)
-                assert started.status_code == 202, started.text
-                later.append(started.json()["call_id"])
+            later = [place(n, f"+155501{80 + n}") for n in range(LATER)]
             ids += later
 
             def one_dialed_rest_wait() -> bool:
