@@ -28,7 +28,6 @@ import pathlib
 import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -39,23 +38,13 @@ import httpx
 import psutil
 
 from core.store import database
+from tests.conftest import free_port
+from tests.e2e.test_make_run import PORTS, STRIPPED, STRIPPED_NAMES, TERMINAL
 
 CALLS = int(os.environ.get("BENCH_CALL_COST_CALLS", "5"))
 STATEMENTS = os.environ.get("BENCH_CALL_COST_STATEMENTS") == "1"
 NUMBER = "+15550100"  # the shipped trattoria: books a table it has room for
 BRIEF = "Table for 2 tomorrow at 19:00 under Anna"
-TERMINAL = {"completed", "busy", "no_answer", "failed", "cancelled"}
-PORTS = (
-    "CALLAGENT_GRPC_PORT",
-    "CALLAGENT_HTTP_PORT",
-    "CALLAGENT_MEDIA_PORT",
-    "SIM_TWILIO_PORT",
-    "SIM_GEMINI_PORT",
-    "SIM_DEEPGRAM_PORT",
-    "SIM_DEEPGRAM_HTTP_PORT",
-    "SIM_GEMINI_REST_PORT",
-)
-STRIPPED = ("TWILIO_", "GEMINI_", "DEEPGRAM_", "CALLAGENT_", "SIM_", "ANALYSIS_")
 CHILDREN = {
     "core.main": "core",
     "gateway.main": "gateway",
@@ -71,12 +60,6 @@ SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_databas
        pg_current_wal_lsn() - '0/0'::pg_lsn AS wal_bytes,
        (SELECT wal_records FROM pg_stat_wal) AS wal_records
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _processes(stack_pid: int, data_dir: pathlib.Path) -> dict[str, list[psutil.Process]]:
@@ -203,9 +186,12 @@ async def _measure(data_dir: pathlib.Path, stack_pid: int, gateway: str, key: st
 
 async def run() -> None:
     data_dir = pathlib.Path(tempfile.mkdtemp(prefix="callagent-bench-call-cost-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(STRIPPED)}
-    env.pop("DATABASE_URL", None)
-    env |= {name: str(_free_port()) for name in PORTS}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(STRIPPED) and k not in STRIPPED_NAMES
+    }
+    env |= {name: str(free_port()) for name in PORTS}
     env |= {"CALLAGENT_DATA_DIR": str(data_dir), "SIM_SPEED": "10", "SIM_WORD_MS": "150"}
     env |= {"PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
