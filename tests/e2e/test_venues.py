@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import datetime
 import pathlib
@@ -64,10 +65,24 @@ class World_:
     customer: api_keys.CreatedKey
     world: World
     agents: SimAgents
+    gateway_url: str
+    media_url: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"X-API-Key": self.customer.api_key}
 
 
 @pytest.fixture(scope="module")
 async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
+    async with venue_stack(admin_dsn, template_db) as world:
+        yield world
+
+
+@contextlib.asynccontextmanager
+async def venue_stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
+    """The whole product in one process on loopback ports, on a fresh copy of the test
+    database, with every provider simulated; also used by `test_observability`."""
     import uuid
 
     import asyncpg
@@ -125,13 +140,13 @@ async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
         )
         try:
             async with (
-                serve_asgi(create_media(media, twilio), port=media_port),
+                serve_asgi(create_media(media, twilio), port=media_port) as media_url,
                 serve_asgi(create_gateway(make_gateway_settings(core.port))) as gateway_url,
                 httpx.AsyncClient(base_url=gateway_url, timeout=30) as http,
             ):
                 customer = await new_customer(core.pool, quota=1_000_000)
                 await core.pool.execute("UPDATE customers SET max_concurrent_calls = 20")
-                yield World_(http, core, rest, customer, world, agents)
+                yield World_(http, core, rest, customer, world, agents, gateway_url, media_url)
         finally:
             await carrier.aclose()
             await core.stop(grace=1)
@@ -143,7 +158,7 @@ async def place(
     world: World_, number: str, brief: str, *, answer: str | None = None, **extra: Any
 ) -> dict[str, Any]:
     """Start a call, answer any ask_user with `answer`, wait for its end; return details."""
-    headers = {"X-API-Key": world.customer.api_key}
+    headers = world.headers
     body = {
         "target_phone": number,
         "brief": brief,

@@ -10,18 +10,12 @@ queue for the queue series.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import io
 import json
 import logging
-import pathlib
-import shutil
-import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from opentelemetry import trace
@@ -29,40 +23,21 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import SecretStr
 
 from common import logs
 from common.metrics_server import MetricsServer
 from core import main as server
-from core.store import database
 from gateway.app import create_app as create_gateway
-from media.server import create_app as create_media
-from media.settings import MediaSettings
-from sim.agent_session import SimAgents
-from sim.carrier import SimCarrier
-from sim.deepgram_server import FakeDeepgram
-from sim.gemini_live_server import FakeGeminiLive
-from sim.settings import ensure_tls_files
-from sim.twilio_rest import FakeTwilioRest
-from sim.world import World, WorldTranscripts
-from telephony.settings import TwilioSettings
 from tests.conftest import (
-    INTERNAL_TOKEN,
-    assert_twilio_wire_clean,
     eventually,
-    free_port,
     make_gateway_settings,
     make_settings,
     new_customer,
     serve_asgi,
 )
+from tests.e2e.test_venues import World_, place, venue_stack
 from tests.fakes.telephony import FakeTelephony
 
-ACCOUNT = "AC" + "0b5e" * 8
-TOKEN = "observe-twilio-token"
-GEMINI_KEY = "observe-gemini-key"
-DEEPGRAM_KEY = "observe-deepgram-key"
-TERMINAL = {"completed", "busy", "no_answer", "failed", "cancelled"}
 BRIEF = "Table for 2 tomorrow at 19:00 under Anna"
 
 pytestmark = pytest.mark.timeout(240)
@@ -121,15 +96,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
 
 
-@dataclasses.dataclass
-class Stack:
-    http: httpx.AsyncClient
-    gateway_url: str
-    media_url: str
-    core: server.Core
-    headers: dict[str, str]
-
-
 class Lines(logging.Handler):
     """Every log line as the JSON formatter renders it, call fields included."""
 
@@ -161,99 +127,15 @@ def log_lines() -> Iterator[Lines]:
 
 
 @pytest.fixture(scope="module")
-async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[Stack]:
+async def stack(admin_dsn: str, template_db: str) -> AsyncIterator[World_]:
+    """The venue tests' in-process stack (its TwiML's traceparent parameter included in
+    the Twilio wire check), traced from its start."""
     _install_tracer()
-    name = f"obs_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-    await admin.close()
-    dsn = database.with_database(admin_dsn, name)
-    tmp = pathlib.Path(tempfile.mkdtemp(prefix="callagent-obs-"))
-    tls = ensure_tls_files(tmp)
-    world = World(speed=10.0, word_ms=150.0)
-    agents = SimAgents(world, customer_timeout_s=60)
-    media_port = free_port()
-    async with (
-        FakeTwilioRest(ACCOUNT, TOKEN) as rest,
-        FakeGeminiLive(
-            api_key=GEMINI_KEY,
-            agent=agents,
-            cert_chain_file=str(tls.cert_chain_file),
-            ca_file=str(tls.ca_file),
-        ) as gemini,
-        FakeDeepgram(DEEPGRAM_KEY, source=WorldTranscripts(world)) as deepgram,
-    ):
-        carrier = SimCarrier(rest, world=world, talk_seconds=1.0)
-        twilio = TwilioSettings(
-            twilio_account_sid=ACCOUNT,
-            twilio_auth_token=TOKEN,
-            twilio_api_base_url=rest.base_url,
-            public_base_url=f"http://127.0.0.1:{media_port}",
-        )
-        settings = make_settings(**twilio.model_dump(), events_close_after_outcome_sec=0.5)
-        core = await server.start(settings, dsn=dsn, port=0)
-        media = MediaSettings(
-            core_grpc_target=f"127.0.0.1:{core.port}",
-            internal_token=INTERNAL_TOKEN,
-            gemini_api_key=SecretStr(GEMINI_KEY),
-            gemini_base_url=gemini.base_url,
-            gemini_ca_file=str(tls.ca_file),
-            deepgram_api_key=SecretStr(DEEPGRAM_KEY),
-            deepgram_ws_base=deepgram.ws_base,
-            deepgram_http_base=deepgram.http_base,
-        )
-        try:
-            async with (
-                serve_asgi(create_media(media, twilio), port=media_port) as media_url,
-                serve_asgi(create_gateway(make_gateway_settings(core.port))) as gateway_url,
-                httpx.AsyncClient(base_url=gateway_url, timeout=30) as http,
-            ):
-                customer = await new_customer(core.pool, quota=1_000_000)
-                headers = {"X-API-Key": customer.api_key}
-                yield Stack(http, gateway_url, media_url, core, headers)
-        finally:
-            await carrier.aclose()
-            await core.stop(grace=1)
-            shutil.rmtree(tmp, ignore_errors=True)
-        assert_twilio_wire_clean(carrier)  # the TwiML's traceparent parameter included
+    async with venue_stack(admin_dsn, template_db) as world:
+        yield world
 
 
-async def place(stack: Stack, number: str, *, answer: str | None = None) -> dict[str, Any]:
-    """Start a call through the gateway, answer its questions, wait for its end."""
-    body = {
-        "target_phone": number,
-        "brief": BRIEF,
-        "ask_user_mode": "stream",
-        "language": "en",
-        "kind": "restaurant_booking",
-    }
-    started = await stack.http.post("/calls", json=body, headers=stack.headers)
-    assert started.status_code == 201, started.text
-    call_id = started.json()["call"]["call_id"]
-    answered: set[str] = set()
-    async with asyncio.timeout(180):
-        while True:
-            call = (await stack.http.get(f"/calls/{call_id}", headers=stack.headers)).json()
-            if answer is not None:
-                for row in await stack.core.pool.fetch(
-                    "SELECT request_id FROM ask_user_requests "
-                    "WHERE call_id = $1 AND status = 'pending'",
-                    call_id,
-                ):
-                    if row["request_id"] not in answered:
-                        answered.add(row["request_id"])
-                        reply = await stack.http.post(
-                            f"/calls/{call_id}/answer",
-                            json={"answer": answer, "request_id": row["request_id"]},
-                            headers=stack.headers,
-                        )
-                        assert reply.json() == {"delivered": True}
-            if call["status"] in TERMINAL and call["outcome_type"]:
-                return dict(call)
-            await asyncio.sleep(0.2)
-
-
-async def follow_events(stack: Stack, call_id: str, opened: asyncio.Event) -> int:
+async def follow_events(stack: World_, call_id: str, opened: asyncio.Event) -> int:
     """Read the call's SSE stream to its end (core closes it after the outcome)."""
     url = f"/calls/{call_id}/events"
     frames = 0
@@ -265,7 +147,7 @@ async def follow_events(stack: Stack, call_id: str, opened: asyncio.Event) -> in
     return frames
 
 
-async def first_call_id(stack: Stack, number: str) -> str:
+async def first_call_id(stack: World_, number: str) -> str:
     """The id of the newest call to `number` once it exists (the SSE follower needs it)."""
     row = None
 
@@ -285,7 +167,7 @@ def spans_of(trace_id: int) -> list[ReadableSpan]:
     return [s for s in SPANS.get_finished_spans() if s.context.trace_id == trace_id]
 
 
-async def test_a_call_shows_in_metrics_logs_and_one_trace(stack: Stack, log_lines: Lines) -> None:
+async def test_a_call_shows_in_metrics_logs_and_one_trace(stack: World_, log_lines: Lines) -> None:
     metrics_urls = {
         "gateway": f"{stack.gateway_url}/metrics",
         "media": f"{stack.media_url}/metrics",
@@ -296,7 +178,7 @@ async def test_a_call_shows_in_metrics_logs_and_one_trace(stack: Stack, log_line
     SPANS.clear()
 
     number = "+15550102"  # the venue offers another time: the agent asks the customer
-    placing = asyncio.create_task(place(stack, number, answer="yes"))
+    placing = asyncio.create_task(place(stack, number, BRIEF, answer="yes"))
     call_id = await first_call_id(stack, number)
     opened = asyncio.Event()
     following = asyncio.create_task(follow_events(stack, call_id, opened))
@@ -377,13 +259,13 @@ async def test_a_call_shows_in_metrics_logs_and_one_trace(stack: Stack, log_line
     }
 
 
-async def _sse_closed(stack: Stack, url: str) -> bool:
+async def _sse_closed(stack: World_, url: str) -> bool:
     return total(await scrape(stack.http, url), "callagent_sse_streams") == 0
 
 
-async def test_barge_in_clear_latency_is_measured(stack: Stack) -> None:
+async def test_barge_in_clear_latency_is_measured(stack: World_) -> None:
     before = await scrape(stack.http, f"{stack.media_url}/metrics")
-    call = await place(stack, "+15550109")  # the venue talks over the agent
+    call = await place(stack, "+15550109", BRIEF)  # the venue talks over the agent
     assert call["outcome_type"] == "booked"
     after = await scrape(stack.http, f"{stack.media_url}/metrics")
     name = "callagent_playout_clear_seconds_count"
