@@ -87,18 +87,22 @@ def alive(pids: set[int]) -> set[int]:
     return running
 
 
-async def test_a_killed_child_is_restarted_and_the_others_keep_running() -> None:
-    lines = Lines()
-    ready = asyncio.Event()
-    stop = asyncio.Event()
-    sup = supervisor.Supervisor(
-        [server("core", free_port()), server("gateway", free_port())],
-        os.environ,
-        policy=FAST,
-        say=lines.say,
-    )
+async def supervising(
+    services: list[supervisor.Service], lines: Lines
+) -> tuple[supervisor.Supervisor, asyncio.Event, asyncio.Task[int]]:
+    """A supervisor running `services` (until its stop event is set), once all serve."""
+    ready, stop = asyncio.Event(), asyncio.Event()
+    sup = supervisor.Supervisor(services, os.environ, policy=FAST, say=lines.say)
     running = asyncio.create_task(sup.run(stop, ready.set))
     await asyncio.wait_for(ready.wait(), timeout=20)
+    return sup, stop, running
+
+
+async def test_a_killed_child_is_restarted_and_the_others_keep_running() -> None:
+    lines = Lines()
+    sup, stop, running = await supervising(
+        [server("core", free_port()), server("gateway", free_port())], lines
+    )
     before = sup.pids()
     os.kill(before["core"], signal.SIGKILL)
     await lines.wait_for(r"^core exited with -9 \(SIGKILL\); restarting in 0\.05 s$")
@@ -116,16 +120,9 @@ async def test_a_crash_looping_child_is_given_up_on_and_the_rest_keep_running(
     tmp_path: pathlib.Path,
 ) -> None:
     lines = Lines()
-    ready = asyncio.Event()
-    stop = asyncio.Event()
-    sup = supervisor.Supervisor(
-        [crasher("media", tmp_path / "media-ready"), server("gateway", free_port())],
-        os.environ,
-        policy=FAST,
-        say=lines.say,
+    sup, stop, running = await supervising(
+        [crasher("media", tmp_path / "media-ready"), server("gateway", free_port())], lines
     )
-    running = asyncio.create_task(sup.run(stop, ready.set))
-    await asyncio.wait_for(ready.wait(), timeout=20)
     gateway = sup.pids()["gateway"]
     await lines.wait_for(r"^media exited with 2; restarting in 0\.05 s$")
     await lines.wait_for(r"^media exited with 2; restarting in 0\.1 s$")
@@ -162,16 +159,9 @@ async def _never() -> bool:
 
 async def test_a_child_that_ends_with_the_stop_is_not_taken_for_a_crash() -> None:
     lines = Lines()
-    ready = asyncio.Event()
-    stop = asyncio.Event()
-    sup = supervisor.Supervisor(
-        [server("core", free_port()), server("gateway", free_port())],
-        os.environ,
-        policy=FAST,
-        say=lines.say,
+    sup, stop, running = await supervising(
+        [server("core", free_port()), server("gateway", free_port())], lines
     )
-    running = asyncio.create_task(sup.run(stop, ready.set))
-    await asyncio.wait_for(ready.wait(), timeout=20)
     pids = sup.pids()
     # Ctrl-C reaches the child and the supervisor at once; the child may be seen to exit
     # first. The stop comes 50 ms after the exit here, well inside EXIT_GRACE_SEC.
