@@ -362,7 +362,7 @@ async def _run(calls: int, seconds: float) -> dict[str, Any]:
     env = dict(os.environ)
     deepgram = None
     if WITH_DEEPGRAM:
-        from tests.fakes.deepgram import FakeDeepgram
+        from sim.deepgram_server import FakeDeepgram
 
         deepgram = FakeDeepgram()
         await deepgram.start()

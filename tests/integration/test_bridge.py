@@ -38,10 +38,10 @@ from media.providers.agent_prompt import ANSWER_PREFIX, GUIDANCE_PREFIX
 from media.server import create_app
 from media.settings import MediaSettings
 from media.twilio.webhooks import TelephonyEvent
+from sim.deepgram_server import FakeDeepgram, ScriptedUtterance
 from telephony.settings import TwilioSettings
 from tests.conftest import INTERNAL_TOKEN, eventually, free_port, serve_asgi
 from tests.fakes.core_link import InMemoryCore, InMemoryCoreLink
-from tests.fakes.deepgram import FakeDeepgram, ScriptedUtterance
 from tests.fakes.gemini_live import FakeGeminiLive, either_case
 from tests.fakes.telephony import FakeTelephony
 from tests.fakes.twilio_stream import TwilioStreamClient

@@ -24,7 +24,7 @@ from media.providers.deepgram_ear import (
     SpeechStarted,
     UtteranceEnd,
 )
-from tests.fakes.deepgram import FakeDeepgram
+from sim.deepgram_server import FakeDeepgram
 
 SILENCE_20MS = b"\xff" * 160
 

@@ -16,7 +16,7 @@ from media.call.core_link import CallTask
 from media.call.sessions import supervisor_ear
 from media.providers.deepgram_ear import CalleeTranscript, DeepgramConfig, DeepgramEar, EarLost
 from media.settings import MediaSettings
-from tests.fakes.deepgram import FakeDeepgram, ListenSession, ScriptedUtterance
+from sim.deepgram_server import FakeDeepgram, ListenSession, ScriptedUtterance
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -18,7 +18,7 @@ from websockets.exceptions import InvalidStatus
 
 from media.providers.deepgram_ear import DeepgramConfig
 from sim import deepgram_rules
-from tests.fakes.deepgram import FakeDeepgram
+from sim.deepgram_server import FakeDeepgram
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -31,13 +31,13 @@ from media.settings import MediaSettings
 from media.twilio.stream_endpoint import stream_url
 from media.twilio.stream_relay import RELAYED_HEADER
 from sim.carrier import Verb, parse_twiml
+from sim.deepgram_server import FakeDeepgram
 from sim.twilio_rest import FakeTwilioRest
 from telephony import stream_tokens
 from telephony.settings import TwilioSettings
 from telephony.twilio_rest import TwilioTelephony
 from tests.conftest import INTERNAL_TOKEN, free_port, serve_asgi
 from tests.fakes.core_link import InMemoryCore, InMemoryCoreLink
-from tests.fakes.deepgram import FakeDeepgram
 from tests.fakes.gemini_live import FakeGeminiLive
 from tests.fakes.twilio_stream import TwilioStreamClient
 from tests.integration import test_bridge
